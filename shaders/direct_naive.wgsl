@@ -1,0 +1,84 @@
+// direct_naive — exact f32 convolution, one output per invocation, reading input and weight
+// straight from global memory. Kept only as the benchmarks' "untiled" row, to show what the
+// tiling of `direct` gains; `direct` is the baseline every speedup is quoted against.
+//
+// Bindings (group 0):
+//   0 params: uniform Params (the same struct as `direct`; the tile counts are unused)
+//   1 input:  array<f32>, [N, C, H, W] (conv1d: H = 1), NCHW
+//   2 weight: array<f32>, [O, C/groups, KH, KW], OIHW as given by the user
+//   3 bias:   array<f32>, [O] (zeros when the layer has none)
+//   4 output: array<f32>, [N, O, OH, OW], NCHW
+// Invocations: linear index (wid.x + wid.y·num_workgroups.x)·256 + local index over N·O·OH·OW.
+// CPU mirror: reference::conv_reference.
+
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+
+struct Params {
+    batch: u32,
+    in_channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_channels: u32,
+    out_h: u32,
+    out_w: u32,
+    groups: u32,
+    stride_h: u32,
+    stride_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    in_per_group: u32,
+    out_per_group: u32,
+    k_len: u32,
+    q_len: u32,
+    m_tiles: u32,
+    n_tiles: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> output: array<f32>;
+
+@compute @workgroup_size(256)
+fn direct_naive(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let positions = params.out_h * params.out_w;
+    if idx >= params.q_len * params.out_channels {
+        return;
+    }
+    let p = idx % positions;
+    let o = (idx / positions) % params.out_channels;
+    let n = idx / (positions * params.out_channels);
+    let oy = p / params.out_w;
+    let ox = p % params.out_w;
+    let g = o / params.out_per_group;
+    let plane = params.in_h * params.in_w;
+    var acc = 0.0;
+    for (var ci = 0u; ci < params.in_per_group; ci++) {
+        let c = g * params.in_per_group + ci;
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy * params.stride_h + ky * params.dilation_h) - i32(params.pad_top);
+            if iy < 0 || u32(iy) >= params.in_h {
+                continue;
+            }
+            for (var kx = 0u; kx < KW; kx++) {
+                let ix = i32(ox * params.stride_w + kx * params.dilation_w) - i32(params.pad_left);
+                if ix < 0 || u32(ix) >= params.in_w {
+                    continue;
+                }
+                let xv = input[(n * params.in_channels + c) * plane + u32(iy) * params.in_w + u32(ix)];
+                let wv = weight[((o * params.in_per_group + ci) * KH + ky) * KW + kx];
+                acc = fma(xv, wv, acc);
+            }
+        }
+    }
+    output[idx] = acc + bias[o];
+}

@@ -1,0 +1,114 @@
+//! The library's one error type.
+//!
+//! Every fallible public function returns [`Result<T>`]. Each variant says what went wrong and
+//! carries the offending value and, where one applies, the limit it broke, so a message can be
+//! acted on without reading the source.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in maddconv.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The convolution parameters contradict each other or the tensors (zero sizes, a window
+    /// larger than the padded input, channels not divisible by groups, ...).
+    /// Fix the spec or the tensors; the message names the value at fault.
+    #[error("invalid convolution: {0}")]
+    Spec(String),
+
+    /// A tensor has the wrong rank or shape for the operation.
+    /// The message names the tensor, its shape and the shape expected.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+
+    /// A value is larger than a limit of the device or of 32-bit shader index arithmetic.
+    /// Use a smaller batch or layer, or an adapter with larger limits.
+    #[error("{what} is {value}, above the limit of {limit} ({why})")]
+    TooLarge {
+        /// What was measured, e.g. "input buffer size in bytes".
+        what: String,
+        /// The measured value.
+        value: u64,
+        /// The limit it exceeds.
+        limit: u64,
+        /// Which limit it is, e.g. "max_storage_buffer_binding_size of this adapter".
+        why: String,
+    },
+
+    /// A tensor contains NaN or infinity where finite values are required.
+    #[error("{what} contains a non-finite value {value} at flat index {index}")]
+    NonFinite {
+        /// The tensor at fault.
+        what: String,
+        /// Flat (C-order) index of the first offending element.
+        index: usize,
+        /// The offending value.
+        value: f32,
+    },
+
+    /// An invalid argument that is not a shape or convolution problem (e.g. zero codebooks).
+    #[error("invalid argument: {0}")]
+    Argument(String),
+
+    /// Reading or writing a file failed at the operating-system level.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A `.npy` file is malformed or of an unsupported kind (dtype, order).
+    /// Save float32 C-order arrays, e.g. `np.save(path, x.astype(np.float32))`.
+    #[error("{}: {message}", path.display())]
+    Npy {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A table file (`.safetensors`) is corrupt, truncated, of another format version, or
+    /// inconsistent with itself. Re-create it with `maddconv train`.
+    #[error("table file {}: {message}", path.display())]
+    TableFile {
+        /// The file involved (empty when loading from memory).
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// No GPU adapter could be found (or none of the requested backend).
+    /// Check drivers, or `WGPU_BACKEND`; on a machine without a GPU install a software Vulkan
+    /// driver (Mesa's lavapipe).
+    #[error("no GPU adapter found: {0}")]
+    NoAdapter(String),
+
+    /// The adapter refused to create a device with the features and limits asked for.
+    #[error("could not create a GPU device: {0}")]
+    RequestDevice(String),
+
+    /// The GPU reported an error (validation, out of memory, lost device, failed mapping).
+    /// This is a bug in maddconv or a driver problem unless the message says otherwise.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    /// Learning the tables failed (e.g. no training windows, a singular system).
+    #[error("training failed: {0}")]
+    Training(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! # maddconv
+//!
+//! Trained convolution layers made cheaper by replacing multiply-adds with learned table
+//! look-ups (MADDNESS, Blalock & Guttag, ICML 2021), run as WGSL compute shaders through wgpu
+//! on any GPU, next to an exact direct-convolution kernel on the same adapter.
+//!
+//! Modules:
+//! * [`spec`] — convolution parameters and shape arithmetic (PyTorch/ONNX conventions).
+//! * [`tensor`] — dense f32 tensors and `.npy` files.
+//! * [`reference`] — the exact CPU convolution in f64 (the oracle).
+//! * [`gpu`] — GPU context and the kernels' host code.
+//! * [`data`] — layer folders (`layer.json` + `.npy` files).
+
+pub mod data;
+pub mod error;
+pub mod gpu;
+pub mod maddness;
+pub mod reference;
+pub mod spec;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use spec::{ConvKind, ConvSpec, Geometry};
+pub use tensor::Tensor;

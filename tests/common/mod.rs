@@ -1,0 +1,88 @@
+//! Shared test helpers: one GPU context per test binary, the data folders, comparisons that
+//! name the index and both values on failure.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use maddconv::gpu::{Context, ContextOptions};
+
+/// The GPU context shared by the tests of this binary, or `None` (with a loud line on stderr)
+/// when there is no adapter. With `MADDCONV_REQUIRE_GPU=1` a missing adapter fails the test.
+pub fn gpu() -> Option<&'static Context> {
+    static CTX: OnceLock<Result<Context, String>> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| {
+        Context::new_blocking(ContextOptions::default()).map_err(|e| e.to_string())
+    });
+    match ctx {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if std::env::var("MADDCONV_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("MADDCONV_REQUIRE_GPU=1 but no GPU context could be created: {e}");
+            }
+            eprintln!("!!!!! SKIPPED: no GPU adapter ({e}); set MADDCONV_REQUIRE_GPU=1 to fail instead");
+            None
+        }
+    }
+}
+
+/// The real-data folder (`../shared/data` beside the repository, or `MADDCONV_DATA`), or
+/// `None` with a loud line when absent. With `MADDCONV_REQUIRE_DATA=1` its absence fails.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("MADDCONV_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    if dir.join("layers").is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("MADDCONV_REQUIRE_DATA").as_deref() == Ok("1") {
+        panic!(
+            "MADDCONV_REQUIRE_DATA=1 but the data folder {} is missing",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "!!!!! SKIPPED the full-data part: {} not found (set MADDCONV_DATA); \
+         set MADDCONV_REQUIRE_DATA=1 to fail instead",
+        dir.display()
+    );
+    None
+}
+
+/// The small real fixtures kept in the repository.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Layer folders to test: the repository's fixtures plus every layer of the shared data.
+pub fn layer_dirs() -> Vec<maddconv::data::LayerDir> {
+    let mut v = maddconv::data::LayerDir::list(fixtures().join("layers")).expect("fixtures");
+    if let Some(d) = shared_data() {
+        v.extend(maddconv::data::LayerDir::list(d.join("layers")).expect("shared layers"));
+    }
+    v
+}
+
+/// Relative L2 error with the worst element named, failing above `tol`.
+pub fn assert_close(what: &str, computed: &[f32], expected: &[f32], tol: f64) {
+    assert_eq!(computed.len(), expected.len(), "{what}: length differs");
+    if let Some(i) = computed.iter().position(|v| !v.is_finite()) {
+        panic!(
+            "{what}: non-finite value {} at index {i} (expected {})",
+            computed[i], expected[i]
+        );
+    }
+    let rel = maddconv::reference::relative_l2(computed, expected);
+    if rel >= tol || rel.is_nan() {
+        let (i, d) = computed
+            .iter()
+            .zip(expected)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .enumerate()
+            .fold((0, 0.0), |acc, (i, d)| if d > acc.1 { (i, d) } else { acc });
+        panic!(
+            "{what}: relative L2 {rel:.3e} ≥ {tol:.1e}; worst at index {i}: computed {} expected {} (|diff| {d:.3e})",
+            computed[i], expected[i]
+        );
+    }
+}
