@@ -1,1 +1,36 @@
-fn main(){}
+//! `maddconv`: the command-line tool. See `maddconv --help`.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// Table-lookup (MADDNESS) convolution layers on any GPU, next to an exact direct kernel.
+#[derive(Parser)]
+#[command(name = "maddconv", version, about, long_about = None)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the GPU adapter: name, backend, device type, key limits and features.
+    Info(cli::info::InfoArgs),
+    /// Exact convolution of an input with a weight (GPU direct kernel, or --cpu reference).
+    Conv(cli::conv::ConvArgs),
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off,maddconv=info"))
+        .format_timestamp(None)
+        .init();
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Info(a) => cli::info::run(a),
+        Command::Conv(a) => cli::conv::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

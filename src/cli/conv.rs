@@ -1,0 +1,62 @@
+//! `maddconv conv`: exact convolution of `.npy` files on the GPU (or the CPU reference).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use maddconv::gpu::direct::DirectConv;
+use maddconv::Tensor;
+
+/// Arguments of `maddconv conv`.
+#[derive(Args, Debug)]
+pub struct ConvArgs {
+    /// Input `.npy`: N×C×H×W (conv2d) or N×C×L (conv1d), float32.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Weight `.npy`: O×(C/groups)×KH×KW (conv2d) or O×(C/groups)×K (conv1d).
+    #[arg(long)]
+    pub weight: PathBuf,
+    /// Bias `.npy` of shape O.
+    #[arg(long)]
+    pub bias: Option<PathBuf>,
+    #[command(flatten)]
+    pub spec: super::SpecArgs,
+    /// Use the exact CPU reference (f64 accumulation) instead of the GPU.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Output `.npy` (written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// Runs the convolution and writes the output.
+pub fn run(args: ConvArgs) -> Result<()> {
+    let input = Tensor::read_npy(&args.input)?;
+    let weight = Tensor::read_npy(&args.weight)?;
+    let bias = args.bias.as_ref().map(Tensor::read_npy).transpose()?;
+    let spec = args.spec.spec(weight.shape(), bias.is_some())?;
+    let out_shape = spec
+        .output_shape(input.shape())
+        .with_context(|| format!("input {}", args.input.display()))?;
+    let t = Instant::now();
+    let y = if args.cpu {
+        maddconv::reference::conv_reference(&spec, &input, &weight, bias.as_ref())?
+    } else {
+        let ctx = super::gpu()?;
+        let layer = DirectConv::new(&ctx, &spec, &weight, bias.as_ref())?;
+        pollster::block_on(layer.run(&ctx, &input))?
+    };
+    let secs = t.elapsed().as_secs_f64();
+    y.write_npy(&args.output)?;
+    eprintln!(
+        "{} on {:?} -> {:?} ({}, {:.3} s) written to {}",
+        spec.describe(),
+        input.shape(),
+        out_shape,
+        if args.cpu { "CPU reference" } else { "GPU direct" },
+        secs,
+        args.output.display()
+    );
+    Ok(())
+}
