@@ -54,6 +54,79 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// Parses and validates the WGSL with naga (no GPU needed), then checks that the entry
+    /// point exists and that the shader's `@group(0)` bindings are exactly [`Self::bindings`].
+    /// Errors are rendered with source locations.
+    pub fn validate(&self) -> Result<naga::Module, String> {
+        let module = naga::front::wgsl::parse_str(self.source)
+            .map_err(|e| e.emit_to_string_with_path(self.source, &self.file()))?;
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .map_err(|e| e.emit_to_string_with_path(self.source, &self.file()))?;
+        if !module
+            .entry_points
+            .iter()
+            .any(|e| e.name == self.name && e.stage == naga::ShaderStage::Compute)
+        {
+            return Err(format!(
+                "{}: no compute entry point named {:?}",
+                self.file(),
+                self.name
+            ));
+        }
+        let mut found: Vec<(u32, Binding)> = Vec::new();
+        for (_, var) in module.global_variables.iter() {
+            let Some(rb) = &var.binding else { continue };
+            let name = var.name.clone().unwrap_or_default();
+            if rb.group != 0 {
+                return Err(format!("{}: {name} is in group {}, not 0", self.file(), rb.group));
+            }
+            let kind = match var.space {
+                naga::AddressSpace::Uniform => Binding::Uniform,
+                naga::AddressSpace::Storage { access } => {
+                    if access.contains(naga::StorageAccess::STORE) {
+                        Binding::StorageReadWrite
+                    } else {
+                        Binding::StorageRead
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "{}: binding {} ({name}) is in address space {other:?}, which the host \
+                         does not bind",
+                        self.file(),
+                        rb.binding
+                    ))
+                }
+            };
+            found.push((rb.binding, kind));
+        }
+        found.sort_by_key(|b| b.0);
+        let expected: Vec<(u32, Binding)> = self
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u32, *b))
+            .collect();
+        if found != expected {
+            return Err(format!(
+                "{}: the shader declares bindings {found:?} but the host layout is {expected:?}",
+                self.file()
+            ));
+        }
+        Ok(module)
+    }
+
+    /// `shaders/NAME.wgsl`.
+    pub fn file(&self) -> String {
+        format!("shaders/{}.wgsl", self.name)
+    }
+}
+
 use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
 
 /// Exact convolution, implicit GEMM tiled through workgroup memory.

@@ -86,3 +86,35 @@ pub fn assert_close(what: &str, computed: &[f32], expected: &[f32], tol: f64) {
         );
     }
 }
+
+/// A tensor of deterministic pseudo-random values in [-1, 1) (xorshift64*, seeded).
+pub fn random_tensor(shape: &[usize], seed: u64) -> maddconv::Tensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data = (0..n)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let v = s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (v as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    maddconv::Tensor::new(shape.to_vec(), data).unwrap()
+}
+
+/// Runs a direct kernel through `encode` into an output poisoned with NaN, and reads it back.
+pub fn run_direct_poisoned(
+    ctx: &maddconv::gpu::Context,
+    layer: &maddconv::gpu::direct::DirectConv,
+    x: &maddconv::Tensor,
+) -> maddconv::Tensor {
+    let shape = layer.spec().output_shape(x.shape()).unwrap();
+    let xin = ctx.upload("test input", x).unwrap();
+    let y = ctx.create_tensor("test output", &shape).unwrap();
+    ctx.fill(&y, f32::NAN);
+    let mut enc = ctx.encoder("test");
+    layer.encode(ctx, &mut enc, &xin, &y, None).unwrap();
+    ctx.submit(enc);
+    pollster::block_on(ctx.download(&y)).unwrap()
+}
