@@ -27,7 +27,10 @@ impl LayerDir {
         let json_path = path.join("layer.json");
         let text = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
         let spec: ConvSpec = serde_json::from_str(&text).map_err(|e| {
-            Error::Argument(format!("{}: not a valid layer description: {e}", json_path.display()))
+            Error::Argument(format!(
+                "{}: not a valid layer description: {e}",
+                json_path.display()
+            ))
         })?;
         spec.validate()?;
         let name = path

@@ -11,6 +11,7 @@
 //! * [`gpu`] — GPU context and the kernels' host code.
 //! * [`data`] — layer folders (`layer.json` + `.npy` files).
 
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod gpu;

@@ -18,16 +18,21 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Exact convolution of an input with a weight (GPU direct kernel, or --cpu reference).
     Conv(cli::conv::ConvArgs),
+    /// Time the kernels on this adapter, methods interleaved, with their error next to the speed.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off,maddconv=info"))
-        .format_timestamp(None)
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off,maddconv=info"),
+    )
+    .format_timestamp(None)
+    .init();
     let args = Args::parse();
     let result = match args.command {
         Command::Info(a) => cli::info::run(a),
         Command::Conv(a) => cli::conv::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

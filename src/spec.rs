@@ -77,7 +77,12 @@ pub struct ConvSpec {
 
 impl ConvSpec {
     /// A conv2d with stride 1, no padding, dilation 1, one group and no bias.
-    pub fn conv2d(in_channels: usize, out_channels: usize, kernel_h: usize, kernel_w: usize) -> Self {
+    pub fn conv2d(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_h: usize,
+        kernel_w: usize,
+    ) -> Self {
         ConvSpec {
             kind: ConvKind::Conv2d,
             in_channels,
@@ -160,13 +165,13 @@ impl ConvSpec {
         for (i, &d) in self.dilation.iter().enumerate() {
             positive(&format!("dilation[{i}]"), d)?;
         }
-        if self.in_channels % self.groups != 0 {
+        if !self.in_channels.is_multiple_of(self.groups) {
             return Err(Error::Spec(format!(
                 "in_channels {} is not divisible by groups {}",
                 self.in_channels, self.groups
             )));
         }
-        if self.out_channels % self.groups != 0 {
+        if !self.out_channels.is_multiple_of(self.groups) {
             return Err(Error::Spec(format!(
                 "out_channels {} is not divisible by groups {}",
                 self.out_channels, self.groups
@@ -280,9 +285,8 @@ impl ConvSpec {
                 (_, n) => n.to_string(),
             }
         };
-        let oh = output_size(h, kh, sh, dh, pt, pb).map_err(|m| {
-            Error::Spec(format!("{} axis: {m}", axis("height")))
-        })?;
+        let oh = output_size(h, kh, sh, dh, pt, pb)
+            .map_err(|m| Error::Spec(format!("{} axis: {m}", axis("height"))))?;
         let ow = output_size(w, kw, sw, dw, pl, pr)
             .map_err(|m| Error::Spec(format!("{} axis: {m}", axis("width"))))?;
         let g = Geometry {
@@ -435,7 +439,14 @@ impl Geometry {
     /// group `g` for output position `(n, oy, ox)`, or `None` where the window reads padding.
     /// This is the index arithmetic every kernel and CPU mirror uses.
     #[inline]
-    pub fn input_offset(&self, n: usize, g: usize, oy: usize, ox: usize, d: usize) -> Option<usize> {
+    pub fn input_offset(
+        &self,
+        n: usize,
+        g: usize,
+        oy: usize,
+        ox: usize,
+        d: usize,
+    ) -> Option<usize> {
         let kk = self.kernel_h * self.kernel_w;
         let ci = d / kk;
         let r = d % kk;
@@ -473,10 +484,7 @@ impl Geometry {
             "dilated kernel width",
             (self.dilation_w * self.kernel_w) as u64,
         )?;
-        check_index(
-            "strided output height",
-            (self.stride_h * self.out_h) as u64,
-        )?;
+        check_index("strided output height", (self.stride_h * self.out_h) as u64)?;
         check_index("strided output width", (self.stride_w * self.out_w) as u64)?;
         Ok(())
     }

@@ -192,7 +192,9 @@ impl Tensor {
         use npyz::WriterBuilder;
         let shape: Vec<u64> = self.shape.iter().map(|&d| d as u64).collect();
         let mut writer = npyz::WriteOptions::<f32>::new()
-            .dtype(npyz::DType::Plain("<f4".parse().expect("valid type string")))
+            .dtype(npyz::DType::Plain(
+                "<f4".parse().expect("valid type string"),
+            ))
             .shape(&shape)
             .writer(w)
             .begin_nd()?;

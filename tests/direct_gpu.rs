@@ -69,19 +69,23 @@ fn check_case(ctx: &Context, case: &Case, seed: u64) -> Result<(), TestCaseError
 fn case_strategy() -> impl Strategy<Value = Case> {
     (
         prop_oneof![Just(ConvKind::Conv1d), Just(ConvKind::Conv2d)],
-        1usize..=3,                      // batch
+        1usize..=3,                                           // batch
         prop_oneof![Just(1usize), Just(2), Just(3), Just(0)], // groups (0 = depthwise)
-        1usize..=5,                      // in channels per group
+        1usize..=5,                                           // in channels per group
         prop_oneof![1usize..=9, 10usize..=70], // out channels per group (covers all tile shapes)
-        (1usize..=5, 1usize..=5),        // kernel
-        (1usize..=3, 1usize..=3),        // stride
-        (1usize..=2, 1usize..=2),        // dilation
+        (1usize..=5, 1usize..=5),              // kernel
+        (1usize..=3, 1usize..=3),              // stride
+        (1usize..=2, 1usize..=2),              // dilation
         (0usize..=3, 0usize..=3, 0usize..=3, 0usize..=3), // pads t, l, b, r
-        (0usize..=9, 0usize..=9),        // extra input size beyond the minimum
-        any::<bool>(),                   // bias
+        (0usize..=9, 0usize..=9),              // extra input size beyond the minimum
+        any::<bool>(),                         // bias
     )
         .prop_map(|(kind, n, groups, cg, og, k, s, d, p, extra, bias)| {
-            let (groups, og) = if groups == 0 { (cg.max(2), 1) } else { (groups, og) };
+            let (groups, og) = if groups == 0 {
+                (cg.max(2), 1)
+            } else {
+                (groups, og)
+            };
             let cg = if og == 1 && groups > 1 { 1 } else { cg };
             let mut spec = match kind {
                 ConvKind::Conv1d => ConvSpec::conv1d(cg * groups, og * groups, k.1 * 2 - 1),

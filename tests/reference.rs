@@ -9,7 +9,10 @@ use maddconv::{ConvSpec, Tensor};
 #[test]
 fn reference_matches_other_engines_on_real_layers() {
     let layers = common::layer_dirs();
-    assert!(layers.len() >= 3, "expected the repository's fixtures at least");
+    assert!(
+        layers.len() >= 3,
+        "expected the repository's fixtures at least"
+    );
     for layer in &layers {
         let x = layer.test().unwrap();
         let w = layer.weight().unwrap();

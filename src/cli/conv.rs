@@ -54,7 +54,11 @@ pub fn run(args: ConvArgs) -> Result<()> {
         spec.describe(),
         input.shape(),
         out_shape,
-        if args.cpu { "CPU reference" } else { "GPU direct" },
+        if args.cpu {
+            "CPU reference"
+        } else {
+            "GPU direct"
+        },
         secs,
         args.output.display()
     );

@@ -20,18 +20,42 @@ pub fn run(args: InfoArgs) -> Result<()> {
     println!("backend:      {}", s.backend);
     println!("device type:  {}", s.device_type);
     println!("driver:       {}", s.driver);
-    println!("timestamps:   {}", if ctx.has_timestamps() { "yes" } else { "no" });
+    println!(
+        "timestamps:   {}",
+        if ctx.has_timestamps() { "yes" } else { "no" }
+    );
     println!("features:     {:?}", ctx.features());
     println!("key limits:");
     let key: [(&str, u64); 8] = [
-        ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size),
+        (
+            "max_storage_buffer_binding_size",
+            l.max_storage_buffer_binding_size,
+        ),
         ("max_buffer_size", l.max_buffer_size),
-        ("max_compute_workgroup_storage_size", l.max_compute_workgroup_storage_size as u64),
-        ("max_compute_invocations_per_workgroup", l.max_compute_invocations_per_workgroup as u64),
-        ("max_compute_workgroup_size_x", l.max_compute_workgroup_size_x as u64),
-        ("max_compute_workgroups_per_dimension", l.max_compute_workgroups_per_dimension as u64),
-        ("max_storage_buffers_per_shader_stage", l.max_storage_buffers_per_shader_stage as u64),
-        ("min_storage_buffer_offset_alignment", l.min_storage_buffer_offset_alignment as u64),
+        (
+            "max_compute_workgroup_storage_size",
+            l.max_compute_workgroup_storage_size as u64,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            l.max_compute_invocations_per_workgroup as u64,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            l.max_compute_workgroup_size_x as u64,
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            l.max_compute_workgroups_per_dimension as u64,
+        ),
+        (
+            "max_storage_buffers_per_shader_stage",
+            l.max_storage_buffers_per_shader_stage as u64,
+        ),
+        (
+            "min_storage_buffer_offset_alignment",
+            l.min_storage_buffer_offset_alignment as u64,
+        ),
     ];
     for (name, v) in key {
         println!("  {name:<40} {v}");

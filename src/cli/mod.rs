@@ -1,5 +1,6 @@
 //! Subcommands of the `maddconv` binary.
 
+pub mod bench;
 pub mod conv;
 pub mod info;
 

@@ -103,9 +103,6 @@ impl TileConfig {
             TileConfig { wg_m: 4, bk: 8 } // 16 × 256
         }
     }
-    fn bm(self) -> u32 {
-        self.wg_m * 4
-    }
     fn bn(self) -> u32 {
         (256 / self.wg_m) * 4
     }
@@ -124,7 +121,12 @@ impl DirectConv {
     ///
     /// `weight`: `O×(C/g)×KH×KW` (conv2d) or `O×(C/g)×K` (conv1d); `bias`: `O`, present iff
     /// `spec.bias`.
-    pub fn new(ctx: &Context, spec: &ConvSpec, weight: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
+    pub fn new(
+        ctx: &Context,
+        spec: &ConvSpec,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Self> {
         Self::with_kernel(ctx, spec, weight, bias, DirectKernel::Tiled)
     }
 
@@ -149,13 +151,14 @@ impl DirectConv {
         let data: Vec<f32> = match kernel {
             DirectKernel::Naive => weight.data().to_vec(),
             DirectKernel::Tiled => {
-                // [O, K] → [groups, K, O/groups]
+                // [O, K] → [groups, K, O4] with O4 = O/groups rounded up to 4, zero-padded.
+                let og4 = og.div_ceil(4) * 4;
                 let w = weight.data();
-                let mut t = vec![0.0f32; w.len()];
+                let mut t = vec![0.0f32; spec.groups * k * og4];
                 for oc in 0..o {
                     let (g, m) = (oc / og, oc % og);
                     for kk in 0..k {
-                        t[(g * k + kk) * og + m] = w[oc * k + kk];
+                        t[(g * k + kk) * og4 + m] = w[oc * k + kk];
                     }
                 }
                 t
@@ -207,7 +210,7 @@ impl DirectConv {
         let (overrides, workgroups) = match self.kernel {
             DirectKernel::Tiled => {
                 let t = TileConfig::for_outputs(g.out_per_group());
-                params.m_tiles = (g.out_per_group() as u32).div_ceil(t.bm());
+                params.m_tiles = (g.out_per_group() as u32).div_ceil(4).div_ceil(t.wg_m);
                 params.n_tiles = params.q_len.div_ceil(t.bn());
                 let total = params.m_tiles as u64 * params.n_tiles as u64 * g.groups as u64;
                 let total = u32::try_from(total).map_err(|_| Error::TooLarge {
@@ -275,7 +278,10 @@ impl DirectConv {
                 Some(input.slice_batch(start, end)?)
             };
             let x = ctx.upload("input", part.as_ref().unwrap_or(input))?;
-            let y = ctx.create_tensor("output", &g.with_batch(end - start).output_shape(self.spec.kind))?;
+            let y = ctx.create_tensor(
+                "output",
+                &g.with_batch(end - start).output_shape(self.spec.kind),
+            )?;
             let mut encoder = ctx.encoder(self.kernel.name());
             self.encode(ctx, &mut encoder, &x, &y, None)?;
             ctx.submit(encoder);
@@ -327,7 +333,11 @@ pub(crate) fn check_workgroup_limits(ctx: &Context) -> Result<()> {
             l.max_compute_invocations_per_workgroup,
             256,
         ),
-        ("max_compute_workgroup_size_x", l.max_compute_workgroup_size_x, 256),
+        (
+            "max_compute_workgroup_size_x",
+            l.max_compute_workgroup_size_x,
+            256,
+        ),
         (
             "max_compute_workgroup_storage_size",
             l.max_compute_workgroup_storage_size,

@@ -83,7 +83,11 @@ impl Kernel {
             let Some(rb) = &var.binding else { continue };
             let name = var.name.clone().unwrap_or_default();
             if rb.group != 0 {
-                return Err(format!("{}: {name} is in group {}, not 0", self.file(), rb.group));
+                return Err(format!(
+                    "{}: {name} is in group {}, not 0",
+                    self.file(),
+                    rb.group
+                ));
             }
             let kind = match var.space {
                 naga::AddressSpace::Uniform => Binding::Uniform,

@@ -380,11 +380,15 @@ impl Context {
     }
 
     /// A read-only storage buffer holding `data` (at least 4 bytes, as WebGPU requires).
-    pub(crate) fn storage<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
+    pub(crate) fn storage<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        data: &[T],
+    ) -> Result<wgpu::Buffer> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         self.check_binding_size(label, bytes.len() as u64)?;
         let padded;
-        let contents = if bytes.len() < 4 || bytes.len() % 4 != 0 {
+        let contents = if bytes.len() < 4 || !bytes.len().is_multiple_of(4) {
             let mut v = bytes.to_vec();
             v.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
             padded = v;
@@ -439,12 +443,19 @@ impl Context {
 
     /// Reads a GPU tensor back.
     pub async fn download(&self, tensor: &GpuTensor) -> Result<Tensor> {
-        let bytes = self.read_buffer(&tensor.buffer, 0, tensor.len() as u64 * 4).await?;
+        let bytes = self
+            .read_buffer(&tensor.buffer, 0, tensor.len() as u64 * 4)
+            .await?;
         Tensor::new(tensor.shape.clone(), bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Copies `size` bytes of `buffer` from `offset` to the host (after all submitted work).
-    pub async fn read_buffer(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+    pub async fn read_buffer(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>> {
         if size == 0 {
             return Ok(Vec::new());
         }

@@ -20,7 +20,9 @@ pub fn gpu() -> Option<&'static Context> {
             if std::env::var("MADDCONV_REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("MADDCONV_REQUIRE_GPU=1 but no GPU context could be created: {e}");
             }
-            eprintln!("!!!!! SKIPPED: no GPU adapter ({e}); set MADDCONV_REQUIRE_GPU=1 to fail instead");
+            eprintln!(
+                "!!!!! SKIPPED: no GPU adapter ({e}); set MADDCONV_REQUIRE_GPU=1 to fail instead"
+            );
             None
         }
     }

@@ -1,0 +1,168 @@
+//! Benchmark harness: methods interleaved in one process, median of many repetitions, kernel
+//! time from timestamp queries when the adapter has them (wall time of submit + wait
+//! otherwise), and a markdown table printer.
+//!
+//! Tests never assert on time; benchmarks print tables.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::{Context, GpuTimer};
+
+/// Repetition counts.
+#[derive(Clone, Copy, Debug)]
+pub struct Repetitions {
+    /// Untimed runs of every method before timing starts.
+    pub warmup: usize,
+    /// Timed runs of every method; the median is reported.
+    pub timed: usize,
+}
+
+impl Default for Repetitions {
+    fn default() -> Self {
+        Repetitions {
+            warmup: 3,
+            timed: 30,
+        }
+    }
+}
+
+/// A method under test: records one run into an encoder. Each compute pass it records takes
+/// its timestamp writes from `timer.pass()` when a timer is given.
+pub type Record<'a> =
+    dyn FnMut(&mut wgpu::CommandEncoder, Option<&mut GpuTimer>) -> Result<()> + 'a;
+
+/// What was measured for one method.
+#[derive(Clone, Debug, Default)]
+pub struct Timing {
+    /// Median kernel time in milliseconds (sum of the method's passes).
+    pub median_ms: f64,
+    /// Fastest repetition, in milliseconds.
+    pub min_ms: f64,
+    /// Median time of each pass, in order (only with timestamp queries).
+    pub pass_median_ms: Vec<f64>,
+    /// Number of timed repetitions.
+    pub repetitions: usize,
+    /// "timestamp" (GPU timestamp queries) or "wall" (submit + wait on the host).
+    pub clock: &'static str,
+}
+
+/// Times `methods` interleaved: every repetition runs each method once, in turn, so slow drifts
+/// of a shared machine affect all of them alike. `passes[i]` is the number of compute passes
+/// method `i` records.
+pub async fn time_interleaved(
+    ctx: &Context,
+    methods: &mut [&mut Record<'_>],
+    passes: &[usize],
+    reps: Repetitions,
+) -> Result<Vec<Timing>> {
+    let max_passes = passes.iter().copied().max().unwrap_or(1).max(1) as u32;
+    let mut timer = GpuTimer::new(ctx, max_passes);
+    let n = methods.len();
+    let mut totals: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut per_pass: Vec<Vec<Vec<f64>>> = passes.iter().map(|&p| vec![Vec::new(); p]).collect();
+    for rep in 0..reps.warmup + reps.timed {
+        for (i, method) in methods.iter_mut().enumerate() {
+            let mut encoder = ctx.encoder("bench");
+            let start = Instant::now();
+            method(&mut encoder, timer.as_mut())?;
+            if let Some(t) = &timer {
+                t.resolve(&mut encoder);
+            }
+            ctx.submit(encoder);
+            let times = match timer.as_mut() {
+                Some(t) => t.read(ctx).await?,
+                None => {
+                    ctx.wait_idle().await?;
+                    vec![start.elapsed().as_secs_f64() * 1e3]
+                }
+            };
+            if rep >= reps.warmup {
+                totals[i].push(times.iter().sum());
+                if timer.is_some() {
+                    for (p, t) in times.iter().enumerate() {
+                        if let Some(v) = per_pass[i].get_mut(p) {
+                            v.push(*t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let clock = if timer.is_some() { "timestamp" } else { "wall" };
+    Ok(totals
+        .into_iter()
+        .zip(per_pass)
+        .map(|(mut t, pp)| Timing {
+            median_ms: median(&mut t),
+            min_ms: t.iter().copied().fold(f64::INFINITY, f64::min),
+            pass_median_ms: pp.into_iter().map(|mut v| median(&mut v)).collect(),
+            repetitions: t.len(),
+            clock,
+        })
+        .collect())
+}
+
+/// Median (NaN for an empty slice).
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let m = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[m]
+    } else {
+        (values[m - 1] + values[m]) / 2.0
+    }
+}
+
+/// A markdown table built row by row.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column titles.
+    pub fn new(header: &[&str]) -> Self {
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+    /// Appends a row (cells beyond the header are dropped, missing ones left empty).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+    /// The table as GitHub markdown, columns padded for reading in a terminal.
+    pub fn to_markdown(&self) -> String {
+        let cols = self.header.len();
+        let mut width: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate().take(cols) {
+                width[i] = width[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut s = String::from("|");
+            for (i, w) in width.iter().enumerate() {
+                let c = cells.get(i).map(String::as_str).unwrap_or("");
+                s.push_str(&format!(" {c:<w$} |"));
+            }
+            s.push('\n');
+            s
+        };
+        let mut out = line(&self.header);
+        out.push('|');
+        for w in &width {
+            out.push_str(&format!("{}|", "-".repeat(w + 2)));
+        }
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&line(r));
+        }
+        out
+    }
+}

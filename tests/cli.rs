@@ -1,0 +1,122 @@
+//! The `maddconv` binary end to end: `conv` on a real fixture (GPU and --cpu) against the
+//! expected output, and its errors (exit status 1, a message naming the problem, no output file).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use maddconv::Tensor;
+
+fn maddconv() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_maddconv"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("maddconv-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn fixture(layer: &str, file: &str) -> PathBuf {
+    common::fixtures().join("layers").join(layer).join(file)
+}
+
+fn conv_args(cmd: &mut Command, layer: &str, out: &Path) {
+    cmd.arg("conv")
+        .arg("--input")
+        .arg(fixture(layer, "test.npy"))
+        .arg("--weight")
+        .arg(fixture(layer, "weight.npy"))
+        .arg("--bias")
+        .arg(fixture(layer, "bias.npy"))
+        .arg("-o")
+        .arg(out);
+}
+
+#[test]
+fn conv_reproduces_the_expected_output() {
+    // silero_L02: conv1d, stride 2, padding 1 — the flags in both spellings.
+    for (extra, cpu) in [
+        (vec!["--stride", "2", "--padding", "1"], true),
+        (vec!["--stride", "2", "--padding", "1,1"], false),
+    ] {
+        if !cpu && common::gpu().is_none() {
+            continue;
+        }
+        let out = tmp(&format!("silero_{cpu}.npy"));
+        let mut cmd = maddconv();
+        conv_args(&mut cmd, "silero_L02_blocks", &out);
+        cmd.args(&extra);
+        if cpu {
+            cmd.arg("--cpu");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let y = Tensor::read_npy(&out).unwrap();
+        let e = Tensor::read_npy(fixture("silero_L02_blocks", "test_expected.npy")).unwrap();
+        assert_eq!(y.shape(), e.shape());
+        common::assert_close(&format!("cli conv cpu={cpu}"), y.data(), e.data(), 1e-5);
+    }
+}
+
+#[test]
+fn conv_errors_are_clear_and_leave_no_output() {
+    let out = tmp("never.npy");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--padding", "1,1,1"],
+            "--padding takes 1 or 2 comma-separated values",
+        ),
+        (&["--stride", "x"], "\"x\" is not a non-negative integer"),
+        (&["--stride", "0"], "stride[0] is 0"),
+        (&["--groups", "3"], "not divisible by groups 3"),
+    ];
+    for (extra, needle) in cases {
+        let mut cmd = maddconv();
+        conv_args(&mut cmd, "silero_L02_blocks", &out);
+        cmd.args(extra).arg("--cpu");
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{extra:?}: expected {needle:?} in {err}"
+        );
+        assert!(!out.exists(), "{extra:?} left an output file");
+    }
+    // a weight that is not an npy file
+    let bogus = tmp("bogus.npy");
+    std::fs::write(&bogus, b"hello").unwrap();
+    let o = maddconv()
+        .args(["conv", "--cpu", "--input"])
+        .arg(fixture("silero_L02_blocks", "test.npy"))
+        .arg("--weight")
+        .arg(&bogus)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("bogus.npy") && err.contains("not a readable .npy"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn info_names_the_adapter() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let o = maddconv().arg("info").output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let name = &common::gpu().unwrap().adapter_info().name;
+    assert!(
+        text.contains(name.as_str()) && text.contains("max_storage_buffer_binding_size"),
+        "{text}"
+    );
+}
