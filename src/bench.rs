@@ -4,7 +4,11 @@
 //!
 //! Tests never assert on time; benchmarks print tables.
 
+// std's Instant panics on wasm32-unknown-unknown; web-time reads performance.now() there.
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Instant;
+#[cfg(target_arch = "wasm32")]
+use web_time::Instant;
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer};
