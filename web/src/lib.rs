@@ -1,0 +1,603 @@
+//! maddconv in the browser: a thin wasm-bindgen API over the `maddconv` library, compiled to
+//! `wasm32-unknown-unknown` and run on WebGPU. No kernel or host logic lives here: this crate
+//! only converts between JS values and the library's types, creates the device, and times runs.
+//!
+//! From JS (`wasm-bindgen --target web` output, see `build.sh`):
+//!
+//! ```js
+//! import init, { Gpu, Layer, nmse } from "./pkg/maddconv_web.js";
+//! await init();
+//! const gpu = await Gpu.create();                  // throws a clear Error without WebGPU
+//! gpu.adapterInfo();                               // {name, backend, limits, features, ...}
+//! const layer = Layer.demoFilter("sobel");         // or new Layer(weight, shape, bias, options)
+//! const exact = await gpu.direct(layer).run(x, [1, 3, 256, 256], 10);
+//! exact.data; exact.shape; exact.kernelMs; exact.clock;
+//! ```
+//!
+//! Tensors cross the boundary as flat `Float32Array`s in C order plus a shape array
+//! (input `N×C×H×W` or `N×C×L`, weight `O×(C/groups)×KH×KW` or `O×(C/groups)×K`).
+//! Every error reaches JS as an exception carrying the library's message; nothing panics on
+//! user input.
+//!
+//! Async only at the edges: device creation and runs (upload, dispatch, readback) return
+//! promises; everything else is synchronous.
+
+mod demo;
+mod metrics;
+
+use std::rc::Rc;
+
+use maddconv::bench::{self, Repetitions};
+use maddconv::gpu::direct::DirectConv;
+use maddconv::gpu::{Context, GpuTensor, GpuTimer};
+use maddconv::{ConvSpec, Tensor};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_time::Instant;
+
+pub use metrics::nmse_by_channel;
+
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+/// The converted error type: a JS `Error` whose message is the library's.
+fn js_err(e: maddconv::Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Shapes come from JS as `u32` arrays.
+fn shape_of(shape: &[u32]) -> Vec<usize> {
+    shape.iter().map(|&d| d as usize).collect()
+}
+
+/// What the kernels need beyond nothing at all: the tiled direct kernel and the MADDNESS
+/// kernels use 256 invocations per workgroup and up to 16 KiB of workgroup memory (the WebGPU
+/// defaults; some adapters grant less).
+pub const REQUIRED_LIMITS: [(&str, u32); 3] = [
+    ("maxComputeInvocationsPerWorkgroup", 256),
+    ("maxComputeWorkgroupSizeX", 256),
+    ("maxComputeWorkgroupStorageSize", 16384),
+];
+
+/// Checks an adapter's limits against [`REQUIRED_LIMITS`]; the error names the limit, the
+/// adapter's value and the value needed.
+pub fn check_limits(limits: &wgpu::Limits, adapter: &str) -> Result<(), String> {
+    for (name, need) in REQUIRED_LIMITS {
+        let have = match name {
+            "maxComputeInvocationsPerWorkgroup" => limits.max_compute_invocations_per_workgroup,
+            "maxComputeWorkgroupSizeX" => limits.max_compute_workgroup_size_x,
+            _ => limits.max_compute_workgroup_storage_size,
+        };
+        if have < need {
+            return Err(format!(
+                "the WebGPU adapter \"{adapter}\" offers {name} = {have}, but maddconv's kernels \
+                 need at least {need}; try another browser or GPU"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True when the global object has a `navigator.gpu` (the WebGPU entry point).
+fn has_navigator_gpu() -> bool {
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &JsValue::from_str("navigator"))
+        .ok()
+        .filter(|n| n.is_object())
+        .and_then(|n| js_sys::Reflect::get(&n, &JsValue::from_str("gpu")).ok())
+        .is_some_and(|g| g.is_object())
+}
+
+/// `navigator.gpu.requestAdapter()`'s `info` as `(vendor, architecture, device, description)`:
+/// wgpu keeps only the description, which browsers often leave empty.
+async fn browser_adapter_info() -> Option<[String; 4]> {
+    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok();
+    let gpu = get(&js_sys::global(), "navigator").and_then(|n| get(&n, "gpu"))?;
+    let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let info = get(&adapter, "info").filter(|i| i.is_object())?;
+    let field = |k: &str| {
+        get(&info, k)
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    Some([
+        field("vendor"),
+        field("architecture"),
+        field("device"),
+        field("description"),
+    ])
+}
+
+/// The message when a browser has no WebGPU at all.
+pub const NO_WEBGPU: &str = "WebGPU is not available in this browser (navigator.gpu is missing). \
+    Use a browser with WebGPU enabled (Chrome or Edge 113+, Firefox 141+ on Windows, Safari 26); \
+    on Linux Chromium may need --enable-unsafe-webgpu. The page must be served over http(s) \
+    from localhost or https, not opened as a file.";
+
+/// The WebGPU device and what the adapter offers.
+#[wasm_bindgen]
+pub struct Gpu {
+    ctx: Rc<Context>,
+    /// The browser's `GPUAdapterInfo`: vendor, architecture, device, description.
+    browser_info: [String; 4],
+    adapter_limits: wgpu::Limits,
+    adapter_features: wgpu::Features,
+}
+
+#[wasm_bindgen]
+impl Gpu {
+    /// Requests a WebGPU adapter (high performance) and a device with all of its limits and,
+    /// where the adapter has it, `timestamp-query`. Rejects with a clear message when WebGPU
+    /// is missing, no adapter is returned, or the adapter lacks a limit the kernels need.
+    pub async fn create() -> Result<Gpu, JsError> {
+        if !has_navigator_gpu() {
+            return Err(JsError::new(NO_WEBGPU));
+        }
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                JsError::new(&format!(
+                    "WebGPU is present but returned no adapter ({e}): the GPU may be \
+                     blocklisted or WebGPU disabled; on Linux Chromium try \
+                     --enable-unsafe-webgpu"
+                ))
+            })?;
+        let mut info = adapter.get_info();
+        let browser_info = browser_adapter_info().await.unwrap_or_default();
+        if info.name.is_empty() {
+            // e.g. "google swiftshader": vendor, architecture and device, where known.
+            info.name = browser_info[..3]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        let adapter_limits = adapter.limits();
+        let adapter_features = adapter.features();
+        check_limits(&adapter_limits, &info.name).map_err(|m| JsError::new(&m))?;
+        let features = adapter_features & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("maddconv"),
+                required_features: features,
+                required_limits: adapter_limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| {
+                js_err(maddconv::Error::RequestDevice(format!(
+                    "{e} on {}",
+                    info.name
+                )))
+            })?;
+        Ok(Gpu {
+            ctx: Rc::new(Context::from_device(info, device, queue)),
+            browser_info,
+            adapter_limits,
+            adapter_features,
+        })
+    }
+
+    /// The adapter's name (may be empty where the browser hides it).
+    #[wasm_bindgen(getter, js_name = adapterName)]
+    pub fn adapter_name(&self) -> String {
+        self.ctx.adapter_info().name.clone()
+    }
+
+    /// A plain object: `{name, backend, deviceType, vendor, architecture, device,
+    /// description, timestamps, features: [..], limits: {..}, subgroupMinSize,
+    /// subgroupMaxSize}` (strings from the browser's `GPUAdapterInfo`) — the adapter's features and the limits the
+    /// kernels care about (the device was granted all of the adapter's limits).
+    #[wasm_bindgen(js_name = adapterInfo)]
+    pub fn adapter_info(&self) -> Result<JsValue, JsError> {
+        let s = self.ctx.summary();
+        let info = self.ctx.adapter_info();
+        let [vendor, architecture, device, description] = &self.browser_info;
+        let l = &self.adapter_limits;
+        let features: Vec<String> = self
+            .adapter_features
+            .iter_names()
+            .map(|(n, _)| n.to_lowercase().replace('_', "-"))
+            .collect();
+        let value = serde_json::json!({
+            "name": s.name,
+            "backend": s.backend,
+            "deviceType": s.device_type,
+            "vendor": vendor,
+            "architecture": architecture,
+            "device": device,
+            "description": description,
+            "timestamps": self.ctx.has_timestamps(),
+            "features": features,
+            "limits": {
+                "maxComputeInvocationsPerWorkgroup": l.max_compute_invocations_per_workgroup,
+                "maxComputeWorkgroupSizeX": l.max_compute_workgroup_size_x,
+                "maxComputeWorkgroupStorageSize": l.max_compute_workgroup_storage_size,
+                "maxComputeWorkgroupsPerDimension": l.max_compute_workgroups_per_dimension,
+                "maxStorageBufferBindingSize": l.max_storage_buffer_binding_size,
+                "maxBufferSize": l.max_buffer_size,
+                "maxStorageBuffersPerShaderStage": l.max_storage_buffers_per_shader_stage,
+            },
+            "subgroupMinSize": info.subgroup_min_size,
+            "subgroupMaxSize": info.subgroup_max_size,
+        });
+        js_sys::JSON::parse(&value.to_string())
+            .map_err(|_| JsError::new("could not build the adapter info object"))
+    }
+
+    /// Uploads `layer` for the exact direct-convolution kernel.
+    pub fn direct(&self, layer: &Layer) -> Result<DirectLayer, JsError> {
+        let conv = DirectConv::new(&self.ctx, &layer.spec, &layer.weight, layer.bias.as_ref())
+            .map_err(js_err)?;
+        Ok(DirectLayer {
+            ctx: self.ctx.clone(),
+            conv: Rc::new(conv),
+            out_channels: layer.spec.out_channels,
+        })
+    }
+}
+
+/// Optional convolution parameters from JS: `{stride, padding, dilation, groups}`; each of the
+/// first three is one number (for every axis or side) or a list (per axis; padding per side in
+/// ONNX order `[top, left, bottom, right]` / `[left, right]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerOptions {
+    stride: Option<OneOrMany>,
+    padding: Option<OneOrMany>,
+    dilation: Option<OneOrMany>,
+    groups: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+impl OneOrMany {
+    fn expand(self, n: usize) -> Vec<usize> {
+        match self {
+            OneOrMany::One(v) => vec![v; n],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A convolution layer on the host: its parameters, weight and optional bias.
+#[wasm_bindgen]
+pub struct Layer {
+    spec: ConvSpec,
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+#[wasm_bindgen]
+impl Layer {
+    /// `weight`: flat f32, C order, of shape `weightShape` (`[O, C/groups, KH, KW]` for a
+    /// conv2d, `[O, C/groups, K]` for a conv1d); `bias`: `O` values or `undefined`;
+    /// `options`: `{stride, padding, dilation, groups}` or `undefined` (stride 1, no padding,
+    /// dilation 1, one group).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        weight: Vec<f32>,
+        weight_shape: Vec<u32>,
+        bias: Option<Vec<f32>>,
+        options: JsValue,
+    ) -> Result<Layer, JsError> {
+        let opts: LayerOptions = if options.is_undefined() || options.is_null() {
+            LayerOptions::default()
+        } else {
+            let text = js_sys::JSON::stringify(&options)
+                .ok()
+                .and_then(|s| s.as_string())
+                .ok_or_else(|| JsError::new("layer options must be a plain object"))?;
+            serde_json::from_str(&text).map_err(|e| {
+                JsError::new(&format!(
+                    "layer options {text}: {e} (expected {{stride, padding, dilation, groups}}, \
+                     each a number or a list of numbers, groups a number)"
+                ))
+            })?
+        };
+        Self::from_parts(weight, &shape_of(&weight_shape), bias, opts).map_err(js_err)
+    }
+
+    fn from_parts(
+        weight: Vec<f32>,
+        weight_shape: &[usize],
+        bias: Option<Vec<f32>>,
+        opts: LayerOptions,
+    ) -> maddconv::Result<Layer> {
+        let mut spec =
+            ConvSpec::for_weight(weight_shape, opts.groups.unwrap_or(1), bias.is_some())?;
+        let dims = spec.kind.spatial_dims();
+        if let Some(s) = opts.stride {
+            spec.stride = s.expand(dims);
+        }
+        if let Some(p) = opts.padding {
+            spec.padding = p.expand(2 * dims);
+        }
+        if let Some(d) = opts.dilation {
+            spec.dilation = d.expand(dims);
+        }
+        spec.validate()?;
+        let weight = Tensor::new(weight_shape.to_vec(), weight)?;
+        let bias = match bias {
+            Some(b) => Some(Tensor::new(vec![b.len()], b)?),
+            None => None,
+        };
+        Self::from_tensors(spec, weight, bias)
+    }
+
+    pub(crate) fn from_tensors(
+        spec: ConvSpec,
+        weight: Tensor,
+        bias: Option<Tensor>,
+    ) -> maddconv::Result<Layer> {
+        spec.check_weight(weight.shape())?;
+        spec.check_bias(bias.as_ref().map(|b| b.shape()))?;
+        weight.check_finite("weight")?;
+        if let Some(b) = &bias {
+            b.check_finite("bias")?;
+        }
+        Ok(Layer { spec, weight, bias })
+    }
+
+    /// One of the demo's filter banks as a conv2d with 3 input channels (R, G, B) and 6
+    /// outputs, two per colour channel (output `2·c + j` is filter `j` on channel `c`), zero
+    /// padding of half the kernel so the output has the input's size, no bias:
+    /// * `"sobel"`: 3×3 Sobel x and y (horizontal and vertical gradients);
+    /// * `"gaussian"`: 5×5 Gaussian blurs with σ = 1 and σ = 2 (their difference is a band-pass).
+    ///
+    /// The layer is dense (`groups = 1`, weight `6×3×K×K`, zero where an output does not read a
+    /// channel), so its window has `D = 3·K·K` dimensions (27 or 75), which bounds the number
+    /// of codebooks.
+    #[wasm_bindgen(js_name = demoFilter)]
+    pub fn demo_filter(name: &str) -> Result<Layer, JsError> {
+        let (spec, weight) = demo::filter_bank(name).map_err(js_err)?;
+        Layer::from_tensors(spec, weight, None).map_err(js_err)
+    }
+
+    /// Input channels `C`.
+    #[wasm_bindgen(getter, js_name = inChannels)]
+    pub fn in_channels(&self) -> usize {
+        self.spec.in_channels
+    }
+    /// Output channels `O`.
+    #[wasm_bindgen(getter, js_name = outChannels)]
+    pub fn out_channels(&self) -> usize {
+        self.spec.out_channels
+    }
+    /// Length `D = (C/groups)·KH·KW` of one window (the most codebooks MADDNESS can use).
+    #[wasm_bindgen(getter, js_name = windowLen)]
+    pub fn window_len(&self) -> usize {
+        self.weight.len() / self.spec.out_channels
+    }
+    /// The layer's parameters as JSON (the `layer.json` format of the data folders).
+    #[wasm_bindgen(js_name = specJson)]
+    pub fn spec_json(&self) -> String {
+        serde_json::to_string(&self.spec).unwrap_or_default()
+    }
+    /// The output shape for an input of shape `inputShape`.
+    #[wasm_bindgen(js_name = outputShape)]
+    pub fn output_shape(&self, input_shape: Vec<u32>) -> Result<Vec<u32>, JsError> {
+        let s = self
+            .spec
+            .output_shape(&shape_of(&input_shape))
+            .map_err(js_err)?;
+        Ok(s.into_iter().map(|d| d as u32).collect())
+    }
+
+    /// The exact convolution on the CPU in f64 (the library's oracle), in wasm.
+    pub fn reference(&self, input: Vec<f32>, input_shape: Vec<u32>) -> Result<ConvOutput, JsError> {
+        let start = Instant::now();
+        let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
+        let y =
+            maddconv::reference::conv_reference(&self.spec, &x, &self.weight, self.bias.as_ref())
+                .map_err(js_err)?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(ConvOutput {
+            shape: y.shape().to_vec(),
+            data: y.into_data(),
+            kernel_ms: ms,
+            kernel_min_ms: ms,
+            repetitions: 1,
+            clock: "wall (CPU)".into(),
+            total_ms: ms,
+        })
+    }
+}
+
+/// A layer on the GPU for the exact direct kernel (`shaders/direct.wgsl`).
+#[wasm_bindgen]
+pub struct DirectLayer {
+    ctx: Rc<Context>,
+    conv: Rc<DirectConv>,
+    out_channels: usize,
+}
+
+#[wasm_bindgen]
+impl DirectLayer {
+    /// Convolves `input` (flat, shape `inputShape`): one run whose output is returned (the
+    /// output buffer is filled with NaN first, so anything the kernel missed shows), then
+    /// `reps` timed runs after one warm-up (none when `reps` is 0).
+    pub async fn run(
+        &self,
+        input: Vec<f32>,
+        input_shape: Vec<u32>,
+        reps: u32,
+    ) -> Result<ConvOutput, JsError> {
+        let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
+        let out_shape = self.conv.spec().output_shape(x.shape()).map_err(js_err)?;
+        debug_assert_eq!(out_shape.get(1).copied(), Some(self.out_channels));
+        let conv = self.conv.clone();
+        let ctx = self.ctx.clone();
+        run_timed(
+            &self.ctx,
+            &x,
+            &out_shape,
+            reps,
+            1,
+            move |enc, xg, yg, timer| conv.encode(&ctx, enc, xg, yg, timer.and_then(|t| t.pass())),
+        )
+        .await
+        .map_err(js_err)
+    }
+}
+
+/// One convolution's result and timings.
+#[wasm_bindgen]
+pub struct ConvOutput {
+    data: Vec<f32>,
+    shape: Vec<usize>,
+    kernel_ms: f64,
+    kernel_min_ms: f64,
+    repetitions: u32,
+    clock: String,
+    total_ms: f64,
+}
+
+#[wasm_bindgen]
+impl ConvOutput {
+    /// The output, flat in C order (a copy).
+    #[wasm_bindgen(getter)]
+    pub fn data(&self) -> Vec<f32> {
+        self.data.clone()
+    }
+    /// The output's shape, `N×O×OH×OW` or `N×O×OL`.
+    #[wasm_bindgen(getter)]
+    pub fn shape(&self) -> Vec<u32> {
+        self.shape.iter().map(|&d| d as u32).collect()
+    }
+    /// Median kernel time in milliseconds over the timed runs (NaN when none were timed).
+    #[wasm_bindgen(getter, js_name = kernelMs)]
+    pub fn kernel_ms(&self) -> f64 {
+        self.kernel_ms
+    }
+    /// Fastest timed run in milliseconds (NaN when none were timed).
+    #[wasm_bindgen(getter, js_name = kernelMinMs)]
+    pub fn kernel_min_ms(&self) -> f64 {
+        self.kernel_min_ms
+    }
+    /// Number of timed runs.
+    #[wasm_bindgen(getter)]
+    pub fn repetitions(&self) -> u32 {
+        self.repetitions
+    }
+    /// How kernel times were measured: `"timestamp"` (GPU timestamp queries, which browsers
+    /// may quantise, e.g. to 100 µs), `"wall"` (submit until the GPU is done, from
+    /// `performance.now()`), or `"wall (CPU)"` for the CPU reference.
+    #[wasm_bindgen(getter)]
+    pub fn clock(&self) -> String {
+        self.clock.clone()
+    }
+    /// Wall time of the first run in milliseconds: upload, pipeline creation on first use,
+    /// dispatch and readback.
+    #[wasm_bindgen(getter, js_name = totalMs)]
+    pub fn total_ms(&self) -> f64 {
+        self.total_ms
+    }
+}
+
+impl ConvOutput {
+    /// The output as a tensor (for Rust callers and tests).
+    pub fn to_tensor(&self) -> maddconv::Result<Tensor> {
+        Tensor::new(self.shape.clone(), self.data.clone())
+    }
+}
+
+/// Uploads `input`, poisons the output with NaN, records one run with `record` and reads the
+/// output back; then times `reps` runs (after one warm-up) with the library's bench harness.
+/// `passes` is the number of compute passes `record` makes. Fails when the output has a
+/// non-finite value (the kernel missed an element, or overflowed).
+pub(crate) async fn run_timed<F>(
+    ctx: &Context,
+    input: &Tensor,
+    out_shape: &[usize],
+    reps: u32,
+    passes: usize,
+    mut record: F,
+) -> maddconv::Result<ConvOutput>
+where
+    F: FnMut(
+        &mut wgpu::CommandEncoder,
+        &GpuTensor,
+        &GpuTensor,
+        Option<&mut GpuTimer>,
+    ) -> maddconv::Result<()>,
+{
+    input.check_finite("input")?;
+    let start = Instant::now();
+    let x = ctx.upload("input", input)?;
+    let y = ctx.create_tensor("output", out_shape)?;
+    ctx.fill(&y, f32::NAN);
+    let mut encoder = ctx.encoder("run");
+    record(&mut encoder, &x, &y, None)?;
+    ctx.submit(encoder);
+    let out = ctx.download(&y).await?;
+    let total_ms = start.elapsed().as_secs_f64() * 1e3;
+    out.check_finite("GPU output")?;
+    let (kernel_ms, kernel_min_ms, clock) = if reps > 0 {
+        let mut method = |enc: &mut wgpu::CommandEncoder, timer: Option<&mut GpuTimer>| {
+            record(enc, &x, &y, timer)
+        };
+        let timings = bench::time_interleaved(
+            ctx,
+            &mut [&mut method],
+            &[passes],
+            Repetitions {
+                warmup: 1,
+                timed: reps as usize,
+            },
+        )
+        .await?;
+        let t = &timings[0];
+        (t.median_ms, t.min_ms, t.clock.to_string())
+    } else {
+        (f64::NAN, f64::NAN, "none".to_string())
+    };
+    Ok(ConvOutput {
+        shape: out.shape().to_vec(),
+        data: out.into_data(),
+        kernel_ms,
+        kernel_min_ms,
+        repetitions: reps,
+        clock,
+        total_ms,
+    })
+}
+
+/// NMSE as in DESIGN.md §5: `Σ (y − ŷ)² / Σ (y − ȳ_m)²` where `ȳ_m` is the mean of output
+/// channel `m` (axis 1 of `shape`) over all samples and positions. `exact` and `approx` are
+/// flat in C order. NaN when the exact output is constant within every channel.
+#[wasm_bindgen]
+pub fn nmse(exact: &[f32], approx: &[f32], shape: Vec<u32>) -> Result<f64, JsError> {
+    metrics::nmse_by_channel(exact, approx, &shape_of(&shape)).map_err(js_err)
+}
+
+/// Relative L2 error `‖y − e‖ / ‖e‖` in f64 (the exactness measure of DESIGN.md §5).
+#[wasm_bindgen(js_name = relativeL2)]
+pub fn relative_l2(computed: &[f32], expected: &[f32]) -> Result<f64, JsError> {
+    if computed.len() != expected.len() {
+        return Err(JsError::new(&format!(
+            "relativeL2: {} computed values but {} expected",
+            computed.len(),
+            expected.len()
+        )));
+    }
+    Ok(maddconv::reference::relative_l2(computed, expected))
+}

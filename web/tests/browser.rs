@@ -1,0 +1,265 @@
+//! In-browser tests (headless Chromium through chromedriver, WebGPU on SwiftShader in CI):
+//! the library's GPU kernels, compiled to wasm, against its CPU oracles, inside the browser.
+//!
+//! Run with `web/test.sh` (or `cargo test --target wasm32-unknown-unknown` in `web/` with
+//! `CHROMEDRIVER` set). Every GPU output buffer is filled with NaN before the kernel runs.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use maddconv::gpu::direct::DirectConv;
+use maddconv::gpu::{Context, ContextOptions};
+use maddconv::reference::{conv_reference, relative_l2};
+use maddconv::{ConvSpec, Tensor};
+use maddconv_web::{check_limits, nmse_by_channel, Gpu, Layer};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+thread_local! {
+    static CTX: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
+}
+
+/// One GPU context for the whole test binary.
+async fn ctx() -> Rc<Context> {
+    if let Some(c) = CTX.with(|c| c.borrow().clone()) {
+        return c;
+    }
+    let c = Rc::new(
+        Context::new(ContextOptions {
+            backends: Some(wgpu::Backends::BROWSER_WEBGPU),
+            ..Default::default()
+        })
+        .await
+        .expect("no WebGPU adapter in the test browser (is --enable-unsafe-webgpu set?)"),
+    );
+    CTX.with(|slot| *slot.borrow_mut() = Some(c.clone()));
+    c
+}
+
+/// A small seeded generator (SplitMix64), values uniform in [-1, 1).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn tensor(&mut self, shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::new(shape.to_vec(), (0..n).map(|_| self.next()).collect()).unwrap()
+    }
+}
+
+/// The message of a JS error value.
+fn message(e: wasm_bindgen::JsError) -> String {
+    let v: JsValue = e.into();
+    js_sys::Error::from(v).message().into()
+}
+
+/// Compares element by element (absolute tolerance scaled by the reference's magnitude) and
+/// in relative L2 (DESIGN.md §5: < 1e-5); the message names the case, index and values.
+fn assert_close(case: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{case}: output length");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * scale,
+            "{case}: output[{i}] = {g}, reference {w} (scale {scale})"
+        );
+    }
+    let rel = relative_l2(got, want);
+    assert!(rel < 1e-5, "{case}: relative L2 error {rel:e} ≥ 1e-5");
+}
+
+struct Case {
+    name: &'static str,
+    spec: ConvSpec,
+    input: Vec<usize>,
+}
+
+fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut s = ConvSpec::conv2d(3, 6, 3, 3);
+    s.padding = vec![1; 4];
+    out.push(Case {
+        name: "3x3 same padding, like the demo",
+        spec: s,
+        input: vec![1, 3, 37, 29],
+    });
+    let mut s = ConvSpec::conv2d(8, 20, 5, 3);
+    s.stride = vec![2, 1];
+    s.dilation = vec![1, 2];
+    s.padding = vec![2, 0, 1, 3];
+    s.bias = true;
+    out.push(Case {
+        name: "5x3 stride 2x1, dilation 1x2, asymmetric padding, bias, batch 2",
+        spec: s,
+        input: vec![2, 8, 19, 23],
+    });
+    let mut s = ConvSpec::conv2d(12, 12, 3, 3);
+    s.groups = 12;
+    s.padding = vec![1; 4];
+    out.push(Case {
+        name: "depthwise 3x3",
+        spec: s,
+        input: vec![1, 12, 16, 16],
+    });
+    let mut s = ConvSpec::conv2d(16, 64, 1, 1);
+    s.groups = 2;
+    s.bias = true;
+    out.push(Case {
+        name: "1x1, 2 groups, 32 outputs per group",
+        spec: s,
+        input: vec![3, 16, 9, 11],
+    });
+    let mut s = ConvSpec::conv1d(6, 10, 7);
+    s.padding = vec![3, 2];
+    s.stride = vec![3];
+    out.push(Case {
+        name: "conv1d k7 stride 3",
+        spec: s,
+        input: vec![2, 6, 100],
+    });
+    out
+}
+
+#[wasm_bindgen_test]
+async fn adapter_has_what_the_kernels_need() {
+    let gpu = Gpu::create().await.map_err(message).unwrap();
+    let info = gpu.adapter_info().map_err(message).unwrap();
+    let limits = js_sys::Reflect::get(&info, &"limits".into()).unwrap();
+    let storage = js_sys::Reflect::get(&limits, &"maxComputeWorkgroupStorageSize".into())
+        .unwrap()
+        .as_f64();
+    assert!(
+        storage.is_some_and(|v| v >= 16384.0),
+        "adapterInfo().limits.maxComputeWorkgroupStorageSize = {storage:?}"
+    );
+    assert_eq!(
+        js_sys::Reflect::get(&info, &"name".into())
+            .unwrap()
+            .as_string(),
+        Some(gpu.adapter_name())
+    );
+    let ctx = ctx().await;
+    check_limits(ctx.limits(), &ctx.adapter_info().name).unwrap();
+    // The check names the limit and both values.
+    let mut small = ctx.limits().clone();
+    small.max_compute_workgroup_storage_size = 8192;
+    let e = check_limits(&small, "test adapter").unwrap_err();
+    assert!(
+        e.contains("maxComputeWorkgroupStorageSize = 8192") && e.contains("16384"),
+        "{e}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn direct_kernel_matches_reference_in_the_browser() {
+    let ctx = ctx().await;
+    let mut rng = Rng(0x5eed);
+    for case in cases() {
+        let weight = rng.tensor(&case.spec.weight_shape());
+        let bias = case
+            .spec
+            .bias
+            .then(|| rng.tensor(&[case.spec.out_channels]));
+        let input = rng.tensor(&case.input);
+        let want = conv_reference(&case.spec, &input, &weight, bias.as_ref()).unwrap();
+        let conv = DirectConv::new(&ctx, &case.spec, &weight, bias.as_ref()).unwrap();
+        let x = ctx.upload("input", &input).unwrap();
+        let y = ctx.create_tensor("output", want.shape()).unwrap();
+        ctx.fill(&y, f32::NAN);
+        let mut enc = ctx.encoder("test");
+        conv.encode(&ctx, &mut enc, &x, &y, None).unwrap();
+        ctx.submit(enc);
+        let got = ctx.download(&y).await.unwrap();
+        assert_eq!(got.shape(), want.shape(), "{}", case.name);
+        assert_close(case.name, got.data(), want.data());
+    }
+}
+
+#[wasm_bindgen_test]
+async fn js_api_direct_and_reference_agree_on_the_demo_filters() {
+    let gpu = Gpu::create().await.map_err(message).unwrap();
+    let mut rng = Rng(7);
+    for name in ["sobel", "gaussian"] {
+        let layer = Layer::demo_filter(name).map_err(message).unwrap();
+        assert_eq!(layer.out_channels(), 6);
+        let shape = [1u32, 3, 33, 40];
+        let x: Vec<f32> = (0..3 * 33 * 40).map(|_| rng.next() * 0.5 + 0.5).collect();
+        let direct = gpu.direct(&layer).map_err(message).unwrap();
+        let got = direct
+            .run(x.clone(), shape.to_vec(), 3)
+            .await
+            .map_err(message)
+            .unwrap();
+        let want = layer.reference(x, shape.to_vec()).map_err(message).unwrap();
+        assert_eq!(got.shape(), vec![1, 6, 33, 40], "{name}");
+        assert_close(name, &got.data(), &want.data());
+        assert_eq!(got.repetitions(), 3);
+        assert!(
+            got.kernel_ms().is_finite() && got.kernel_ms() >= 0.0,
+            "{name}: kernel time {} ({})",
+            got.kernel_ms(),
+            got.clock()
+        );
+        let nmse = nmse_by_channel(&want.data(), &got.data(), &[1, 6, 33, 40]).unwrap();
+        assert!(nmse < 1e-10, "{name}: NMSE of the exact kernel {nmse:e}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn user_errors_become_js_errors() {
+    let gpu = Gpu::create().await.map_err(message).unwrap();
+    let layer = Layer::demo_filter("sobel").map_err(message).unwrap();
+    let direct = gpu.direct(&layer).map_err(message).unwrap();
+    // Two input channels for a layer that takes three.
+    let e = message(
+        direct
+            .run(vec![0.0; 2 * 8 * 8], vec![1, 2, 8, 8], 0)
+            .await
+            .err()
+            .expect("wrong channel count accepted"),
+    );
+    assert!(e.contains("channel") || e.contains("shape"), "{e}");
+    // Data that does not fill the shape.
+    let e = message(
+        direct
+            .run(vec![0.0; 10], vec![1, 3, 8, 8], 0)
+            .await
+            .err()
+            .expect("short data accepted"),
+    );
+    assert!(!e.is_empty());
+    // A NaN in the input.
+    let mut x = vec![0.5; 3 * 8 * 8];
+    x[17] = f32::NAN;
+    let e = message(
+        direct
+            .run(x, vec![1, 3, 8, 8], 0)
+            .await
+            .err()
+            .expect("NaN input accepted"),
+    );
+    assert!(e.contains("index 17"), "{e}");
+    // Bad layer options and shapes.
+    let opts = js_sys::JSON::parse(r#"{"stride": [1, 1], "padding": "same"}"#).unwrap();
+    let e = message(
+        Layer::new(vec![0.0; 9], vec![1, 1, 3, 3], None, opts)
+            .err()
+            .expect("padding \"same\" accepted"),
+    );
+    assert!(e.contains("layer options"), "{e}");
+    let e = message(
+        Layer::new(vec![0.0; 8], vec![1, 1, 3, 3], None, JsValue::UNDEFINED)
+            .err()
+            .expect("8 weights for a 3x3 kernel accepted"),
+    );
+    assert!(!e.is_empty());
+    assert!(Layer::demo_filter("box").is_err());
+}

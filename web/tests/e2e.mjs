@@ -1,0 +1,228 @@
+// End-to-end test of the web demo in headless Chromium (playwright-core driving the system's
+// Chromium; WebGPU through SwiftShader with --enable-unsafe-webgpu).
+//
+// Serves web/dist (built by web/build.sh) on 127.0.0.1 with node's http module, then:
+//  1. runs the demo for each filter (?autorun=1) and checks that it finished, that the exact
+//     kernel matches the CPU reference, that the reported NMSE is a finite number within a
+//     sane bound, and that the canvases were drawn (non-blank pixels);
+//  2. saves a screenshot of the first run to $ARTIFACTS/demo.png (default web/artifacts);
+//  3. checks the clear messages when WebGPU is missing and when the adapter lacks a limit.
+// Exits non-zero on any failure. Environment: CHROMIUM (default /usr/bin/chromium),
+// DIST, ARTIFACTS, E2E_TIMEOUT_S (default 600, for the whole script).
+
+import { createServer } from "node:http";
+import { readFile, mkdir } from "node:fs/promises";
+import { extname, join, normalize, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const DIST = resolve(process.env.DIST || join(here, "..", "dist"));
+const ARTIFACTS = resolve(process.env.ARTIFACTS || join(here, "..", "artifacts"));
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const TOTAL_S = Number(process.env.E2E_TIMEOUT_S || 600);
+const RUN_TIMEOUT_MS = 300_000;
+// The MADDNESS approximation of these filters on a held-out photo: far better than predicting
+// each channel's mean (NMSE 1); a broken table or kernel gives NMSE ≥ 1 or NaN.
+const NMSE_BOUND = 0.5;
+
+const watchdog = setTimeout(() => {
+  console.error(`e2e: FAILED: still running after ${TOTAL_S} s`);
+  process.exit(1);
+}, TOTAL_S * 1000);
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".png": "image/png",
+  ".md": "text/markdown; charset=utf-8",
+  ".json": "application/json",
+  ".ts": "text/plain; charset=utf-8",
+};
+
+function serve(root) {
+  const server = createServer(async (req, res) => {
+    try {
+      const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+      const file = normalize(join(root, path.endsWith("/") ? path + "index.html" : path));
+      if (!file.startsWith(root)) throw Object.assign(new Error("outside"), { code: "ENOENT" });
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": TYPES[extname(file)] || "application/octet-stream" });
+      res.end(body);
+    } catch (e) {
+      res.writeHead(e.code === "ENOENT" || e.code === "EISDIR" ? 404 : 500);
+      res.end(String(e.code || e));
+    }
+  });
+  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
+}
+
+const failures = [];
+function check(cond, what) {
+  console.log(`${cond ? "ok  " : "FAIL"} ${what}`);
+  if (!cond) failures.push(what);
+}
+
+// Fraction of a canvas's pixels that are opaque and not near black / not all equal.
+async function canvasStats(page, id) {
+  return page.evaluate((id) => {
+    const c = document.getElementById(id);
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let opaque = 0;
+    let lit = 0;
+    let min = 255;
+    let max = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] === 255) opaque++;
+      const v = Math.max(d[i], d[i + 1], d[i + 2]);
+      if (v > 16) lit++;
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+    }
+    const n = d.length / 4;
+    return { w: c.width, h: c.height, opaque: opaque / n, lit: lit / n, min, max };
+  }, id);
+}
+
+async function waitForEnd(page) {
+  await page.waitForFunction(
+    () => ["done", "error"].includes(document.getElementById("status").dataset.state),
+    null,
+    { timeout: RUN_TIMEOUT_MS, polling: 250 },
+  );
+  return page.evaluate(() => ({
+    state: document.getElementById("status").dataset.state,
+    status: document.getElementById("status").textContent,
+    error: document.getElementById("error").hidden ? "" : document.getElementById("error").textContent,
+    adapter: document.getElementById("adapter").dataset.name,
+    results: { ...document.getElementById("results").dataset },
+    text: [...document.querySelectorAll("#results tbody tr")].map((r) => r.innerText.replace(/\s+/g, " ")),
+  }));
+}
+
+async function newPage(browser, log, init) {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  page.on("console", (m) => log.push(`[console.${m.type()}] ${m.text()}`));
+  page.on("pageerror", (e) => log.push(`[pageerror] ${e.message}`));
+  if (init) await page.addInitScript(init);
+  return page;
+}
+
+const args = [
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
+if (process.getuid && process.getuid() === 0) args.push("--no-sandbox");
+
+const server = await serve(DIST);
+const base = `http://127.0.0.1:${server.address().port}/`;
+console.log(`e2e: serving ${DIST} at ${base}`);
+let browser;
+try {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...args, "--enable-unsafe-webgpu"],
+  });
+  console.log(`e2e: ${CHROMIUM} ${browser.version()}`);
+
+  for (const [i, filter] of ["sobel", "gaussian"].entries()) {
+    const log = [];
+    const page = await newPage(browser, log);
+    const t0 = Date.now();
+    await page.goto(base, { waitUntil: "load" });
+    await page.waitForFunction(
+      () => ["ready", "error"].includes(document.getElementById("status").dataset.state),
+      null,
+      { timeout: 60_000 },
+    );
+    await page.selectOption("#filter", filter);
+    await page.click("#run");
+    const r = await waitForEnd(page);
+    const secs = ((Date.now() - t0) / 1000).toFixed(1);
+    console.log(`--- ${filter} (${secs} s): ${r.status} ${r.error}`);
+    console.log(`    adapter: ${r.adapter}`);
+    for (const line of r.text) console.log(`    ${line}`);
+    check(r.state === "done", `${filter}: the demo finished (state ${r.state}) ${r.error}`);
+    const rel = Number(r.results.directRelL2);
+    check(Number.isFinite(rel) && rel < 1e-5, `${filter}: exact kernel vs CPU reference, relative L2 ${rel} < 1e-5`);
+    const directMs = Number(r.results.directMs);
+    check(Number.isFinite(directMs) && directMs >= 0, `${filter}: direct kernel time ${directMs} ms reported`);
+    const hasMaddness = r.results.nmse !== undefined;
+    if (hasMaddness) {
+      const nmse = Number(r.results.nmse);
+      check(Number.isFinite(nmse) && nmse >= 0 && nmse < NMSE_BOUND, `${filter}: NMSE ${nmse} finite, in [0, ${NMSE_BOUND})`);
+      const maddMs = Number(r.results.maddMs);
+      check(Number.isFinite(maddMs) && maddMs >= 0, `${filter}: MADDNESS kernel time ${maddMs} ms reported`);
+    } else {
+      check(!!process.env.E2E_ALLOW_NO_MADDNESS, `${filter}: the page reported an NMSE (set E2E_ALLOW_NO_MADDNESS=1 for a build without MADDNESS)`);
+    }
+    const canvases = ["canvas-input", "canvas-exact", ...(hasMaddness ? ["canvas-approx", "canvas-diff"] : [])];
+    for (const id of canvases) {
+      const s = await canvasStats(page, id);
+      const drawn = s.opaque === 1 && s.max > s.min && (id === "canvas-diff" || s.lit > 0.05);
+      check(drawn, `${filter}: #${id} drawn (${s.w}×${s.h}, opaque ${s.opaque.toFixed(3)}, lit ${s.lit.toFixed(3)}, range ${s.min}..${s.max})`);
+    }
+    const errors = log.filter((l) => l.startsWith("[pageerror]") || l.startsWith("[console.error]"));
+    check(errors.length === 0, `${filter}: no page errors ${errors.join(" | ")}`);
+    if (i === 0) {
+      await mkdir(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, "demo.png"), fullPage: true });
+      console.log(`e2e: screenshot ${join(ARTIFACTS, "demo.png")}`);
+    }
+    if (failures.length) for (const l of log) console.log(`    ${l}`);
+    await page.close();
+  }
+
+  // Clear messages instead of a broken page.
+  const cases = [
+    {
+      what: "no WebGPU (navigator.gpu removed)",
+      init: () => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }),
+      expect: /WebGPU is not available/,
+    },
+    {
+      what: "adapter with 8 KiB of workgroup memory",
+      init: () =>
+        Object.defineProperty(GPUSupportedLimits.prototype, "maxComputeWorkgroupStorageSize", {
+          get: () => 8192,
+        }),
+      expect: /maxComputeWorkgroupStorageSize = 8192.*16384/,
+    },
+  ];
+  for (const c of cases) {
+    const log = [];
+    const page = await newPage(browser, log, c.init);
+    await page.goto(base, { waitUntil: "load" });
+    await page.waitForFunction(
+      () => ["ready", "error"].includes(document.getElementById("status").dataset.state),
+      null,
+      { timeout: 60_000 },
+    );
+    const r = await page.evaluate(() => ({
+      state: document.getElementById("status").dataset.state,
+      error: document.getElementById("error").textContent,
+      run: document.getElementById("run").disabled,
+    }));
+    check(r.state === "error" && c.expect.test(r.error) && r.run, `${c.what}: clear message "${r.error}"`);
+    await page.close();
+  }
+} catch (e) {
+  failures.push(String(e && e.stack ? e.stack : e));
+  console.error(e);
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  await new Promise((ok) => server.close(ok));
+  clearTimeout(watchdog);
+}
+
+if (failures.length) {
+  console.error(`e2e: FAILED (${failures.length}):\n  ${failures.join("\n  ")}`);
+  process.exit(1);
+}
+console.log("e2e: all checks passed");
