@@ -1,7 +1,9 @@
 //! Subcommands of the `maddconv` binary.
 
 pub mod conv;
+pub mod eval;
 pub mod info;
+pub mod train;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
