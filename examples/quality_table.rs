@@ -40,9 +40,7 @@ fn main() -> Result<()> {
         }
     }
     let layers = LayerDir::list(data.join("layers"))?;
-    println!(
-        "| layer | D | M | train windows | C | 1−NMSE 8-bit | 1−NMSE f32 tables | train s |"
-    );
+    println!("| layer | D | M | train windows | C | 1−NMSE 8-bit | 1−NMSE f32 tables | train s |");
     println!("|---|---|---|---|---|---|---|---|");
     for layer in layers {
         if let Some(names) = &only {
@@ -55,7 +53,8 @@ fn main() -> Result<()> {
         let train = layer.train()?;
         let test = layer.test()?;
         let expected = layer.test_expected()?;
-        let d = layer.spec.in_channels / layer.spec.groups * layer.spec.kernel.iter().product::<usize>();
+        let d = layer.spec.in_channels / layer.spec.groups
+            * layer.spec.kernel.iter().product::<usize>();
         for &c in &codebooks {
             if c > d {
                 continue;

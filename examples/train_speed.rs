@@ -85,7 +85,9 @@ fn main() -> anyhow::Result<()> {
     let d = c_in * 9;
     let weight = Tensor::new(
         vec![m, c_in, 3, 3],
-        (0..m * d).map(|_| rng.normal() / (d as f32).sqrt()).collect(),
+        (0..m * d)
+            .map(|_| rng.normal() / (d as f32).sqrt())
+            .collect(),
     )?;
     let bias = Tensor::new(vec![m], (0..m).map(|_| rng.normal()).collect())?;
     let config = TrainConfig {
@@ -125,6 +127,9 @@ fn main() -> anyhow::Result<()> {
     let exact = maddconv::reference::conv_reference(&spec, &probe, &weight, Some(&bias))?;
     let approx = maddconv::maddness::mirror::apply(&tables, &probe)?;
     let nmse = maddconv::metrics::nmse(spec.kind, &approx, &exact)?;
-    println!("training-sample NMSE {nmse:.4} (1 − NMSE {:.4})", 1.0 - nmse);
+    println!(
+        "training-sample NMSE {nmse:.4} (1 − NMSE {:.4})",
+        1.0 - nmse
+    );
     Ok(())
 }

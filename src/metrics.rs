@@ -43,7 +43,10 @@ pub fn nmse(kind: ConvKind, computed: &Tensor, exact: &Tensor) -> Result<f64> {
     let mut mean = vec![0.0f64; o];
     for s in 0..n {
         for (m, mu) in mean.iter_mut().enumerate() {
-            *mu += y[(s * o + m) * p..][..p].iter().map(|&v| v as f64).sum::<f64>();
+            *mu += y[(s * o + m) * p..][..p]
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>();
         }
     }
     for mu in &mut mean {

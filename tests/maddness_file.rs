@@ -94,8 +94,15 @@ fn round_trip_through_bytes_and_file() {
     assert_eq!(p.meta["format_version"], FORMAT_VERSION.to_string());
     let header: serde_json::Value = serde_json::from_str(&p.meta["maddconv"]).unwrap();
     for key in [
-        "spec", "codebooks", "lambda", "windows_trained", "seed", "max_windows", "sources",
-        "train_seconds", "heldout",
+        "spec",
+        "codebooks",
+        "lambda",
+        "windows_trained",
+        "seed",
+        "max_windows",
+        "sources",
+        "train_seconds",
+        "heldout",
     ] {
         assert!(header.get(key).is_some(), "metadata lacks {key}: {header}");
     }
@@ -117,10 +124,19 @@ fn round_trip_through_bytes_and_file() {
     t2.bias = None;
     t2.luts_f32 = None;
     t2.meta.heldout = None;
-    assert_eq!(Tables::from_bytes(&t2.to_bytes().unwrap(), "mem").unwrap(), t2);
+    assert_eq!(
+        Tables::from_bytes(&t2.to_bytes().unwrap(), "mem").unwrap(),
+        t2
+    );
     // A missing file and an unwritable path are I/O errors.
-    assert!(matches!(Tables::load(dir.join("none.safetensors")), Err(Error::Io { .. })));
-    assert!(matches!(t.save(dir.join("no/such/dir/t.safetensors")), Err(Error::Io { .. })));
+    assert!(matches!(
+        Tables::load(dir.join("none.safetensors")),
+        Err(Error::Io { .. })
+    ));
+    assert!(matches!(
+        t.save(dir.join("no/such/dir/t.safetensors")),
+        Err(Error::Io { .. })
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -162,7 +178,11 @@ fn corrupt_fields_are_named() {
     tensor(&mut p, "bias").3[0..4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
     expect_error("infinite bias", &build(&p), &["bias"]);
 
-    for (v, needle) in [("2", "version 2"), ("0", "version 0"), ("one", "not a number")] {
+    for (v, needle) in [
+        ("2", "version 2"),
+        ("0", "version 0"),
+        ("one", "not a number"),
+    ] {
         let mut p = parts(&build(&good));
         p.meta.insert("format_version".into(), v.into());
         expect_error("bad version", &build(&p), &[needle]);
@@ -174,7 +194,14 @@ fn corrupt_fields_are_named() {
     p.meta.insert("format".into(), "pytorch".into());
     expect_error("other format", &build(&p), &["pytorch"]);
 
-    for name in ["luts", "split_dims", "thresholds", "lut_offsets", "scales", "bias"] {
+    for name in [
+        "luts",
+        "split_dims",
+        "thresholds",
+        "lut_offsets",
+        "scales",
+        "bias",
+    ] {
         let mut p = parts(&build(&good));
         p.tensors.retain(|t| t.0 != name);
         let bytes = build(&p);
@@ -185,7 +212,8 @@ fn corrupt_fields_are_named() {
         }
     }
     let mut p = parts(&build(&good));
-    p.tensors.push(("extra".into(), Dtype::U8, vec![1], vec![0]));
+    p.tensors
+        .push(("extra".into(), Dtype::U8, vec![1], vec![0]));
     expect_error("unexpected tensor", &build(&p), &["extra"]);
     // A bias in a file whose spec has none.
     let mut p = parts(&build(&good));
@@ -276,5 +304,9 @@ fn bit_flips_never_panic() {
         }
     }
     // Flips inside table entries and the free-text metadata still load; header flips do not.
-    assert!(loaded > 0 && loaded < 3 * bytes.len(), "{loaded} of {} flipped files loaded", 3 * bytes.len());
+    assert!(
+        loaded > 0 && loaded < 3 * bytes.len(),
+        "{loaded} of {} flipped files loaded",
+        3 * bytes.len()
+    );
 }

@@ -7,8 +7,8 @@ mod maddness_common;
 
 use maddconv::data::LayerDir;
 use maddconv::maddness::learn::{
-    self, codebook_ranges, extract_windows, learn_prototypes, learn_trees, sample_positions,
-    train, train_with_report, TrainConfig, TrainProgress, TrainStage,
+    self, codebook_ranges, extract_windows, learn_prototypes, learn_trees, sample_positions, train,
+    train_with_report, TrainConfig, TrainProgress, TrainStage,
 };
 use maddconv::maddness::{mirror, Tables};
 use maddconv::metrics::nmse;
@@ -43,7 +43,12 @@ fn heldout(layer: &LayerDir, cfg: &TrainConfig) -> (f64, f64, Tables) {
     .unwrap();
     let test = layer.test().unwrap();
     let expected = layer.test_expected().unwrap();
-    let e8 = nmse(layer.spec.kind, &mirror::apply(&tables, &test).unwrap(), &expected).unwrap();
+    let e8 = nmse(
+        layer.spec.kind,
+        &mirror::apply(&tables, &test).unwrap(),
+        &expected,
+    )
+    .unwrap();
     let ef = nmse(
         layer.spec.kind,
         &mirror::apply_f32(&tables, &test).unwrap(),
@@ -80,7 +85,11 @@ fn hand_checkable_trees_thresholds_and_codes() {
         &mut no_progress,
     )
     .unwrap();
-    assert_eq!(tables.split_dims, vec![0, 0, 0, 0, 3, 3, 3, 3], "split dims");
+    assert_eq!(
+        tables.split_dims,
+        vec![0, 0, 0, 0, 3, 3, 3, 3],
+        "split dims"
+    );
     let want: [&[f32]; 4] = [
         &[7.5],
         &[3.5, 11.5],
@@ -100,13 +109,19 @@ fn hand_checkable_trees_thresholds_and_codes() {
     let codes = mirror::encode(&tables, &input).unwrap();
     for (i, &word) in codes.iter().enumerate() {
         let want = i as u32 | ((15 - i as u32) << 4);
-        assert_eq!(word, want, "packed codes of window {i}: {word:#x} vs {want:#x}");
+        assert_eq!(
+            word, want,
+            "packed codes of window {i}: {word:#x} vs {want:#x}"
+        );
     }
     // Every window is its own bucket mean, so the float tables reproduce the layer closely.
     let exact = maddconv::reference::conv_reference(&spec, &input, &weight, None).unwrap();
     let approx = mirror::apply_f32(&tables, &input).unwrap();
     let e = nmse(spec.kind, &approx, &exact).unwrap();
-    assert!(e < 0.01, "training NMSE {e} on 16 windows that each have their own bucket");
+    assert!(
+        e < 0.01,
+        "training NMSE {e} on 16 windows that each have their own bucket"
+    );
 }
 
 /// Every level's reported SSE equals the SSE of the windows around the means of their level-t
@@ -145,16 +160,30 @@ fn every_split_lowers_the_sse() {
             }
             // The split dimensions stay inside the codebook's range.
             for &d in &tree.split_dims {
-                assert!(range.contains(&(d as usize)), "codebook {c}: dim {d} outside {range:?}");
+                assert!(
+                    range.contains(&(d as usize)),
+                    "codebook {c}: dim {d} outside {range:?}"
+                );
             }
             // The codes are what the tree encodes.
             for r in (0..windows.rows).step_by(97) {
-                assert_eq!(tree.encode(windows.row(r)), trees.codes[r * c_total + c], "row {r}");
+                assert_eq!(
+                    tree.encode(windows.row(r)),
+                    trees.codes[r * c_total + c],
+                    "row {r}"
+                );
             }
         }
         // On real data the first split of each codebook must lower the SSE.
-        let first: f64 = trees.trees.iter().map(|t| t.level_sse[0] - t.level_sse[1]).sum();
-        assert!(first > 0.0, "C {c_total}: the first level lowered the SSE by {first}");
+        let first: f64 = trees
+            .trees
+            .iter()
+            .map(|t| t.level_sse[0] - t.level_sse[1])
+            .sum();
+        assert!(
+            first > 0.0,
+            "C {c_total}: the first level lowered the SSE by {first}"
+        );
     }
 }
 
@@ -205,7 +234,10 @@ fn ridge_does_not_raise_training_error_over_bucket_means() {
         "ridge raised the training error: {e_ridge} > bucket means {e_means}"
     );
     // Measured: ridge 0.72 of the bucket-mean error on this layer; it must help markedly.
-    assert!(e_ridge < 0.9 * e_means, "ridge {e_ridge} vs means {e_means}: no real gain");
+    assert!(
+        e_ridge < 0.9 * e_means,
+        "ridge {e_ridge} vs means {e_means}: no real gain"
+    );
 
     // The fast path: train() on the same windows gives luts_f32 = P·wᵀ.
     let tables = train(
@@ -250,7 +282,9 @@ fn ridge_does_not_raise_training_error_over_bucket_means() {
                     .map(|j| windows.row(r)[j] as f64 * weight.data()[m * d + j] as f64)
                     .sum();
                 let approx: f64 = (0..c_total)
-                    .map(|c| lut[(c * 16 + trees.codes[r * c_total + c] as usize) * m_total + m] as f64)
+                    .map(|c| {
+                        lut[(c * 16 + trees.codes[r * c_total + c] as usize) * m_total + m] as f64
+                    })
                     .sum();
                 e += (exact - approx).powi(2);
             }
@@ -273,8 +307,16 @@ fn fixture_layer_heldout_quality() {
     let (e8, ef, tables) = heldout(&layer, &config(16));
     assert_eq!(tables.meta.windows_trained, 6 * 18 * 18);
     // Measured 2026-11-21: 1 − NMSE 0.4844 (8-bit), 0.4842 (float tables), from 1944 windows.
-    assert!(1.0 - e8 > 0.42, "fixture 8-bit 1 − NMSE {:.4} ≤ 0.42", 1.0 - e8);
-    assert!(1.0 - ef > 0.42, "fixture float 1 − NMSE {:.4} ≤ 0.42", 1.0 - ef);
+    assert!(
+        1.0 - e8 > 0.42,
+        "fixture 8-bit 1 − NMSE {:.4} ≤ 0.42",
+        1.0 - e8
+    );
+    assert!(
+        1.0 - ef > 0.42,
+        "fixture float 1 − NMSE {:.4} ≤ 0.42",
+        1.0 - ef
+    );
     // Quantization costs little: measured |Δ NMSE| 0.0002.
     assert!((e8 - ef).abs() < 0.01, "8-bit {e8} vs float {ef}");
 }
@@ -282,18 +324,30 @@ fn fixture_layer_heldout_quality() {
 /// One real layer of the shared data: held-out NMSE bound.
 #[test]
 fn real_layer_heldout_bound() {
-    let Some(data) = common::shared_data() else { return };
+    let Some(data) = common::shared_data() else {
+        return;
+    };
     let layer = LayerDir::open(data.join("layers/ddddocr_det_L05")).unwrap();
     let (e8, ef, _) = heldout(&layer, &config(16));
     // Measured 2026-11-21: 1 − NMSE 0.622 (8-bit and float); bolt's reference MADDNESS 0.60.
-    assert!(1.0 - e8 > 0.57, "L05 C=16 8-bit 1 − NMSE {:.4} ≤ 0.57", 1.0 - e8);
-    assert!(1.0 - ef > 0.57, "L05 C=16 float 1 − NMSE {:.4} ≤ 0.57", 1.0 - ef);
+    assert!(
+        1.0 - e8 > 0.57,
+        "L05 C=16 8-bit 1 − NMSE {:.4} ≤ 0.57",
+        1.0 - e8
+    );
+    assert!(
+        1.0 - ef > 0.57,
+        "L05 C=16 float 1 − NMSE {:.4} ≤ 0.57",
+        1.0 - ef
+    );
 }
 
 /// More codebooks, less error (weakly; held-out, float tables) on a real layer.
 #[test]
 fn error_falls_as_codebooks_grow() {
-    let Some(data) = common::shared_data() else { return };
+    let Some(data) = common::shared_data() else {
+        return;
+    };
     let layer = LayerDir::open(data.join("layers/mtcnn_pnet_conv3")).unwrap();
     let mut prev: Option<(usize, f64)> = None;
     let mut seen = Vec::new();
@@ -301,13 +355,19 @@ fn error_falls_as_codebooks_grow() {
         let (_, ef, _) = heldout(&layer, &config(c));
         seen.push((c, ef));
         if let Some((pc, pe)) = prev {
-            assert!(ef <= pe + 0.005, "C {c}: NMSE {ef:.4} above C {pc}: {pe:.4}; all: {seen:?}");
+            assert!(
+                ef <= pe + 0.005,
+                "C {c}: NMSE {ef:.4} above C {pc}: {pe:.4}; all: {seen:?}"
+            );
         }
         prev = Some((c, ef));
     }
     // Measured NMSE: C=2 0.645, 4 0.554, 8 0.406, 16 0.288, 32 0.187: the gain must be large.
     let (first, last) = (seen[0].1, seen[seen.len() - 1].1);
-    assert!(last < 0.5 * first, "NMSE only fell from {first:.4} to {last:.4}: {seen:?}");
+    assert!(
+        last < 0.5 * first,
+        "NMSE only fell from {first:.4} to {last:.4}: {seen:?}"
+    );
 }
 
 #[test]
@@ -323,13 +383,24 @@ fn training_is_deterministic_under_a_seed() {
         ..Default::default()
     };
     let run = |seed| {
-        let mut t = train(&layer.spec, &w, b.as_ref(), &x, &cfg(seed), &mut no_progress).unwrap();
+        let mut t = train(
+            &layer.spec,
+            &w,
+            b.as_ref(),
+            &x,
+            &cfg(seed),
+            &mut no_progress,
+        )
+        .unwrap();
         t.meta.train_seconds = 0.0;
         t
     };
     let (a, b2, c) = (run(3), run(3), run(4));
     assert_eq!(a, b2, "same seed, different tables");
-    assert_ne!(a.thresholds, c.thresholds, "another seed should sample other windows");
+    assert_ne!(
+        a.thresholds, c.thresholds,
+        "another seed should sample other windows"
+    );
     assert_eq!(a.meta.windows_trained, 1000);
     assert_eq!(a.meta.windows_available, 1944);
 }
@@ -406,9 +477,20 @@ fn degenerate_inputs_give_finite_tables() {
     let mut rng = Rng(3);
     let w = rng.tensor(&[3, 2, 2, 2]);
     let b = Tensor::new(vec![3], vec![0.5, -1.0, 2.0]).unwrap();
-    let tables = train(&spec, &w, Some(&b), std::slice::from_ref(&x), &config(4), &mut no_progress)
-        .unwrap();
-    assert!(tables.scales.iter().all(|&s| s == 1.0), "scales {:?}", tables.scales);
+    let tables = train(
+        &spec,
+        &w,
+        Some(&b),
+        std::slice::from_ref(&x),
+        &config(4),
+        &mut no_progress,
+    )
+    .unwrap();
+    assert!(
+        tables.scales.iter().all(|&s| s == 1.0),
+        "scales {:?}",
+        tables.scales
+    );
     let y = mirror::apply(&tables, &x).unwrap();
     for (i, &v) in y.data().iter().enumerate() {
         let o = (i / 36) % 3;
@@ -417,8 +499,15 @@ fn degenerate_inputs_give_finite_tables() {
     // A constant non-zero input (padding makes windows differ) and a zero weight.
     let x = Tensor::new(vec![1, 2, 5, 5], vec![3.0; 50]).unwrap();
     let zero = Tensor::new(vec![3, 2, 2, 2], vec![0.0; 24]).unwrap();
-    let tables = train(&spec, &zero, Some(&b), std::slice::from_ref(&x), &config(8), &mut no_progress)
-        .unwrap();
+    let tables = train(
+        &spec,
+        &zero,
+        Some(&b),
+        std::slice::from_ref(&x),
+        &config(8),
+        &mut no_progress,
+    )
+    .unwrap();
     tables.validate().unwrap();
     assert!(tables.luts.iter().all(|&q| q == 0));
     assert!(tables.thresholds.iter().all(|t| t.is_finite()));
@@ -431,7 +520,14 @@ fn bad_inputs_are_rejected_with_clear_errors() {
     let w = rng.tensor(&[2, 2, 3]);
     let x = rng.tensor(&[2, 2, 9]);
     let run = |x: &Tensor, w: &Tensor, cfg: &TrainConfig| {
-        train(&spec, w, None, std::slice::from_ref(x), cfg, &mut no_progress)
+        train(
+            &spec,
+            w,
+            None,
+            std::slice::from_ref(x),
+            cfg,
+            &mut no_progress,
+        )
     };
     let mut nan = x.clone();
     nan.data_mut()[7] = f32::NAN;
@@ -441,23 +537,35 @@ fn bad_inputs_are_rejected_with_clear_errors() {
     }
     let mut inf = w.clone();
     inf.data_mut()[3] = f32::INFINITY;
-    assert!(matches!(run(&x, &inf, &config(2)), Err(Error::NonFinite { index: 3, .. })));
+    assert!(matches!(
+        run(&x, &inf, &config(2)),
+        Err(Error::NonFinite { index: 3, .. })
+    ));
     let e = run(&x, &w, &config(7)).unwrap_err().to_string();
     assert!(e.contains("codebooks = 7") && e.contains("D = 6"), "{e}");
     assert!(run(&x, &w, &config(0)).is_err());
     for lambda in [0.0, -1.0, f32::NAN] {
-        let cfg = TrainConfig { lambda, ..config(2) };
+        let cfg = TrainConfig {
+            lambda,
+            ..config(2)
+        };
         let e = run(&x, &w, &cfg).unwrap_err().to_string();
         assert!(e.contains("lambda"), "{e}");
     }
-    let cfg = TrainConfig { max_windows: Some(0), ..config(2) };
+    let cfg = TrainConfig {
+        max_windows: Some(0),
+        ..config(2)
+    };
     assert!(run(&x, &w, &cfg).is_err());
     let bad_w = rng.tensor(&[2, 3, 3]);
     assert!(matches!(run(&x, &bad_w, &config(2)), Err(Error::Shape(_))));
     let bad_x = rng.tensor(&[2, 3, 9]);
     assert!(run(&bad_x, &w, &config(2)).is_err());
     assert!(train(&spec, &w, None, &[], &config(2), &mut no_progress).is_err());
-    let cfg = TrainConfig { codebooks: Some(1000), ..Default::default() };
+    let cfg = TrainConfig {
+        codebooks: Some(1000),
+        ..Default::default()
+    };
     let big = ConvSpec::conv1d(2000, 2, 1);
     let e = train(
         &big,

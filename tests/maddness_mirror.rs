@@ -45,7 +45,15 @@ fn trained(spec: &ConvSpec, shape: &[usize], c: usize, seed: u64) -> (Tables, Te
         codebooks: Some(c),
         ..Default::default()
     };
-    let tables = train(spec, &w, b.as_ref(), std::slice::from_ref(&x), &cfg, &mut |_| {}).unwrap();
+    let tables = train(
+        spec,
+        &w,
+        b.as_ref(),
+        std::slice::from_ref(&x),
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap();
     // Evaluate on other data than the training input.
     (tables, rng.tensor(shape))
 }
@@ -61,7 +69,11 @@ fn encode_matches_hand_walked_trees() {
         let n = shape[0];
         let q_total = n * oh * ow;
         let words = c.div_ceil(8);
-        assert_eq!(codes.len(), spec.groups * q_total * words, "case {i}: code length");
+        assert_eq!(
+            codes.len(),
+            spec.groups * q_total * words,
+            "case {i}: code length"
+        );
         for g in 0..spec.groups {
             for nn in 0..n {
                 for oy in 0..oh {
@@ -71,7 +83,11 @@ fn encode_matches_hand_walked_trees() {
                         let row = &codes[(g * q_total + q) * words..][..words];
                         for cb in 0..words * 8 {
                             let got = (row[cb / 8] >> (4 * (cb % 8))) & 0xF;
-                            let want = if cb < c { code_by_hand(&tables, g, cb, &win) as u32 } else { 0 };
+                            let want = if cb < c {
+                                code_by_hand(&tables, g, cb, &win) as u32
+                            } else {
+                                0
+                            };
                             assert_eq!(
                                 got, want,
                                 "case {i}: group {g} sample {nn} position ({oy},{ox}) codebook {cb}"
@@ -116,10 +132,18 @@ fn apply_and_sums_match_straightforward_computation() {
                         f += tables.bias.as_ref().map_or(0.0, |b| b[o]);
                         let p = oy * ow + ox;
                         let at = (nn * spec.out_channels + o) * oh * ow + p;
-                        assert_eq!(yf.data()[at].to_bits(), f.to_bits(), "case {i}: float output {at}");
+                        assert_eq!(
+                            yf.data()[at].to_bits(),
+                            f.to_bits(),
+                            "case {i}: float output {at}"
+                        );
                         assert_eq!(sums[at], s, "case {i}: sum at {at}");
                         let y = s as f32 * k.inv_scale[o] + k.offset[o];
-                        assert_eq!(y8.data()[at].to_bits(), y.to_bits(), "case {i}: 8-bit output {at}");
+                        assert_eq!(
+                            y8.data()[at].to_bits(),
+                            y.to_bits(),
+                            "case {i}: 8-bit output {at}"
+                        );
                     }
                 }
             }
@@ -160,7 +184,10 @@ fn eight_bit_close_to_float_tables() {
         let y8 = mirror::apply(&tables, &x).unwrap();
         let yf = mirror::apply_f32(&tables, &x).unwrap();
         let e = nmse(spec.kind, &y8, &yf).unwrap();
-        assert!(e < 1e-3, "case {cases_i}: NMSE of 8-bit against float tables {e:.3e}");
+        assert!(
+            e < 1e-3,
+            "case {cases_i}: NMSE of 8-bit against float tables {e:.3e}"
+        );
     }
 }
 
@@ -171,7 +198,10 @@ fn inconsistent_tables_and_inputs_are_errors() {
     let (tables, x) = trained(&spec, &shape, c, 40);
     let mut t = tables.clone();
     t.split_dims[5] = 10_000;
-    assert!(mirror::encode(&t, &x).unwrap_err().to_string().contains("split_dims[5]"));
+    assert!(mirror::encode(&t, &x)
+        .unwrap_err()
+        .to_string()
+        .contains("split_dims[5]"));
     let mut t = tables.clone();
     t.luts.pop();
     assert!(mirror::apply(&t, &x).is_err());
@@ -183,7 +213,10 @@ fn inconsistent_tables_and_inputs_are_errors() {
     assert!(mirror::encode(&t, &x).is_err());
     let mut t = tables.clone();
     t.luts_f32 = None;
-    assert!(mirror::apply_f32(&t, &x).unwrap_err().to_string().contains("float tables"));
+    assert!(mirror::apply_f32(&t, &x)
+        .unwrap_err()
+        .to_string()
+        .contains("float tables"));
     let wrong = Tensor::zeros(vec![1, 5, 9, 8]).unwrap();
     assert!(mirror::apply(&tables, &wrong).is_err());
     let codes = mirror::encode(&tables, &x).unwrap();

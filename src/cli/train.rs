@@ -67,11 +67,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
     };
     let weight = read(&args.weight, "weight")?;
-    let bias = args
-        .bias
-        .as_ref()
-        .map(|p| read(p, "bias"))
-        .transpose()?;
+    let bias = args.bias.as_ref().map(|p| read(p, "bias")).transpose()?;
     let spec = args.spec.spec(weight.shape(), bias.is_some())?;
     let inputs = args
         .input

@@ -98,7 +98,12 @@ impl Tables {
                 vec![g, c, TREE_DEPTH, LEVEL_SLOTS],
                 le_bytes(&self.thresholds, f32::to_le_bytes),
             ),
-            ("luts", Dtype::U8, vec![g, c, BUCKETS, mg], self.luts.clone()),
+            (
+                "luts",
+                Dtype::U8,
+                vec![g, c, BUCKETS, mg],
+                self.luts.clone(),
+            ),
             (
                 "lut_offsets",
                 Dtype::F32,
@@ -170,10 +175,9 @@ impl Tables {
         let (header_len, metadata) = SafeTensors::read_metadata(bytes)
             .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
         let data = bytes.get(8 + header_len..).unwrap_or_default();
-        let meta_map = metadata
-            .metadata()
-            .as_ref()
-            .ok_or_else(|| fail("no __metadata__ in the header: not a maddconv table file".into()))?;
+        let meta_map = metadata.metadata().as_ref().ok_or_else(|| {
+            fail("no __metadata__ in the header: not a maddconv table file".into())
+        })?;
         let get = |key: &str| -> Result<&String> {
             meta_map
                 .get(key)
@@ -210,34 +214,34 @@ impl Tables {
         let (g, o) = (spec.groups, spec.out_channels);
         let mg = o / g;
 
-        let mut known: HashMap<String, bool> = metadata
-            .tensors()
-            .into_keys()
-            .map(|k| (k, false))
-            .collect();
-        let mut take = |tname: &'static str, dtype: Dtype, shape: &[usize]| -> Result<Option<&[u8]>> {
-            let (Some(seen), Some(info)) = (known.get_mut(tname), metadata.info(tname)) else {
-                return Ok(None);
-            };
-            *seen = true;
-            if info.dtype != dtype {
-                return Err(fail(format!(
-                    "tensor {tname} has dtype {}, expected {dtype}",
-                    info.dtype
-                )));
-            }
-            if info.shape != shape {
-                return Err(fail(format!(
-                    "tensor {tname} has shape {:?}, expected {shape:?} (groups {g}, codebooks \
+        let mut known: HashMap<String, bool> =
+            metadata.tensors().into_keys().map(|k| (k, false)).collect();
+        let mut take =
+            |tname: &'static str, dtype: Dtype, shape: &[usize]| -> Result<Option<&[u8]>> {
+                let (Some(seen), Some(info)) = (known.get_mut(tname), metadata.info(tname)) else {
+                    return Ok(None);
+                };
+                *seen = true;
+                if info.dtype != dtype {
+                    return Err(fail(format!(
+                        "tensor {tname} has dtype {}, expected {dtype}",
+                        info.dtype
+                    )));
+                }
+                if info.shape != shape {
+                    return Err(fail(format!(
+                        "tensor {tname} has shape {:?}, expected {shape:?} (groups {g}, codebooks \
                      {c}, outputs {o})",
-                    info.shape
-                )));
-            }
-            let (start, end) = info.data_offsets;
-            data.get(start..end)
-                .map(Some)
-                .ok_or_else(|| fail(format!("tensor {tname}: data offsets {start}..{end} are outside the file")))
-        };
+                        info.shape
+                    )));
+                }
+                let (start, end) = info.data_offsets;
+                data.get(start..end).map(Some).ok_or_else(|| {
+                    fail(format!(
+                        "tensor {tname}: data offsets {start}..{end} are outside the file"
+                    ))
+                })
+            };
         let required = |v: Option<&[u8]>, tname: &str| -> Result<Vec<u8>> {
             v.map(<[u8]>::to_vec)
                 .ok_or_else(|| fail(format!("tensor {tname} is missing")))
@@ -297,7 +301,12 @@ fn f32s(b: &[u8]) -> Vec<f32> {
 fn precheck_header(bytes: &[u8]) -> std::result::Result<(), String> {
     let len8: [u8; 8] = match bytes.get(..8) {
         Some(&[a, b, c, d, e, f, g, h]) => [a, b, c, d, e, f, g, h],
-        _ => return Err(format!("{} bytes: too short for a safetensors header", bytes.len())),
+        _ => {
+            return Err(format!(
+                "{} bytes: too short for a safetensors header",
+                bytes.len()
+            ))
+        }
     };
     let n = u64::from_le_bytes(len8);
     let rest = (bytes.len() - 8) as u64;
@@ -308,8 +317,8 @@ fn precheck_header(bytes: &[u8]) -> std::result::Result<(), String> {
     }
     let data_len = rest - n;
     let header = &bytes[8..8 + n as usize];
-    let value: serde_json::Value = serde_json::from_slice(header)
-        .map_err(|e| format!("the header is not valid JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| format!("the header is not valid JSON: {e}"))?;
     let obj = value
         .as_object()
         .ok_or_else(|| "the header is not a JSON object".to_string())?;

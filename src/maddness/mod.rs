@@ -40,7 +40,7 @@
 //!
 //! * [`learn`] — learning trees, prototypes and tables from a layer's weight and real inputs.
 //! * [`mirror`] — the CPU mirror of inference (encode, exact accumulate, scale/offset/bias).
-//! * [`file`] — the `.safetensors` table file.
+//! * [`file`](mod@file) — the `.safetensors` table file.
 
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +144,8 @@ impl Tables {
     }
     /// Window length `D = (C_in/groups)·KH·KW` of one group.
     pub fn window_len(&self) -> usize {
-        (self.spec.in_channels / self.spec.groups.max(1)) * self.spec.kernel.iter().product::<usize>()
+        (self.spec.in_channels / self.spec.groups.max(1))
+            * self.spec.kernel.iter().product::<usize>()
     }
     /// `u32` words of packed codes per (group, position): `ceil(C / 8)`.
     pub fn code_words(&self) -> usize {
@@ -212,7 +213,11 @@ impl Tables {
             Ok(())
         };
         expect("split_dims", self.split_dims.len(), &[gc, TREE_DEPTH])?;
-        expect("thresholds", self.thresholds.len(), &[gc, TREE_DEPTH, LEVEL_SLOTS])?;
+        expect(
+            "thresholds",
+            self.thresholds.len(),
+            &[gc, TREE_DEPTH, LEVEL_SLOTS],
+        )?;
         expect("luts", self.luts.len(), &[gc, BUCKETS, mg])?;
         expect("lut_offsets", self.lut_offsets.len(), &[gc, mg])?;
         expect("scales", self.scales.len(), &[o])?;
@@ -225,7 +230,12 @@ impl Tables {
             (Some(_), false) => return bad("tables hold a bias but the spec has none".into()),
             (None, true) => return bad("the spec has a bias but the tables hold none".into()),
         }
-        if let Some((i, &v)) = self.split_dims.iter().enumerate().find(|(_, &v)| v as usize >= d) {
+        if let Some((i, &v)) = self
+            .split_dims
+            .iter()
+            .enumerate()
+            .find(|(_, &v)| v as usize >= d)
+        {
             return bad(format!(
                 "split_dims[{i}] = {v} is outside the window (D = {d})"
             ));

@@ -53,7 +53,16 @@ pub fn window_by_hand(
         ConvKind::Conv2d => (s[1], s[2], s[3]),
     };
     let (kh, kw, sh, sw, dh, dw, pt, pl) = match spec.kind {
-        ConvKind::Conv1d => (1, spec.kernel[0], 1, spec.stride[0], 1, spec.dilation[0], 0, spec.padding[0]),
+        ConvKind::Conv1d => (
+            1,
+            spec.kernel[0],
+            1,
+            spec.stride[0],
+            1,
+            spec.dilation[0],
+            0,
+            spec.padding[0],
+        ),
         ConvKind::Conv2d => (
             spec.kernel[0],
             spec.kernel[1],
