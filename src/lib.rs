@@ -10,12 +10,16 @@
 //! * [`reference`] — the exact CPU convolution in f64 (the oracle).
 //! * [`gpu`] — GPU context and the kernels' host code.
 //! * [`data`] — layer folders (`layer.json` + `.npy` files).
+//! * [`maddness`] — learned hash trees and look-up tables: training, the CPU mirror of
+//!   inference, the table file.
+//! * [`metrics`] — the error of an approximate layer (NMSE, DESIGN.md §5).
 
 pub mod bench;
 pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod maddness;
+pub mod metrics;
 pub mod reference;
 pub mod spec;
 pub mod tensor;

@@ -18,6 +18,10 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Exact convolution of an input with a weight (GPU direct kernel, or --cpu reference).
     Conv(cli::conv::ConvArgs),
+    /// Learn MADDNESS tables for a layer from its weight and real inputs.
+    Train(cli::train::TrainArgs),
+    /// Error (NMSE) of a table file on an input against the exact convolution.
+    Eval(cli::eval::EvalArgs),
     /// Time the kernels on this adapter, methods interleaved, with their error next to the speed.
     Bench(cli::bench::BenchArgs),
 }
@@ -32,6 +36,8 @@ fn main() {
     let result = match args.command {
         Command::Info(a) => cli::info::run(a),
         Command::Conv(a) => cli::conv::run(a),
+        Command::Train(a) => cli::train::run(a),
+        Command::Eval(a) => cli::eval::run(a),
         Command::Bench(a) => cli::bench::run(a),
     };
     if let Err(e) = result {

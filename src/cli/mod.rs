@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod conv;
+pub mod eval;
 pub mod info;
+pub mod train;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;

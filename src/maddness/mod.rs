@@ -28,8 +28,30 @@
 //! | `scales`       | f32  | `[O]`              |
 //! | `bias`         | f32  | `[O]` or absent    |
 //! | `luts_f32`     | f32  | `[G, C, 16, Mg]` or absent (float tables, to measure quantization) |
+//!
+//! # Codes (between encode and accumulate)
+//!
+//! Packed 4-bit codes, 8 per `u32`, as `[G, Q, ceil(C/8)]` words with `Q = N·OH·OW` and
+//! `q = (n·OH + oy)·OW + ox`: codebook `c` sits in word `c / 8`, bits `4·(c % 8) .. 4·(c % 8) + 4`;
+//! unused nibbles of the last word are 0. Exact sums of the accumulate step are laid out like the
+//! output, `[N, O, OH·OW]`.
+//!
+//! # Modules
+//!
+//! * [`learn`] — learning trees, prototypes and tables from a layer's weight and real inputs.
+//! * [`mirror`] — the CPU mirror of inference (encode, exact accumulate, scale/offset/bias).
+//! * [`file`](mod@file) — the `.safetensors` table file.
 
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 use crate::spec::ConvSpec;
+
+pub mod file;
+pub mod learn;
+pub mod mirror;
+
+pub use learn::{train, train_with_report, TrainConfig, TrainProgress, TrainReport, TrainStage};
 
 /// Depth of every hash tree.
 pub const TREE_DEPTH: usize = 4;
@@ -37,6 +59,9 @@ pub const TREE_DEPTH: usize = 4;
 pub const BUCKETS: usize = 16;
 /// Threshold slots stored per tree level.
 pub const LEVEL_SLOTS: usize = 16;
+/// Most codebooks per group the 8-bit path allows: the exact u32 sum of `C` entries of at most
+/// 255 must not overflow.
+pub const MAX_CODEBOOKS_U32_SUM: usize = (u32::MAX / 255) as usize;
 
 /// Learned hash trees and look-up tables for one convolution layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +84,44 @@ pub struct Tables {
     pub bias: Option<Vec<f32>>,
     /// `[G, C, 16, Mg]`: the float tables before quantization, if kept.
     pub luts_f32: Option<Vec<f32>>,
+    /// How the tables were made (training settings, sources, held-out error). Stored in the
+    /// table file's JSON header; not used by inference.
+    pub meta: TableMeta,
+}
+
+/// How a set of tables was trained: settings, data and the held-out error measured at training
+/// time. Every field is informational (inference never reads it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableMeta {
+    /// Ridge regularisation λ of the prototype refinement.
+    pub lambda: f32,
+    /// Training windows used (per group).
+    pub windows_trained: usize,
+    /// Windows (output positions) the training inputs held in all.
+    pub windows_available: u64,
+    /// Seed of the window sampling.
+    pub seed: u64,
+    /// The cap on training windows (`None`: all windows were used).
+    pub max_windows: Option<usize>,
+    /// Names of the training input files (as given by the caller; may be empty).
+    pub sources: Vec<String>,
+    /// Wall-clock seconds the training took.
+    pub train_seconds: f64,
+    /// Held-out error measured right after training, if a test input was given.
+    pub heldout: Option<HeldOut>,
+    /// Version of maddconv that trained the tables.
+    pub trainer_version: String,
+}
+
+/// The error of the tables on inputs not used for training (DESIGN.md §5).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeldOut {
+    /// Name of the held-out input file.
+    pub source: String,
+    /// NMSE of 8-bit inference against the exact convolution.
+    pub nmse: f64,
+    /// NMSE with the float tables, if they were kept.
+    pub nmse_f32_tables: Option<f64>,
 }
 
 /// Per-output constants of 8-bit inference, shared by the CPU mirror and the GPU kernels.
@@ -78,6 +141,15 @@ impl Tables {
     /// Output channels per group (`Mg`).
     pub fn out_per_group(&self) -> usize {
         self.spec.out_channels / self.spec.groups
+    }
+    /// Window length `D = (C_in/groups)·KH·KW` of one group.
+    pub fn window_len(&self) -> usize {
+        (self.spec.in_channels / self.spec.groups.max(1))
+            * self.spec.kernel.iter().product::<usize>()
+    }
+    /// `u32` words of packed codes per (group, position): `ceil(C / 8)`.
+    pub fn code_words(&self) -> usize {
+        self.codebooks.div_ceil(8)
     }
 
     /// The per-output constants of 8-bit inference, computed in f32 (sums over codebooks in
@@ -103,4 +175,94 @@ impl Tables {
             offset,
         }
     }
+
+    /// Checks the tables against themselves and their spec: a valid spec, `1 ≤ C ≤ D`, every
+    /// field's length, split dimensions `< D`, finite thresholds, offsets, bias and float tables,
+    /// scales finite and `> 0`, finite inference constants, and the bias present exactly when
+    /// the spec says so. The table-file loader runs this on everything it reads, and the CPU
+    /// mirror on every call, so that no inconsistent table can make them index out of bounds.
+    pub fn validate(&self) -> Result<()> {
+        self.spec.validate()?;
+        let bad = |m: String| Err(Error::Argument(m));
+        let d = self.window_len();
+        let c = self.codebooks;
+        if c == 0 || c > d {
+            return bad(format!(
+                "codebooks = {c}; it must be between 1 and the window length D = {d}"
+            ));
+        }
+        if c > MAX_CODEBOOKS_U32_SUM {
+            return Err(Error::TooLarge {
+                what: "codebooks".into(),
+                value: c as u64,
+                limit: MAX_CODEBOOKS_U32_SUM as u64,
+                why: "exact u32 sums of 8-bit table entries".into(),
+            });
+        }
+        let g = self.groups();
+        let mg = self.out_per_group();
+        let o = self.spec.out_channels;
+        let gc = checked(&[g, c])?;
+        let expect = |name: &str, len: usize, dims: &[usize]| -> Result<()> {
+            let want = checked(dims)?;
+            if len != want {
+                return Err(Error::Shape(format!(
+                    "tables field {name} has {len} values; {dims:?} needs {want}"
+                )));
+            }
+            Ok(())
+        };
+        expect("split_dims", self.split_dims.len(), &[gc, TREE_DEPTH])?;
+        expect(
+            "thresholds",
+            self.thresholds.len(),
+            &[gc, TREE_DEPTH, LEVEL_SLOTS],
+        )?;
+        expect("luts", self.luts.len(), &[gc, BUCKETS, mg])?;
+        expect("lut_offsets", self.lut_offsets.len(), &[gc, mg])?;
+        expect("scales", self.scales.len(), &[o])?;
+        if let Some(t) = &self.luts_f32 {
+            expect("luts_f32", t.len(), &[gc, BUCKETS, mg])?;
+        }
+        match (&self.bias, self.spec.bias) {
+            (Some(b), true) => expect("bias", b.len(), &[o])?,
+            (None, false) => {}
+            (Some(_), false) => return bad("tables hold a bias but the spec has none".into()),
+            (None, true) => return bad("the spec has a bias but the tables hold none".into()),
+        }
+        if let Some((i, &v)) = self
+            .split_dims
+            .iter()
+            .enumerate()
+            .find(|(_, &v)| v as usize >= d)
+        {
+            return bad(format!(
+                "split_dims[{i}] = {v} is outside the window (D = {d})"
+            ));
+        }
+        crate::tensor::check_finite("thresholds", &self.thresholds)?;
+        crate::tensor::check_finite("lut_offsets", &self.lut_offsets)?;
+        crate::tensor::check_finite("scales", &self.scales)?;
+        if let Some(b) = &self.bias {
+            crate::tensor::check_finite("bias", b)?;
+        }
+        if let Some(t) = &self.luts_f32 {
+            crate::tensor::check_finite("luts_f32", t)?;
+        }
+        if let Some((i, &s)) = self.scales.iter().enumerate().find(|(_, &s)| s <= 0.0) {
+            return bad(format!("scales[{i}] = {s}; scales must be > 0"));
+        }
+        let k = self.inference_constants();
+        crate::tensor::check_finite("1/scales", &k.inv_scale)?;
+        crate::tensor::check_finite("offsets (Σ lut_offsets + bias)", &k.offset)?;
+        Ok(())
+    }
+}
+
+/// Product of sizes, failing (instead of wrapping) on overflow.
+fn checked(dims: &[usize]) -> Result<usize> {
+    dims.iter().try_fold(1usize, |acc, &x| {
+        acc.checked_mul(x)
+            .ok_or_else(|| Error::Shape(format!("size {dims:?} overflows")))
+    })
 }

@@ -1,0 +1,93 @@
+//! Held-out quality and training time of MADDNESS on every real layer of the data folder:
+//! trains on `train.npy` at several codebook counts, evaluates 8-bit and float tables on
+//! `test.npy` against `test_expected.npy` (computed by another engine), and prints a markdown
+//! table.
+//!
+//! ```text
+//! cargo run --release --example quality_table -- [--data ../shared/data] [--codebooks 8,16,32,64]
+//!     [--layers NAME,NAME] [--seed 0] [--max-windows 200000]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use maddconv::data::LayerDir;
+use maddconv::maddness::{learn, mirror};
+use maddconv::metrics::nmse;
+
+fn main() -> Result<()> {
+    let mut data = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data"));
+    let mut codebooks = vec![8usize, 16, 32, 64];
+    let mut only: Option<Vec<String>> = None;
+    let mut seed = 0u64;
+    let mut max_windows = Some(200_000usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--data" => data = PathBuf::from(value()?),
+            "--codebooks" => {
+                codebooks = value()?
+                    .split(',')
+                    .map(|v| v.parse().with_context(|| format!("codebooks {v:?}")))
+                    .collect::<Result<_>>()?
+            }
+            "--layers" => only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--seed" => seed = value()?.parse()?,
+            "--max-windows" => max_windows = Some(value()?.parse()?),
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    let layers = LayerDir::list(data.join("layers"))?;
+    println!("| layer | D | M | train windows | C | 1−NMSE 8-bit | 1−NMSE f32 tables | train s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for layer in layers {
+        if let Some(names) = &only {
+            if !names.contains(&layer.name) {
+                continue;
+            }
+        }
+        let weight = layer.weight()?;
+        let bias = layer.bias()?;
+        let train = layer.train()?;
+        let test = layer.test()?;
+        let expected = layer.test_expected()?;
+        let d = layer.spec.in_channels / layer.spec.groups
+            * layer.spec.kernel.iter().product::<usize>();
+        for &c in &codebooks {
+            if c > d {
+                continue;
+            }
+            let config = learn::TrainConfig {
+                codebooks: Some(c),
+                seed,
+                max_windows,
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let tables = learn::train(
+                &layer.spec,
+                &weight,
+                bias.as_ref(),
+                std::slice::from_ref(&train),
+                &config,
+                &mut |_| {},
+            )?;
+            let secs = t.elapsed().as_secs_f64();
+            let y8 = mirror::apply(&tables, &test)?;
+            let yf = mirror::apply_f32(&tables, &test)?;
+            let e8 = nmse(layer.spec.kind, &y8, &expected)?;
+            let ef = nmse(layer.spec.kind, &yf, &expected)?;
+            println!(
+                "| {} | {d} | {} | {} | {c} | {:.3} | {:.3} | {secs:.2} |",
+                layer.name,
+                layer.spec.out_channels,
+                tables.meta.windows_trained,
+                1.0 - e8,
+                1.0 - ef
+            );
+        }
+    }
+    Ok(())
+}

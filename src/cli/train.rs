@@ -1,0 +1,161 @@
+//! `maddconv train`: learn MADDNESS tables for a layer from its weight and real inputs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use maddconv::maddness::learn::{self, TrainConfig, TrainProgress};
+use maddconv::maddness::{mirror, HeldOut};
+use maddconv::Tensor;
+
+/// Arguments of `maddconv train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Weight `.npy`: O×(C/groups)×KH×KW (conv2d) or O×(C/groups)×K (conv1d).
+    #[arg(long)]
+    pub weight: PathBuf,
+    /// Bias `.npy` of shape O.
+    #[arg(long)]
+    pub bias: Option<PathBuf>,
+    /// Training inputs of the layer (`.npy`, N×C×H×W or N×C×L); repeat for several files.
+    #[arg(long, required = true)]
+    pub input: Vec<PathBuf>,
+    /// Held-out input (not used for training): its NMSE is printed and stored in the file.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    #[command(flatten)]
+    pub spec: super::SpecArgs,
+    /// Codebooks per group C (1 ≤ C ≤ D). Default: D/8, at least min(D, 8), at most 64.
+    #[arg(long)]
+    pub codebooks: Option<usize>,
+    /// Ridge regularisation λ of the prototype refinement (> 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda: f32,
+    /// Most training windows (a seeded uniform subset when the inputs hold more), or "all".
+    #[arg(long, default_value = "200000")]
+    pub max_windows: String,
+    /// Seed of the window sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Do not store the float tables (smaller file; `eval` then reports only 8-bit tables).
+    #[arg(long)]
+    pub no_f32_tables: bool,
+    /// Output table file (`.safetensors`, written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+fn read(path: &Path, what: &str) -> Result<Tensor> {
+    Tensor::read_npy(path).with_context(|| format!("reading the {what}"))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// Trains, optionally measures the held-out error, and writes the table file.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let max_windows = match args.max_windows.trim() {
+        "all" => None,
+        v => match v.parse::<usize>() {
+            Ok(0) | Err(_) => bail!("--max-windows: {v:?} is not a positive integer or \"all\""),
+            Ok(n) => Some(n),
+        },
+    };
+    let weight = read(&args.weight, "weight")?;
+    let bias = args.bias.as_ref().map(|p| read(p, "bias")).transpose()?;
+    let spec = args.spec.spec(weight.shape(), bias.is_some())?;
+    let inputs = args
+        .input
+        .iter()
+        .map(|p| read(p, "training input"))
+        .collect::<Result<Vec<_>>>()?;
+    for (p, x) in args.input.iter().zip(&inputs) {
+        spec.geometry(x.shape())
+            .with_context(|| format!("training input {}", p.display()))?;
+    }
+    let test = args
+        .test
+        .as_ref()
+        .map(|p| -> Result<Tensor> {
+            let t = read(p, "test input")?;
+            spec.geometry(t.shape())
+                .with_context(|| format!("test input {}", p.display()))?;
+            t.check_finite("test input")?;
+            Ok(t)
+        })
+        .transpose()?;
+    let config = TrainConfig {
+        codebooks: args.codebooks,
+        lambda: args.lambda,
+        max_windows,
+        seed: args.seed,
+        keep_f32_tables: !args.no_f32_tables,
+    };
+
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut on_progress = |p: TrainProgress| {
+        bar.set_message(format!("group {}/{}: {}", p.group + 1, p.groups, p.stage));
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    };
+    let result = learn::train(
+        &spec,
+        &weight,
+        bias.as_ref(),
+        &inputs,
+        &config,
+        &mut on_progress,
+    );
+    bar.finish_and_clear();
+    let mut tables = result.context("training failed")?;
+    tables.meta.sources = args.input.iter().map(|p| file_name(p)).collect();
+    eprintln!(
+        "trained {}: C = {}, {} of {} windows, {:.2} s",
+        spec.describe(),
+        tables.codebooks,
+        tables.meta.windows_trained,
+        tables.meta.windows_available,
+        tables.meta.train_seconds
+    );
+
+    if let (Some(test), Some(path)) = (&test, &args.test) {
+        let exact = maddconv::reference::conv_reference(&spec, test, &weight, bias.as_ref())?;
+        let y8 = mirror::apply(&tables, test)?;
+        let nmse = maddconv::metrics::nmse(spec.kind, &y8, &exact)?;
+        let nmse_f32_tables = if tables.luts_f32.is_some() {
+            let yf = mirror::apply_f32(&tables, test)?;
+            Some(maddconv::metrics::nmse(spec.kind, &yf, &exact)?)
+        } else {
+            None
+        };
+        println!(
+            "held-out NMSE on {}: {nmse:.4} (1 − NMSE {:.4}){}",
+            file_name(path),
+            1.0 - nmse,
+            nmse_f32_tables
+                .map(|v| format!("; float tables {v:.4} (1 − NMSE {:.4})", 1.0 - v))
+                .unwrap_or_default()
+        );
+        tables.meta.heldout = Some(HeldOut {
+            source: file_name(path),
+            nmse,
+            nmse_f32_tables,
+        });
+    }
+    tables
+        .save(&args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!("tables written to {}", args.output.display());
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Helpers of the MADDNESS tests: seeded random data and independent (deliberately plain)
+//! re-implementations of the window and tree definitions.
+#![allow(dead_code)]
+
+pub mod images;
+
+use maddconv::maddness::Tables;
+use maddconv::{ConvKind, ConvSpec, Tensor};
+
+/// SplitMix64: seeded uniform and normal numbers.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Standard normal.
+    pub fn normal(&mut self) -> f32 {
+        let (u, v) = (self.uniform().max(1e-7), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+    /// Uniform integer in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn tensor(&mut self, shape: &[usize]) -> Tensor {
+        let len = shape.iter().product();
+        Tensor::new(shape.to_vec(), (0..len).map(|_| self.normal()).collect()).unwrap()
+    }
+}
+
+/// The window of group `g` at output position `(n, oy, ox)`, straight from the definition
+/// (PyTorch conv semantics), without the library's index helpers. conv1d: `oy = 0`.
+pub fn window_by_hand(
+    spec: &ConvSpec,
+    input: &Tensor,
+    n: usize,
+    g: usize,
+    oy: usize,
+    ox: usize,
+) -> Vec<f32> {
+    let s = input.shape();
+    let (c_all, h, w) = match spec.kind {
+        ConvKind::Conv1d => (s[1], 1, s[2]),
+        ConvKind::Conv2d => (s[1], s[2], s[3]),
+    };
+    let (kh, kw, sh, sw, dh, dw, pt, pl) = match spec.kind {
+        ConvKind::Conv1d => (
+            1,
+            spec.kernel[0],
+            1,
+            spec.stride[0],
+            1,
+            spec.dilation[0],
+            0,
+            spec.padding[0],
+        ),
+        ConvKind::Conv2d => (
+            spec.kernel[0],
+            spec.kernel[1],
+            spec.stride[0],
+            spec.stride[1],
+            spec.dilation[0],
+            spec.dilation[1],
+            spec.padding[0],
+            spec.padding[1],
+        ),
+    };
+    let cg = spec.in_channels / spec.groups;
+    let mut out = Vec::with_capacity(cg * kh * kw);
+    for ci in 0..cg {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let y = (oy * sh + ky * dh) as i64 - pt as i64;
+                let x = (ox * sw + kx * dw) as i64 - pl as i64;
+                let v = if y < 0 || x < 0 || y >= h as i64 || x >= w as i64 {
+                    0.0
+                } else {
+                    let c = g * cg + ci;
+                    input.data()[((n * c_all + c) * h + y as usize) * w + x as usize]
+                };
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// The code of codebook `c` of group `g` for a window, walking the tree from the tables.
+pub fn code_by_hand(t: &Tables, g: usize, c: usize, window: &[f32]) -> usize {
+    let gc = g * t.codebooks + c;
+    let mut node = 0usize;
+    for level in 0..4 {
+        let dim = t.split_dims[gc * 4 + level] as usize;
+        let thr = t.thresholds[(gc * 4 + level) * 16 + node];
+        node = 2 * node + if window[dim] > thr { 1 } else { 0 };
+    }
+    node
+}
+
+/// Output spatial size `(OH, OW)` (conv1d: `(1, OL)`).
+pub fn out_hw(spec: &ConvSpec, input: &Tensor) -> (usize, usize) {
+    let shape = spec.output_shape(input.shape()).unwrap();
+    match spec.kind {
+        ConvKind::Conv1d => (1, shape[2]),
+        ConvKind::Conv2d => (shape[2], shape[3]),
+    }
+}
+
+/// SSE of rows (each `D` values) around the means of their groups, on dimensions `dims`.
+pub fn grouped_sse(rows: &[Vec<f32>], groups: &[usize], dims: std::ops::Range<usize>) -> f64 {
+    let k = groups.iter().max().map_or(0, |m| m + 1);
+    let w = dims.len();
+    let mut sum = vec![0.0f64; k * w];
+    let mut count = vec![0usize; k];
+    for (r, &g) in rows.iter().zip(groups) {
+        count[g] += 1;
+        for (j, d) in dims.clone().enumerate() {
+            sum[g * w + j] += r[d] as f64;
+        }
+    }
+    let mut sse = 0.0;
+    for (r, &g) in rows.iter().zip(groups) {
+        for (j, d) in dims.clone().enumerate() {
+            let e = r[d] as f64 - sum[g * w + j] / count[g] as f64;
+            sse += e * e;
+        }
+    }
+    sse
+}
