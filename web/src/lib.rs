@@ -23,20 +23,21 @@
 //! promises; everything else is synchronous.
 
 mod demo;
-mod metrics;
+mod tables;
 
 use std::rc::Rc;
 
 use maddconv::bench::{self, Repetitions};
 use maddconv::gpu::direct::DirectConv;
 use maddconv::gpu::{Context, GpuTensor, GpuTimer};
-use maddconv::{ConvSpec, Tensor};
+use maddconv::{ConvKind, ConvSpec, Tensor};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_time::Instant;
 
-pub use metrics::nmse_by_channel;
+pub use tables::Tables;
 
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -49,6 +50,24 @@ fn js_err(e: maddconv::Error) -> JsError {
 /// Shapes come from JS as `u32` arrays.
 fn shape_of(shape: &[u32]) -> Vec<usize> {
     shape.iter().map(|&d| d as usize).collect()
+}
+
+/// Parses an optional options object from JS (`undefined`/`null` give the defaults) through
+/// JSON, naming `what` and the `expected` fields in the error.
+pub(crate) fn parse_options<T: DeserializeOwned + Default>(
+    options: &JsValue,
+    what: &str,
+    expected: &str,
+) -> Result<T, JsError> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(T::default());
+    }
+    let text = js_sys::JSON::stringify(options)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| JsError::new(&format!("{what} must be a plain object")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| JsError::new(&format!("{what} {text}: {e} (expected {expected})")))
 }
 
 /// What the kernels need beyond nothing at all: the tiled direct kernel and the MADDNESS
@@ -281,9 +300,9 @@ impl OneOrMany {
 /// A convolution layer on the host: its parameters, weight and optional bias.
 #[wasm_bindgen]
 pub struct Layer {
-    spec: ConvSpec,
-    weight: Tensor,
-    bias: Option<Tensor>,
+    pub(crate) spec: ConvSpec,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Option<Tensor>,
 }
 
 #[wasm_bindgen]
@@ -299,20 +318,12 @@ impl Layer {
         bias: Option<Vec<f32>>,
         options: JsValue,
     ) -> Result<Layer, JsError> {
-        let opts: LayerOptions = if options.is_undefined() || options.is_null() {
-            LayerOptions::default()
-        } else {
-            let text = js_sys::JSON::stringify(&options)
-                .ok()
-                .and_then(|s| s.as_string())
-                .ok_or_else(|| JsError::new("layer options must be a plain object"))?;
-            serde_json::from_str(&text).map_err(|e| {
-                JsError::new(&format!(
-                    "layer options {text}: {e} (expected {{stride, padding, dilation, groups}}, \
-                     each a number or a list of numbers, groups a number)"
-                ))
-            })?
-        };
+        let opts: LayerOptions = parse_options(
+            &options,
+            "layer options",
+            "{stride, padding, dilation, groups}: each a number or a list of numbers, groups a \
+             number",
+        )?;
         Self::from_parts(weight, &shape_of(&weight_shape), bias, opts).map_err(js_err)
     }
 
@@ -409,16 +420,7 @@ impl Layer {
         let y =
             maddconv::reference::conv_reference(&self.spec, &x, &self.weight, self.bias.as_ref())
                 .map_err(js_err)?;
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        Ok(ConvOutput {
-            shape: y.shape().to_vec(),
-            data: y.into_data(),
-            kernel_ms: ms,
-            kernel_min_ms: ms,
-            repetitions: 1,
-            clock: "wall (CPU)".into(),
-            total_ms: ms,
-        })
+        Ok(ConvOutput::cpu(y, start.elapsed().as_secs_f64() * 1e3))
     }
 }
 
@@ -514,6 +516,19 @@ impl ConvOutput {
 }
 
 impl ConvOutput {
+    /// A CPU result that took `ms` milliseconds.
+    pub(crate) fn cpu(y: Tensor, ms: f64) -> Self {
+        ConvOutput {
+            shape: y.shape().to_vec(),
+            data: y.into_data(),
+            kernel_ms: ms,
+            kernel_min_ms: ms,
+            repetitions: 1,
+            clock: "wall (CPU)".into(),
+            total_ms: ms,
+        }
+    }
+
     /// The output as a tensor (for Rust callers and tests).
     pub fn to_tensor(&self) -> maddconv::Result<Tensor> {
         Tensor::new(self.shape.clone(), self.data.clone())
@@ -581,12 +596,19 @@ where
     })
 }
 
-/// NMSE as in DESIGN.md §5: `Σ (y − ŷ)² / Σ (y − ȳ_m)²` where `ȳ_m` is the mean of output
-/// channel `m` (axis 1 of `shape`) over all samples and positions. `exact` and `approx` are
-/// flat in C order. NaN when the exact output is constant within every channel.
+/// NMSE as in DESIGN.md §5 (`maddconv::metrics::nmse`): `Σ (y − ŷ)² / Σ (y − ȳ_m)²` where
+/// `ȳ_m` is the mean of output channel `m` (axis 1 of `shape`, `N×O×OH×OW` or `N×O×OL`) over
+/// all samples and positions. `exact` and `approx` are flat in C order.
 #[wasm_bindgen]
-pub fn nmse(exact: &[f32], approx: &[f32], shape: Vec<u32>) -> Result<f64, JsError> {
-    metrics::nmse_by_channel(exact, approx, &shape_of(&shape)).map_err(js_err)
+pub fn nmse(exact: Vec<f32>, approx: Vec<f32>, shape: Vec<u32>) -> Result<f64, JsError> {
+    let shape = shape_of(&shape);
+    let kind = match shape.len() {
+        3 => ConvKind::Conv1d,
+        _ => ConvKind::Conv2d,
+    };
+    let y = Tensor::new(shape.clone(), exact).map_err(js_err)?;
+    let yh = Tensor::new(shape, approx).map_err(js_err)?;
+    maddconv::metrics::nmse(kind, &yh, &y).map_err(js_err)
 }
 
 /// Relative L2 error `‖y − e‖ / ‖e‖` in f64 (the exactness measure of DESIGN.md §5).
