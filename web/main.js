@@ -137,7 +137,7 @@ async function run() {
   state.busy = true;
   $("run").disabled = true;
   $("error").hidden = true;
-  delete $("results").dataset.nmse;
+  for (const k of Object.keys($("results").dataset)) delete $("results").dataset[k];
   for (const id of ["canvas-exact", "canvas-approx", "canvas-diff"]) clearCanvas($(id));
   try {
     const filter = $("filter").value;
@@ -162,32 +162,40 @@ async function run() {
     setResult("r-direct-rel", `${rel.toExponential(2)} (CPU reference took ${ref.kernelMs.toFixed(0)} ms)`, "directRelL2", rel);
     ref.free();
 
-    if (typeof mc.Tables === "undefined") {
-      setResult("r-train", "not in this build");
-      setResult("r-madd-ms", "not in this build");
-      setResult("r-nmse", "not in this build");
-      setStatus("done", "Done (exact path only: this build has no MADDNESS API).");
-      return;
-    }
-
     let train = { x, shape };
-    if ($("train").value === "heldout") train = await loadPhoto(TRAIN_PHOTO);
+    const heldOut = $("train").value === "heldout";
+    if (heldOut) train = await loadPhoto(TRAIN_PHOTO);
     setStatus("running", `Training ${codebooks} codebooks on the CPU (wasm)…`);
     await nextFrame();
     const t0 = performance.now();
-    const tables = mc.Tables.train(layer, train.x, train.shape, codebooks);
+    const tables = mc.Tables.train(layer, train.x, train.shape, codebooks, {
+      source: heldOut ? TRAIN_PHOTO : "the input photo",
+    });
     const trainMs = performance.now() - t0;
     setResult(
       "r-train",
-      `${trainMs.toFixed(0)} ms on ${$("train").value === "heldout" ? "a held-out photo" : "this photo"}, ${codebooks} codebooks`,
+      `${trainMs.toFixed(0)} ms on ${heldOut ? "a held-out photo" : "this photo"} ` +
+        `(${train.shape[2] * train.shape[3]} windows), ${codebooks} codebooks`,
       "trainMs",
       trainMs,
     );
 
-    setStatus("running", "MADDNESS on WebGPU…");
-    const madd = state.gpu.maddness(tables);
-    const approx = await madd.run(x, shape, reps);
-    madd.free();
+    let approx;
+    if (typeof state.gpu.maddness === "function") {
+      setStatus("running", "MADDNESS on WebGPU…");
+      const madd = state.gpu.maddness(tables);
+      approx = await madd.run(x, shape, reps);
+      madd.free();
+      $("results").dataset.maddPath = "gpu";
+      setResult("r-madd-ms", fmtMs(approx), "maddMs", approx.kernelMs);
+    } else {
+      // A build whose library has no GPU MADDNESS kernels: the CPU mirror, labelled as such.
+      setStatus("running", "MADDNESS on the CPU (wasm)…");
+      await nextFrame();
+      approx = tables.applyCpu(x, shape);
+      $("results").dataset.maddPath = "cpu";
+      setResult("r-madd-ms", `CPU mirror in wasm, ${approx.kernelMs.toFixed(1)} ms (no GPU kernel in this build)`);
+    }
     tables.free();
     const yh = approx.data;
     drawPlanes($("canvas-approx"), toRgb(filter, yh, w, h), w, h);
@@ -195,12 +203,11 @@ async function run() {
     const a = toRgb(filter, y, w, h);
     const b = toRgb(filter, yh, w, h);
     for (let i = 0; i < diff.length; i++) diff[i] = Math.abs(a[i] - b[i]);
-    drawPlanes($("canvas-diff"), diff, w, h, 4);
-    setResult("r-madd-ms", fmtMs(approx), "maddMs", approx.kernelMs);
+    drawPlanes($("canvas-diff"), diff, w, h, 2);
     const e = mc.nmse(y, yh, exact.shape);
     setResult("r-nmse", `${e.toFixed(5)} (${(1 - e).toFixed(5)})`, "nmse", e);
-    setStatus("done", "Done.");
     layer.free();
+    setStatus("done", "Done.");
   } catch (err) {
     showError(err && err.message ? err.message : String(err));
   } finally {
