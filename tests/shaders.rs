@@ -44,6 +44,7 @@ fn layout_check_rejects_a_wrong_layout() {
         name: kernel::DIRECT.name,
         source: kernel::DIRECT.source,
         bindings: &[Binding::Uniform, Binding::StorageRead, Binding::StorageRead],
+        params_size: kernel::DIRECT.params_size,
     };
     let err = wrong.validate().unwrap_err();
     assert!(err.contains("host layout"), "{err}");
@@ -51,6 +52,13 @@ fn layout_check_rejects_a_wrong_layout() {
         name: "direct",
         source: "@compute @workgroup_size(64) fn direct() { let x: u32 = 1.5; }",
         bindings: &[],
+        params_size: 0,
     };
     assert!(broken.validate().is_err());
+    let wrong_size = Kernel {
+        params_size: kernel::DIRECT.params_size + 4,
+        ..kernel::DIRECT
+    };
+    let err = wrong_size.validate().unwrap_err();
+    assert!(err.contains("uniform struct"), "{err}");
 }

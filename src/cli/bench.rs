@@ -2,12 +2,17 @@
 
 use std::path::PathBuf;
 
+use std::time::Instant;
+
 use anyhow::{Context as _, Result};
 use clap::Args;
 use maddconv::bench::{time_interleaved, Record, Repetitions, Table};
 use maddconv::data::LayerDir;
 use maddconv::gpu::direct::{DirectConv, DirectKernel};
-use maddconv::gpu::Context;
+use maddconv::gpu::maddness::MaddnessConv;
+use maddconv::gpu::{Context, GpuTimer};
+use maddconv::maddness::{train, TrainConfig};
+use maddconv::metrics::nmse;
 use maddconv::reference::{conv_reference, relative_l2};
 use maddconv::{ConvSpec, Tensor};
 use serde::Serialize;
@@ -15,7 +20,8 @@ use serde::Serialize;
 /// Arguments of `maddconv bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Only the exact direct kernels (tiled, and the naive one for comparison).
+    /// Only the exact direct kernels: the tiled baseline and the naive one-output-per-invocation
+    /// kernel, to show what the tiling gains. Without it: the direct baseline and MADDNESS.
     #[arg(long)]
     pub direct: bool,
     /// Small mode (for CI): the repository's fixture layers and one small CNN shape, few
@@ -32,6 +38,13 @@ pub struct BenchArgs {
     /// Skip the batch-8 CNN shapes (64ch 56×56, 128ch 28×28, 256ch 14×14, 3×3 pad 1).
     #[arg(long)]
     pub no_cnn: bool,
+    /// Codebooks per group of the MADDNESS rows (comma-separated; values above the window
+    /// length D are skipped). Default 16,32,64 (8,16 with --small).
+    #[arg(long, value_name = "C,...")]
+    pub codebooks: Option<String>,
+    /// Most training windows for the MADDNESS tables.
+    #[arg(long, default_value_t = 50_000)]
+    pub max_windows: usize,
     /// Timed repetitions per method (median reported).
     #[arg(long)]
     pub reps: Option<usize>,
@@ -40,26 +53,52 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// One benchmark workload: a layer and an input.
+/// One benchmark workload: a layer, an input to time it on, and inputs to train tables on.
 pub struct Workload {
     pub name: String,
     pub spec: ConvSpec,
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub input: Tensor,
+    /// Training inputs for the MADDNESS tables (never the timed input, except for the
+    /// repository's fixtures, which have no training file: then the row says so).
+    pub train: Tensor,
+    /// True when `train` is the timed input itself (no held-out data).
+    pub trained_on_test: bool,
 }
 
 /// One row of output.
 #[derive(Serialize, Clone, Debug)]
 pub struct Row {
+    /// Workload name (layer folder or CNN shape).
     pub layer: String,
+    /// Input shape.
     pub shape: String,
+    /// "direct", "direct_naive" or "maddness".
     pub method: String,
+    /// Codebooks per group (MADDNESS rows).
+    pub codebooks: Option<usize>,
+    /// Median kernel time in ms (all passes of the method).
     pub kernel_ms: f64,
+    /// Median time of the encode pass (MADDNESS rows, timestamp clock).
+    pub encode_ms: Option<f64>,
+    /// Median time of the accumulate pass (MADDNESS rows, timestamp clock).
+    pub accumulate_ms: Option<f64>,
+    /// Effective GFLOP/s of the exact layer's 2·MACs in this time.
     pub gflops: f64,
+    /// Median direct time / this method's median time.
     pub speedup_vs_direct: f64,
+    /// 1 − NMSE against the f64 reference on the timed input (DESIGN.md §5).
+    pub one_minus_nmse: f64,
+    /// Relative L2 error against the f64 reference.
     pub rel_l2_vs_f64: f64,
+    /// True when the tables were trained on the timed input itself (no held-out data).
+    pub trained_on_test: bool,
+    /// Seconds to train the tables (MADDNESS rows).
+    pub train_seconds: Option<f64>,
+    /// "timestamp" or "wall".
     pub clock: String,
+    /// The adapter.
     pub adapter: String,
 }
 
@@ -84,11 +123,18 @@ pub fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
         LayerDir::list(&fixtures).with_context(|| format!("fixtures in {}", fixtures.display()))?
     };
     for d in dirs {
+        let input = d.test()?;
+        let (train, trained_on_test) = match d.train() {
+            Ok(t) => (t, false),
+            Err(_) => (input.clone(), true),
+        };
         out.push(Workload {
             name: d.name.clone(),
             weight: d.weight()?,
             bias: d.bias()?,
-            input: d.test()?,
+            input,
+            train,
+            trained_on_test,
             spec: d.spec.clone(),
         });
     }
@@ -106,7 +152,10 @@ pub fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
 }
 
 /// A dense 3×3, padding 1 layer with `c` channels in and out on an `n×c×hw×hw` input, weights
-/// and input drawn from a fixed seed (structured: smooth images plus noise, He-scaled weights).
+/// and inputs drawn from a fixed seed: He-scaled random weights; inputs are "random but
+/// structured" — each channel a rectified mix of two of 8 latent plane waves plus noise, so that
+/// channels are correlated as real feature maps are. The training inputs are 2n further samples
+/// from the same distribution.
 pub fn cnn_workload(c: usize, hw: usize, n: usize) -> Workload {
     let mut spec = ConvSpec::conv2d(c, c, 3, 3);
     spec.padding = vec![1; 4];
@@ -115,25 +164,47 @@ pub fn cnn_workload(c: usize, hw: usize, n: usize) -> Workload {
     let scale = (2.0 / (c * 9) as f64).sqrt() as f32;
     let weight: Vec<f32> = (0..c * c * 9).map(|_| rng.normal() * scale).collect();
     let bias: Vec<f32> = (0..c).map(|_| rng.normal() * 0.1).collect();
-    let mut input = Vec::with_capacity(n * c * hw * hw);
-    for _ in 0..n * c {
-        let (fx, fy, ph) = (
-            rng.uniform() * 0.5,
-            rng.uniform() * 0.5,
-            rng.uniform() * 6.0,
-        );
-        for y in 0..hw {
-            for x in 0..hw {
-                let smooth = ((x as f32 * fx + ph).sin() + (y as f32 * fy).cos()).max(0.0);
-                input.push(smooth + 0.1 * rng.normal());
+    let mix: Vec<(usize, usize, f32)> = (0..c)
+        .map(|_| {
+            (
+                (rng.next() % 8) as usize,
+                (rng.next() % 8) as usize,
+                rng.uniform(),
+            )
+        })
+        .collect();
+    let sample = |rng: &mut SplitMix| -> Vec<f32> {
+        let latent: Vec<(f32, f32, f32)> = (0..8)
+            .map(|_| {
+                (
+                    rng.uniform() * 0.6,
+                    rng.uniform() * 0.6,
+                    rng.uniform() * 6.0,
+                )
+            })
+            .collect();
+        let mut x = Vec::with_capacity(c * hw * hw);
+        for &(a, b, t) in &mix {
+            for y in 0..hw {
+                for xx in 0..hw {
+                    let wave =
+                        |(fx, fy, ph): (f32, f32, f32)| (xx as f32 * fx + y as f32 * fy + ph).sin();
+                    let v = t * wave(latent[a]) + (1.0 - t) * wave(latent[b]);
+                    x.push(v.max(0.0) + 0.1 * rng.normal());
+                }
             }
         }
-    }
+        x
+    };
+    let input: Vec<f32> = (0..n).flat_map(|_| sample(&mut rng)).collect();
+    let train: Vec<f32> = (0..2 * n).flat_map(|_| sample(&mut rng)).collect();
     Workload {
         name: format!("cnn{c}x{hw}x{hw}_b{n}"),
         weight: Tensor::new(vec![c, c, 3, 3], weight).expect("shape"),
         bias: Some(Tensor::new(vec![c], bias).expect("shape")),
         input: Tensor::new(vec![n, c, hw, hw], input).expect("shape"),
+        train: Tensor::new(vec![2 * n, c, hw, hw], train).expect("shape"),
+        trained_on_test: false,
         spec,
     }
 }
@@ -165,6 +236,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         warmup: 3,
         timed: args.reps.unwrap_or(if args.small { 5 } else { 30 }),
     };
+    let codebooks: Vec<usize> = match &args.codebooks {
+        Some(list) => list
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .with_context(|| format!("--codebooks: {v:?} is not a number"))
+            })
+            .collect::<Result<_>>()?,
+        None if args.small => vec![8, 16],
+        None => vec![16, 32, 64],
+    };
     let adapter = ctx.summary().to_string();
     eprintln!(
         "adapter: {adapter}; clock: {}; {} timed repetitions per method, interleaved",
@@ -178,33 +261,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     for w in workloads(&args)? {
         eprintln!("{}: {} on {:?}", w.name, w.spec.describe(), w.input.shape());
-        rows.extend(bench_direct(&ctx, &w, reps, &adapter)?);
+        let cs: &[usize] = if args.direct { &[] } else { &codebooks };
+        rows.extend(bench_workload(
+            &ctx,
+            &w,
+            args.direct,
+            cs,
+            args.max_windows,
+            reps,
+            &adapter,
+        )?);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let mut t = Table::new(&[
-        "layer",
-        "input",
-        "method",
-        "kernel ms (median)",
-        "GFLOP/s",
-        "× vs direct",
-        "rel L2 vs f64",
-    ]);
-    for r in &rows {
-        t.row(vec![
-            r.layer.clone(),
-            r.shape.clone(),
-            r.method.clone(),
-            format!("{:.3}", r.kernel_ms),
-            format!("{:.1}", r.gflops),
-            format!("{:.2}", r.speedup_vs_direct),
-            format!("{:.1e}", r.rel_l2_vs_f64),
-        ]);
-    }
-    println!("{}", t.to_markdown());
+    println!("{}", table(&rows));
     println!(
         "adapter: {adapter}; clock: {}",
         rows.first().map(|r| r.clock.as_str()).unwrap_or("-")
@@ -212,69 +284,184 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Tiled vs naive direct kernels on one workload, with their error against the f64 reference.
-pub fn bench_direct(
+/// The rows as a markdown table.
+pub fn table(rows: &[Row]) -> String {
+    let mut t = Table::new(&[
+        "layer",
+        "input",
+        "method",
+        "C",
+        "kernel ms",
+        "encode / accumulate ms",
+        "GFLOP/s",
+        "× vs direct",
+        "1 − NMSE",
+    ]);
+    for r in rows {
+        t.row(vec![
+            r.layer.clone(),
+            r.shape.clone(),
+            r.method.clone(),
+            r.codebooks.map(|c| c.to_string()).unwrap_or_default(),
+            format!("{:.3}", r.kernel_ms),
+            match (r.encode_ms, r.accumulate_ms) {
+                (Some(e), Some(a)) => format!("{e:.3} / {a:.3}"),
+                _ => String::new(),
+            },
+            format!("{:.1}", r.gflops),
+            format!("{:.2}", r.speedup_vs_direct),
+            format!(
+                "{:.4}{}",
+                r.one_minus_nmse,
+                if r.trained_on_test {
+                    " (train=test)"
+                } else {
+                    ""
+                }
+            ),
+        ]);
+    }
+    t.to_markdown()
+}
+
+/// Times the direct kernel (and the naive one with `naive`) and MADDNESS at each of
+/// `codebooks` on one workload, interleaved, with each method's error against the f64 reference.
+pub fn bench_workload(
     ctx: &Context,
     w: &Workload,
+    naive: bool,
+    codebooks: &[usize],
+    max_windows: usize,
     reps: Repetitions,
     adapter: &str,
 ) -> Result<Vec<Row>> {
     let g = w.spec.geometry(w.input.shape())?;
     let exact = conv_reference(&w.spec, &w.input, &w.weight, w.bias.as_ref())?;
-    let kernels = [DirectKernel::Tiled, DirectKernel::Naive];
-    let layers: Vec<DirectConv> = kernels
-        .iter()
-        .map(|&k| DirectConv::with_kernel(ctx, &w.spec, &w.weight, w.bias.as_ref(), k))
-        .collect::<maddconv::Result<_>>()?;
     let x = ctx.upload("bench input", &w.input)?;
     let out_shape = g.output_shape(w.spec.kind);
-    let outputs = layers
+
+    enum Method {
+        Direct(DirectConv),
+        Maddness(Box<MaddnessConv>, usize, f64),
+    }
+    let mut methods = vec![Method::Direct(DirectConv::new(
+        ctx,
+        &w.spec,
+        &w.weight,
+        w.bias.as_ref(),
+    )?)];
+    if naive {
+        methods.push(Method::Direct(DirectConv::with_kernel(
+            ctx,
+            &w.spec,
+            &w.weight,
+            w.bias.as_ref(),
+            DirectKernel::Naive,
+        )?));
+    }
+    let d = g.window_len();
+    for &c in codebooks.iter().filter(|&&c| c <= d) {
+        let config = TrainConfig {
+            codebooks: Some(c),
+            max_windows: Some(max_windows),
+            keep_f32_tables: false,
+            ..TrainConfig::default()
+        };
+        let t0 = Instant::now();
+        let tables = train(
+            &w.spec,
+            &w.weight,
+            w.bias.as_ref(),
+            std::slice::from_ref(&w.train),
+            &config,
+            &mut |_| {},
+        )?;
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!("  trained C={c} in {secs:.1} s");
+        methods.push(Method::Maddness(
+            Box::new(MaddnessConv::new(ctx, &tables)?),
+            c,
+            secs,
+        ));
+    }
+    let outputs = methods
         .iter()
         .map(|_| ctx.create_tensor("bench output", &out_shape))
         .collect::<maddconv::Result<Vec<_>>>()?;
+
+    // Error of each method on the timed input, outputs poisoned first.
     let mut errors = Vec::new();
-    for (layer, y) in layers.iter().zip(&outputs) {
+    for (m, y) in methods.iter().zip(&outputs) {
         ctx.fill(y, f32::NAN);
         let mut enc = ctx.encoder("bench check");
-        layer.encode(ctx, &mut enc, &x, y, None)?;
+        match m {
+            Method::Direct(l) => l.encode(ctx, &mut enc, &x, y, None)?,
+            Method::Maddness(l, ..) => l.encode(ctx, &mut enc, &x, y, None)?,
+        }
         ctx.submit(enc);
         let got = pollster::block_on(ctx.download(y))?;
-        errors.push(relative_l2(got.data(), exact.data()));
+        let nmse = nmse(w.spec.kind, &got, &exact)?;
+        errors.push((1.0 - nmse, relative_l2(got.data(), exact.data())));
     }
-    let mut records: Vec<Box<Record>> = layers
+
+    let mut records: Vec<Box<Record>> = methods
         .iter()
         .zip(&outputs)
-        .map(|(layer, y)| {
+        .map(|(m, y)| {
             let x = &x;
             Box::new(
-                move |enc: &mut wgpu::CommandEncoder,
-                      timer: Option<&mut maddconv::gpu::GpuTimer>| {
-                    layer.encode(ctx, enc, x, y, timer.and_then(|t| t.pass()))
+                move |enc: &mut wgpu::CommandEncoder, timer: Option<&mut GpuTimer>| match m {
+                    Method::Direct(l) => l.encode(ctx, enc, x, y, timer.and_then(|t| t.pass())),
+                    Method::Maddness(l, ..) => l.encode(ctx, enc, x, y, timer),
                 },
             ) as Box<Record>
         })
         .collect();
+    let passes: Vec<usize> = methods
+        .iter()
+        .map(|m| match m {
+            Method::Direct(_) => 1,
+            Method::Maddness(..) => 2,
+        })
+        .collect();
     let mut refs: Vec<&mut Record> = records.iter_mut().map(|b| b.as_mut()).collect();
-    let timings = pollster::block_on(time_interleaved(ctx, &mut refs, &[1, 1], reps))?;
+    let timings = pollster::block_on(time_interleaved(ctx, &mut refs, &passes, reps))?;
     let flops = 2.0 * g.macs() as f64;
     let direct_ms = timings[0].median_ms;
-    Ok(kernels
+    Ok(methods
         .iter()
         .zip(&timings)
         .zip(errors)
-        .map(|((k, t), err)| Row {
-            layer: w.name.clone(),
-            shape: format!("{:?}", w.input.shape()),
-            method: match k {
-                DirectKernel::Tiled => "direct".into(),
-                DirectKernel::Naive => "direct_naive".into(),
-            },
-            kernel_ms: t.median_ms,
-            gflops: flops / (t.median_ms * 1e6),
-            speedup_vs_direct: direct_ms / t.median_ms,
-            rel_l2_vs_f64: err,
-            clock: t.clock.to_string(),
-            adapter: adapter.to_string(),
+        .map(|((m, t), (one_minus_nmse, rel))| {
+            let (method, codebooks, train_seconds) = match m {
+                Method::Direct(l) => (
+                    match l.kernel() {
+                        DirectKernel::Tiled => "direct",
+                        DirectKernel::Naive => "direct_naive",
+                    },
+                    None,
+                    None,
+                ),
+                Method::Maddness(_, c, s) => ("maddness", Some(*c), Some(*s)),
+            };
+            let split = matches!(m, Method::Maddness(..)) && t.pass_median_ms.len() == 2;
+            Row {
+                layer: w.name.clone(),
+                shape: format!("{:?}", w.input.shape()),
+                method: method.into(),
+                codebooks,
+                kernel_ms: t.median_ms,
+                encode_ms: split.then(|| t.pass_median_ms[0]),
+                accumulate_ms: split.then(|| t.pass_median_ms[1]),
+                gflops: flops / (t.median_ms * 1e6),
+                speedup_vs_direct: direct_ms / t.median_ms,
+                one_minus_nmse,
+                rel_l2_vs_f64: rel,
+                trained_on_test: codebooks.is_some() && w.trained_on_test,
+                train_seconds,
+                clock: t.clock.to_string(),
+                adapter: adapter.to_string(),
+            }
         })
         .collect())
 }

@@ -24,6 +24,9 @@ pub struct Kernel {
     pub source: &'static str,
     /// Bindings in order `@binding(0)`, `@binding(1)`, ... of `@group(0)`.
     pub bindings: &'static [Binding],
+    /// Size in bytes of the host struct written to the uniform binding (checked against the
+    /// shader's struct by [`Kernel::validate`]).
+    pub params_size: usize,
 }
 
 impl Kernel {
@@ -79,6 +82,7 @@ impl Kernel {
             ));
         }
         let mut found: Vec<(u32, Binding)> = Vec::new();
+        let mut uniform_sizes = Vec::new();
         for (_, var) in module.global_variables.iter() {
             let Some(rb) = &var.binding else { continue };
             let name = var.name.clone().unwrap_or_default();
@@ -90,7 +94,10 @@ impl Kernel {
                 ));
             }
             let kind = match var.space {
-                naga::AddressSpace::Uniform => Binding::Uniform,
+                naga::AddressSpace::Uniform => {
+                    uniform_sizes.push(module.types[var.ty].inner.size(module.to_ctx()) as usize);
+                    Binding::Uniform
+                }
                 naga::AddressSpace::Storage { access } => {
                     if access.contains(naga::StorageAccess::STORE) {
                         Binding::StorageReadWrite
@@ -122,6 +129,13 @@ impl Kernel {
                 self.file()
             ));
         }
+        if uniform_sizes.iter().any(|&s| s != self.params_size) {
+            return Err(format!(
+                "{}: the shader's uniform struct is {uniform_sizes:?} bytes, the host's {}",
+                self.file(),
+                self.params_size
+            ));
+        }
         Ok(module)
     }
 
@@ -131,6 +145,9 @@ impl Kernel {
     }
 }
 
+use crate::gpu::direct::ConvParams;
+use crate::gpu::maddness::MaddParams;
+use std::mem::size_of;
 use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
 
 /// Exact convolution, implicit GEMM tiled through workgroup memory.
@@ -138,6 +155,7 @@ pub const DIRECT: Kernel = Kernel {
     name: "direct",
     source: include_str!("../../shaders/direct.wgsl"),
     bindings: &[U, R, R, R, RW],
+    params_size: size_of::<ConvParams>(),
 };
 
 /// Exact convolution, one output per invocation, no tiling: the naive baseline for benchmarks.
@@ -145,7 +163,24 @@ pub const DIRECT_NAIVE: Kernel = Kernel {
     name: "direct_naive",
     source: include_str!("../../shaders/direct_naive.wgsl"),
     bindings: &[U, R, R, R, RW],
+    params_size: size_of::<ConvParams>(),
+};
+
+/// MADDNESS hashing: 4-bit codes per (position, codebook), packed 8 per word.
+pub const ENCODE: Kernel = Kernel {
+    name: "encode",
+    source: include_str!("../../shaders/encode.wgsl"),
+    bindings: &[U, R, R, R, RW],
+    params_size: size_of::<MaddParams>(),
+};
+
+/// MADDNESS table look-ups: exact u32 sums of u8 entries, then scale, offset and bias.
+pub const ACCUMULATE: Kernel = Kernel {
+    name: "accumulate",
+    source: include_str!("../../shaders/accumulate.wgsl"),
+    bindings: &[U, R, R, R, R, RW],
+    params_size: size_of::<MaddParams>(),
 };
 
 /// Every kernel of the crate, for validation tests and warm-up.
-pub const ALL: &[&Kernel] = &[&DIRECT, &DIRECT_NAIVE];
+pub const ALL: &[&Kernel] = &[&DIRECT, &DIRECT_NAIVE, &ENCODE, &ACCUMULATE];

@@ -9,6 +9,7 @@
 
 pub mod direct;
 pub mod kernel;
+pub mod maddness;
 pub mod timer;
 
 use std::collections::HashMap;

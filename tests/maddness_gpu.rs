@@ -1,0 +1,378 @@
+//! The MADDNESS kernels on the GPU against the CPU mirror: codes identical (ties at a
+//! threshold counted and required to be rare), integer sums identical, outputs within relative
+//! 1e-6; on tables trained on real layers and on random tables over random shapes; limits and
+//! bad input.
+
+mod common;
+
+use maddconv::gpu::maddness::MaddnessConv;
+use maddconv::gpu::{Context, ContextOptions};
+use maddconv::maddness::{mirror, train, TableMeta, Tables, TrainConfig, BUCKETS};
+use maddconv::{ConvKind, ConvSpec, Error, Tensor};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestRunner};
+
+/// Tables with random trees (thresholds drawn like the inputs), random 8-bit tables and
+/// scales: no training involved, so any shape and any number of codebooks can be made.
+fn random_tables(spec: &ConvSpec, codebooks: usize, seed: u64) -> Tables {
+    let g = spec.groups;
+    let d = (spec.in_channels / g) * spec.kernel.iter().product::<usize>();
+    let mg = spec.out_channels / g;
+    let mut rng = common::Rng::new(seed);
+    let split_dims = (0..g * codebooks * 4)
+        .map(|_| rng.below(d) as u32)
+        .collect();
+    let mut thresholds = vec![0.0f32; g * codebooks * 4 * 16];
+    for gc in 0..g * codebooks {
+        for t in 0..4 {
+            for i in 0..(1 << t) {
+                thresholds[(gc * 4 + t) * 16 + i] = rng.uniform() * 1.6 - 0.8;
+            }
+        }
+    }
+    let luts = (0..g * codebooks * BUCKETS * mg)
+        .map(|_| rng.below(256) as u8)
+        .collect();
+    let lut_offsets = (0..g * codebooks * mg)
+        .map(|_| rng.uniform() - 0.5)
+        .collect();
+    let scales = (0..spec.out_channels)
+        .map(|_| 1.0 + 50.0 * rng.uniform())
+        .collect();
+    let bias = spec.bias.then(|| {
+        (0..spec.out_channels)
+            .map(|_| rng.uniform() - 0.5)
+            .collect()
+    });
+    let t = Tables {
+        spec: spec.clone(),
+        codebooks,
+        split_dims,
+        thresholds,
+        luts,
+        lut_offsets,
+        scales,
+        bias,
+        luts_f32: None,
+        meta: TableMeta::default(),
+    };
+    t.validate().expect("random tables are valid");
+    t
+}
+
+/// Compares GPU and mirror on one input; returns the number of tie mismatches.
+fn check(ctx: &Context, tables: &Tables, x: &Tensor, what: &str) -> usize {
+    let layer = MaddnessConv::new(ctx, tables).unwrap();
+    let gpu_codes = pollster::block_on(layer.codes(ctx, x)).unwrap();
+    let cpu_codes = mirror::encode(tables, x).unwrap();
+    assert_eq!(gpu_codes.len(), cpu_codes.len(), "{what}: code words");
+    let ties = count_code_mismatches(tables, x, &gpu_codes, &cpu_codes, what);
+    let codes_total = cpu_codes.len() * 8;
+    assert!(
+        ties * 10_000 <= codes_total.max(10_000),
+        "{what}: {ties} of {codes_total} codes differ at ties; ties must be rare"
+    );
+
+    let g = tables.spec.geometry(x.shape()).unwrap();
+    let gpu_sums = pollster::block_on(layer.sums(ctx, x.shape(), &gpu_codes)).unwrap();
+    let cpu_sums = mirror::accumulate_sums(tables, &gpu_codes, g.batch, g.positions()).unwrap();
+    if let Some(i) = (0..cpu_sums.len()).find(|&i| gpu_sums[i] != cpu_sums[i]) {
+        panic!(
+            "{what}: integer sum {i} differs: GPU {} mirror {} ({} of {} differ)",
+            gpu_sums[i],
+            cpu_sums[i],
+            (0..cpu_sums.len())
+                .filter(|&i| gpu_sums[i] != cpu_sums[i])
+                .count(),
+            cpu_sums.len()
+        );
+    }
+
+    // The whole GPU pipeline, output poisoned first, against the mirror's scaling of the same
+    // codes (identical to mirror::apply when there are no ties).
+    let out_shape = g.output_shape(tables.spec.kind);
+    let xin = ctx.upload("x", x).unwrap();
+    let y = ctx.create_tensor("y", &out_shape).unwrap();
+    ctx.fill(&y, f32::NAN);
+    let mut enc = ctx.encoder("test");
+    layer.encode(ctx, &mut enc, &xin, &y, None).unwrap();
+    ctx.submit(enc);
+    let y = pollster::block_on(ctx.download(&y)).unwrap();
+    let consts = tables.inference_constants();
+    let per = g.positions();
+    let expected: Vec<f32> = cpu_sums
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let o = (i / per) % g.out_channels;
+            s as f32 * consts.inv_scale[o] + consts.offset[o]
+        })
+        .collect();
+    common::assert_close(&format!("{what}: output"), y.data(), &expected, 1e-6);
+    if ties == 0 {
+        let m = mirror::apply(tables, x).unwrap();
+        common::assert_close(
+            &format!("{what}: output vs mirror::apply"),
+            y.data(),
+            m.data(),
+            1e-6,
+        );
+    }
+    ties
+}
+
+/// Counts code mismatches; each must be explained by a split value within 1e-6 (relative) of
+/// the threshold it was compared with, otherwise the test fails naming the code.
+fn count_code_mismatches(
+    tables: &Tables,
+    x: &Tensor,
+    gpu: &[u32],
+    cpu: &[u32],
+    what: &str,
+) -> usize {
+    let g = tables.spec.geometry(x.shape()).unwrap();
+    let words = tables.codebooks.div_ceil(8);
+    let q_len = g.batch * g.positions();
+    let mut ties = 0;
+    for (w_idx, (&a, &b)) in gpu.iter().zip(cpu).enumerate() {
+        if a == b {
+            continue;
+        }
+        let w = w_idx % words;
+        let q = (w_idx / words) % q_len;
+        let grp = w_idx / (words * q_len);
+        for nib in 0..8 {
+            let (ca, cb) = ((a >> (4 * nib)) & 15, (b >> (4 * nib)) & 15);
+            if ca == cb {
+                continue;
+            }
+            let c = w * 8 + nib;
+            let (n, p) = (q / g.positions(), q % g.positions());
+            let (oy, ox) = (p / g.out_w, p % g.out_w);
+            let gc = grp * tables.codebooks + c;
+            let near_tie = (0..4).any(|t| {
+                let d = tables.split_dims[gc * 4 + t] as usize;
+                let v = g
+                    .input_offset(n, grp, oy, ox, d)
+                    .map(|i| x.data()[i])
+                    .unwrap_or(0.0);
+                (0..1 << t).any(|i| {
+                    let thr = tables.thresholds[(gc * 4 + t) * 16 + i];
+                    (v - thr).abs() <= 1e-6 * thr.abs().max(v.abs()).max(f32::MIN_POSITIVE)
+                })
+            });
+            assert!(
+                near_tie,
+                "{what}: code of group {grp} position {q} codebook {c}: GPU {ca} mirror {cb}, \
+                 and no split value is near its threshold"
+            );
+            ties += 1;
+        }
+    }
+    ties
+}
+
+#[test]
+fn gpu_matches_mirror_on_trained_real_layers() {
+    let Some(ctx) = common::gpu() else { return };
+    for layer in common::layer_dirs() {
+        let x = layer.test().unwrap();
+        let w = layer.weight().unwrap();
+        let b = layer.bias().unwrap();
+        // Train on train.npy where the folder has one (the shared data), else on the test input
+        // itself: this test is about GPU = mirror, not about quality.
+        let train_x = layer.train().unwrap_or_else(|_| x.clone());
+        for c in [8usize, 32] {
+            let d = layer.spec.in_channels / layer.spec.groups
+                * layer.spec.kernel.iter().product::<usize>();
+            if c > d {
+                continue;
+            }
+            let config = TrainConfig {
+                codebooks: Some(c),
+                max_windows: Some(3000),
+                keep_f32_tables: false,
+                ..TrainConfig::default()
+            };
+            let tables = train(
+                &layer.spec,
+                &w,
+                b.as_ref(),
+                std::slice::from_ref(&train_x),
+                &config,
+                &mut |_| {},
+            )
+            .unwrap();
+            let ties = check(ctx, &tables, &x, &format!("{} C={c}", layer.name));
+            eprintln!("{:<24} C={c:<3} ties {ties}", layer.name);
+        }
+    }
+}
+
+fn spec_strategy() -> impl Strategy<Value = (ConvSpec, Vec<usize>, usize)> {
+    (
+        prop_oneof![Just(ConvKind::Conv1d), Just(ConvKind::Conv2d)],
+        1usize..=3,                              // batch
+        1usize..=2,                              // groups
+        1usize..=6,                              // in channels per group
+        prop_oneof![1usize..=20, 21usize..=140], // out channels per group
+        (1usize..=3, 1usize..=3),                // kernel
+        (1usize..=2, 1usize..=3),                // stride
+        (1usize..=2, 1usize..=2),                // dilation
+        (0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2),
+        (0usize..=6, 0usize..=6),
+        any::<bool>(),
+        1usize..=40, // codebooks (capped at D below)
+    )
+        .prop_map(|(kind, n, groups, cg, og, k, s, d, p, extra, bias, cb)| {
+            let mut spec = match kind {
+                ConvKind::Conv1d => ConvSpec::conv1d(cg * groups, og * groups, 2 * k.1 + 1),
+                ConvKind::Conv2d => ConvSpec::conv2d(cg * groups, og * groups, k.0, k.1),
+            };
+            spec.groups = groups;
+            spec.bias = bias;
+            let min_in = |k: usize, d: usize, pb: usize, pe: usize| {
+                (d * (k - 1) + 1).saturating_sub(pb + pe).max(1)
+            };
+            let input = if kind == ConvKind::Conv1d {
+                spec.stride = vec![s.1];
+                spec.dilation = vec![d.1];
+                spec.padding = vec![p.1, p.3];
+                vec![
+                    n,
+                    spec.in_channels,
+                    min_in(spec.kernel[0], d.1, p.1, p.3) + 3 * extra.1,
+                ]
+            } else {
+                spec.stride = vec![s.0, s.1];
+                spec.dilation = vec![d.0, d.1];
+                spec.padding = vec![p.0, p.1, p.2, p.3];
+                vec![
+                    n,
+                    spec.in_channels,
+                    min_in(k.0, d.0, p.0, p.2) + extra.0,
+                    min_in(k.1, d.1, p.1, p.3) + extra.1,
+                ]
+            };
+            let dlen = cg * spec.kernel.iter().product::<usize>();
+            (spec, input, cb.min(dlen))
+        })
+}
+
+#[test]
+fn gpu_matches_mirror_on_random_shapes_and_tables() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = Config {
+        cases: 48,
+        rng_seed: RngSeed::Fixed(0x7ab1e5),
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    TestRunner::new(config)
+        .run(&spec_strategy(), |(spec, input, cb)| {
+            let s = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tables = random_tables(&spec, cb, s);
+            let x = common::random_tensor(&input, 1000 + s);
+            check(
+                ctx,
+                &tables,
+                &x,
+                &format!("{} C={cb} input {input:?}", spec.describe()),
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// More than 256 codebooks (the 16-bit lane sums must be flushed), a codebook count that is
+/// not a multiple of 8, output channels spanning several workgroup tiles and not a multiple of
+/// 16, and groups.
+#[test]
+fn gpu_matches_mirror_on_many_codebooks_and_wide_outputs() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut spec = ConvSpec::conv2d(72, 300, 3, 3);
+    spec.padding = vec![1; 4];
+    spec.groups = 2; // D = 36·9 = 324 per group, 150 outputs per group
+    spec.bias = true;
+    let mut tables = random_tables(&spec, 301, 5);
+    // Entries near 255, so that 301 of them overflow a 16-bit lane (76 755 > 65 535) unless the
+    // kernel flushes its lane sums in time.
+    for v in tables.luts.iter_mut() {
+        *v = 250 + *v % 6;
+    }
+    let x = common::random_tensor(&[2, 72, 7, 6], 6);
+    check(ctx, &tables, &x, "C=301, 2 groups of 150 outputs");
+    let mut spec = ConvSpec::conv1d(5, 17, 7);
+    spec.padding = vec![3, 2];
+    let tables = random_tables(&spec, 35, 7);
+    check(
+        ctx,
+        &tables,
+        &common::random_tensor(&[3, 5, 40], 8),
+        "conv1d C=35 M=17",
+    );
+}
+
+#[test]
+fn gpu_slices_batches_under_small_limits() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 16 * 1024,
+        max_compute_workgroups_per_dimension: 8,
+        ..common::gpu().unwrap().limits().clone()
+    };
+    let ctx = Context::new_blocking(ContextOptions {
+        limits: Some(limits),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut spec = ConvSpec::conv2d(3, 4, 3, 3);
+    spec.padding = vec![1; 4];
+    let tables = random_tables(&spec, 9, 11);
+    let x = common::random_tensor(&[20, 3, 16, 16], 12);
+    let layer = MaddnessConv::new(&ctx, &tables).unwrap();
+    let y = pollster::block_on(layer.run(&ctx, &x)).unwrap();
+    let m = mirror::apply(&tables, &x).unwrap();
+    common::assert_close("sliced MADDNESS run", y.data(), m.data(), 1e-6);
+    let big = common::random_tensor(&[1, 3, 64, 64], 13);
+    match pollster::block_on(layer.run(&ctx, &big)) {
+        Err(Error::TooLarge { value, limit, .. }) => {
+            assert_eq!((value, limit), (4 * 64 * 64 * 4, 16384))
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_rejected_clearly() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut spec = ConvSpec::conv2d(3, 4, 3, 3);
+    spec.padding = vec![1; 4];
+    let tables = random_tables(&spec, 9, 21);
+    let layer = MaddnessConv::new(ctx, &tables).unwrap();
+    // an input for another layer (5 channels)
+    let e =
+        pollster::block_on(layer.run(ctx, &common::random_tensor(&[1, 5, 8, 8], 1))).unwrap_err();
+    assert!(
+        matches!(e, Error::Shape(_)) && e.to_string().contains("5 channels"),
+        "{e}"
+    );
+    // wrong rank
+    let e = pollster::block_on(layer.run(ctx, &common::random_tensor(&[3, 8, 8], 1))).unwrap_err();
+    assert!(e.to_string().contains("N×C×H×W"), "{e}");
+    // NaN input
+    let mut x = common::random_tensor(&[1, 3, 8, 8], 2);
+    x.data_mut()[5] = f32::NAN;
+    let e = pollster::block_on(layer.run(ctx, &x)).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { index: 5, .. }), "{e}");
+    // inconsistent tables (a split dimension outside the window) are refused before upload
+    let mut broken = tables.clone();
+    broken.split_dims[3] = 27;
+    assert!(MaddnessConv::new(ctx, &broken).is_err());
+    // a file that is not a table file
+    let e = Tables::from_bytes(b"definitely not safetensors", "x.safetensors").unwrap_err();
+    assert!(matches!(e, Error::TableFile { .. }), "{e}");
+}
