@@ -180,22 +180,11 @@ async function run() {
       trainMs,
     );
 
-    let approx;
-    if (typeof state.gpu.maddness === "function") {
-      setStatus("running", "MADDNESS on WebGPU…");
-      const madd = state.gpu.maddness(tables);
-      approx = await madd.run(x, shape, reps);
-      madd.free();
-      $("results").dataset.maddPath = "gpu";
-      setResult("r-madd-ms", fmtMs(approx), "maddMs", approx.kernelMs);
-    } else {
-      // A build whose library has no GPU MADDNESS kernels: the CPU mirror, labelled as such.
-      setStatus("running", "MADDNESS on the CPU (wasm)…");
-      await nextFrame();
-      approx = tables.applyCpu(x, shape);
-      $("results").dataset.maddPath = "cpu";
-      setResult("r-madd-ms", `CPU mirror in wasm, ${approx.kernelMs.toFixed(1)} ms (no GPU kernel in this build)`);
-    }
+    setStatus("running", "MADDNESS on WebGPU…");
+    const madd = state.gpu.maddness(tables);
+    const approx = await madd.run(x, shape, reps);
+    madd.free();
+    setResult("r-madd-ms", fmtMs(approx), "maddMs", approx.kernelMs);
     tables.free();
     const yh = approx.data;
     drawPlanes($("canvas-approx"), toRgb(filter, yh, w, h), w, h);
@@ -247,7 +236,9 @@ async function main() {
   const info = state.gpu.adapterInfo();
   const name = info.name || "(the browser does not tell the adapter's name)";
   $("adapter-name").textContent =
-    `${name} — ${info.backend}, ${info.timestamps ? "timestamp queries" : "no timestamp queries (wall-clock times)"}, ` +
+    `${name} — ${info.backend === "browserwebgpu" ? "WebGPU" : info.backend}, ` +
+    `${info.deviceType === "Cpu" ? "a software (CPU) adapter whose times say nothing about a GPU, " : ""}` +
+    `${info.timestamps ? "timestamp queries" : "no timestamp queries (wall-clock times)"}, ` +
     `${info.limits.maxComputeWorkgroupStorageSize / 1024} KiB workgroup memory, ` +
     `${info.limits.maxComputeInvocationsPerWorkgroup} invocations per workgroup`;
   $("adapter").dataset.name = info.name;

@@ -5,13 +5,17 @@
 //! From JS (`wasm-bindgen --target web` output, see `build.sh`):
 //!
 //! ```js
-//! import init, { Gpu, Layer, nmse } from "./pkg/maddconv_web.js";
+//! import init, { Gpu, Layer, Tables, nmse } from "./pkg/maddconv_web.js";
 //! await init();
 //! const gpu = await Gpu.create();                  // throws a clear Error without WebGPU
 //! gpu.adapterInfo();                               // {name, backend, limits, features, ...}
 //! const layer = Layer.demoFilter("sobel");         // or new Layer(weight, shape, bias, options)
 //! const exact = await gpu.direct(layer).run(x, [1, 3, 256, 256], 10);
 //! exact.data; exact.shape; exact.kernelMs; exact.clock;
+//! const tables = Tables.train(layer, xTrain, shapeTrain, 9);   // CPU, in wasm
+//! const again = Tables.fromBytes(tables.toBytes());           // the .safetensors table file
+//! const approx = await gpu.maddness(tables).run(x, [1, 3, 256, 256], 10);
+//! nmse(exact.data, approx.data, exact.shape);
 //! ```
 //!
 //! Tensors cross the boundary as flat `Float32Array`s in C order plus a shape array
@@ -29,6 +33,7 @@ use std::rc::Rc;
 
 use maddconv::bench::{self, Repetitions};
 use maddconv::gpu::direct::DirectConv;
+use maddconv::gpu::maddness::MaddnessConv;
 use maddconv::gpu::{Context, GpuTensor, GpuTimer};
 use maddconv::{ConvKind, ConvSpec, Tensor};
 use serde::de::DeserializeOwned;
@@ -269,6 +274,18 @@ impl Gpu {
     }
 }
 
+#[wasm_bindgen]
+impl Gpu {
+    /// Uploads trained tables for the MADDNESS kernels (`encode` then `accumulate`).
+    pub fn maddness(&self, tables: &Tables) -> Result<MaddnessLayer, JsError> {
+        let conv = MaddnessConv::new(&self.ctx, &tables.inner).map_err(js_err)?;
+        Ok(MaddnessLayer {
+            ctx: self.ctx.clone(),
+            conv: Rc::new(conv),
+        })
+    }
+}
+
 /// Optional convolution parameters from JS: `{stride, padding, dilation, groups}`; each of the
 /// first three is one number (for every axis or side) or a list (per axis; padding per side in
 /// ONNX order `[top, left, bottom, right]` / `[left, right]`).
@@ -455,6 +472,47 @@ impl DirectLayer {
             reps,
             1,
             move |enc, xg, yg, timer| conv.encode(&ctx, enc, xg, yg, timer.and_then(|t| t.pass())),
+        )
+        .await
+        .map_err(js_err)
+    }
+}
+
+/// A MADDNESS layer on the GPU (`shaders/encode.wgsl` + `shaders/accumulate.wgsl`), tables
+/// resident.
+#[wasm_bindgen]
+pub struct MaddnessLayer {
+    ctx: Rc<Context>,
+    conv: Rc<MaddnessConv>,
+}
+
+#[wasm_bindgen]
+impl MaddnessLayer {
+    /// Applies the approximate layer to `input` (flat, shape `inputShape`): one run whose
+    /// output is returned (output buffer NaN-poisoned first), then `reps` timed runs after one
+    /// warm-up; the kernel time is encode + accumulate.
+    pub async fn run(
+        &self,
+        input: Vec<f32>,
+        input_shape: Vec<u32>,
+        reps: u32,
+    ) -> Result<ConvOutput, JsError> {
+        let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
+        let out_shape = self
+            .conv
+            .tables()
+            .spec
+            .output_shape(x.shape())
+            .map_err(js_err)?;
+        let conv = self.conv.clone();
+        let ctx = self.ctx.clone();
+        run_timed(
+            &self.ctx,
+            &x,
+            &out_shape,
+            reps,
+            2,
+            move |enc, xg, yg, timer| conv.encode(&ctx, enc, xg, yg, timer),
         )
         .await
         .map_err(js_err)

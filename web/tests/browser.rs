@@ -8,7 +8,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use maddconv::gpu::direct::DirectConv;
+use maddconv::gpu::maddness::MaddnessConv;
 use maddconv::gpu::{Context, ContextOptions};
+use maddconv::maddness::{self, mirror};
 use maddconv::metrics::nmse;
 use maddconv::reference::{conv_reference, relative_l2};
 use maddconv::ConvKind;
@@ -346,4 +348,152 @@ fn tables_train_in_wasm_and_round_trip_through_the_file() {
             .expect("28 codebooks for D = 27 accepted"),
     );
     assert!(e.contains("28") || e.contains("codebooks"), "{e}");
+}
+
+/// Trains tables with the library (on the CPU, in wasm) for `spec` on random weights and
+/// `train` inputs.
+fn trained(rng: &mut Rng, spec: &ConvSpec, train: &[usize], codebooks: usize) -> maddness::Tables {
+    let weight = rng.tensor(&spec.weight_shape());
+    let bias = spec.bias.then(|| rng.tensor(&[spec.out_channels]));
+    let x = rng.tensor(train);
+    let config = maddness::TrainConfig {
+        codebooks: Some(codebooks),
+        ..Default::default()
+    };
+    maddness::train(spec, &weight, bias.as_ref(), &[x], &config, &mut |_| {}).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn maddness_kernels_match_the_cpu_mirror_in_the_browser() {
+    let ctx = ctx().await;
+    let mut rng = Rng(0xadd);
+    let mut cases: Vec<(&str, ConvSpec, Vec<usize>, usize)> = Vec::new();
+    let mut s = ConvSpec::conv2d(3, 6, 3, 3);
+    s.padding = vec![1; 4];
+    cases.push((
+        "3x3 same padding, 9 codebooks (the demo's shape)",
+        s,
+        vec![1, 3, 29, 31],
+        9,
+    ));
+    let mut s = ConvSpec::conv2d(8, 40, 3, 5);
+    s.stride = vec![2, 1];
+    s.dilation = vec![1, 2];
+    s.padding = vec![1, 4, 2, 0];
+    s.groups = 2;
+    s.bias = true;
+    cases.push((
+        "3x5, 2 groups of 20 outputs, stride, dilation, bias, 11 codebooks",
+        s,
+        vec![2, 8, 17, 21],
+        11,
+    ));
+    let mut s = ConvSpec::conv1d(4, 24, 5);
+    s.padding = vec![2, 2];
+    cases.push((
+        "conv1d k5, 20 codebooks (3 code words)",
+        s,
+        vec![3, 4, 60],
+        20,
+    ));
+    for (name, spec, shape, codebooks) in cases {
+        let tables = trained(&mut rng, &spec, &shape, codebooks);
+        let conv = MaddnessConv::new(&ctx, &tables).unwrap();
+        let mut test_shape = shape.clone();
+        *test_shape.last_mut().unwrap() += 3; // a different input than the training one
+        let input = rng.tensor(&test_shape);
+
+        let want_codes = mirror::encode(&tables, &input).unwrap();
+        let got_codes = conv.codes(&ctx, &input).await.unwrap();
+        assert_eq!(got_codes.len(), want_codes.len(), "{name}: code words");
+        if let Some(i) = (0..want_codes.len()).find(|&i| got_codes[i] != want_codes[i]) {
+            panic!(
+                "{name}: code word {i} is {:#010x} on the GPU, {:#010x} in the mirror",
+                got_codes[i], want_codes[i]
+            );
+        }
+
+        let g = spec.geometry(input.shape()).unwrap();
+        let want_sums =
+            mirror::accumulate_sums(&tables, &want_codes, g.batch, g.positions()).unwrap();
+        let got_sums = conv.sums(&ctx, input.shape(), &want_codes).await.unwrap();
+        if let Some(i) = (0..want_sums.len()).find(|&i| got_sums.get(i) != Some(&want_sums[i])) {
+            panic!(
+                "{name}: sum {i} is {:?} on the GPU, {} in the mirror",
+                got_sums.get(i),
+                want_sums[i]
+            );
+        }
+
+        let want = mirror::apply(&tables, &input).unwrap();
+        let x = ctx.upload("input", &input).unwrap();
+        let y = ctx.create_tensor("output", want.shape()).unwrap();
+        ctx.fill(&y, f32::NAN);
+        let mut enc = ctx.encoder("test");
+        conv.encode(&ctx, &mut enc, &x, &y, None).unwrap();
+        ctx.submit(enc);
+        let got = ctx.download(&y).await.unwrap();
+        let scale = want
+            .data()
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+            .max(1e-30);
+        for (i, (&a, &b)) in got.data().iter().zip(want.data()).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-6 * scale,
+                "{name}: output[{i}] = {a} on the GPU, {b} in the mirror (max |y| {scale})"
+            );
+        }
+        let rel = relative_l2(got.data(), want.data());
+        assert!(
+            rel < 1e-6,
+            "{name}: relative L2 {rel:e} between GPU and mirror"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn js_api_maddness_on_the_demo_filter() {
+    let gpu = Gpu::create().await.map_err(message).unwrap();
+    let mut rng = Rng(5);
+    let layer = Layer::demo_filter("gaussian").map_err(message).unwrap();
+    let (train_x, train_shape) = image_like(&mut rng, 40, 44);
+    let (x, shape) = image_like(&mut rng, 35, 30);
+    let tables = Tables::train(&layer, train_x, train_shape, 12, JsValue::UNDEFINED)
+        .map_err(message)
+        .unwrap();
+    // Through the table file, as a page loading tables would.
+    let tables = Tables::from_bytes(&tables.to_bytes().map_err(message).unwrap())
+        .map_err(message)
+        .unwrap();
+    let madd = gpu.maddness(&tables).map_err(message).unwrap();
+    let got = madd
+        .run(x.clone(), shape.clone(), 2)
+        .await
+        .map_err(message)
+        .unwrap();
+    let want = tables
+        .apply_cpu(x.clone(), shape.clone())
+        .map_err(message)
+        .unwrap();
+    assert_eq!(got.shape(), want.shape());
+    assert!(
+        got.kernel_ms().is_finite(),
+        "kernel time {} ({})",
+        got.kernel_ms(),
+        got.clock()
+    );
+    let rel = relative_l2(&got.data(), &want.data());
+    assert!(
+        rel < 1e-6,
+        "GPU vs mirror through the JS API: relative L2 {rel:e}"
+    );
+    let exact = layer.reference(x, shape).map_err(message).unwrap();
+    let e = nmse(
+        ConvKind::Conv2d,
+        &got.to_tensor().unwrap(),
+        &exact.to_tensor().unwrap(),
+    )
+    .unwrap();
+    assert!(e.is_finite() && e < 0.5, "held-out NMSE {e}");
 }
