@@ -12,7 +12,7 @@ const $ = (id) => document.getElementById(id);
 const MAX_SIDE = 256;
 const TRAIN_PHOTO = "assets/chelsea.png";
 
-const state = { gpu: null, photo: null, busy: false };
+const state = { gpu: null, photo: null, busy: false, tablesUrl: null };
 
 function setStatus(s, text) {
   const el = $("status");
@@ -138,6 +138,7 @@ async function run() {
   $("run").disabled = true;
   $("error").hidden = true;
   for (const k of Object.keys($("results").dataset)) delete $("results").dataset[k];
+  for (const td of document.querySelectorAll("#results td[id^='r-']")) td.textContent = "–";
   for (const id of ["canvas-exact", "canvas-approx", "canvas-diff"]) clearCanvas($(id));
   try {
     const filter = $("filter").value;
@@ -162,23 +163,45 @@ async function run() {
     setResult("r-direct-rel", `${rel.toExponential(2)} (CPU reference took ${ref.kernelMs.toFixed(0)} ms)`, "directRelL2", rel);
     ref.free();
 
-    let train = { x, shape };
-    const heldOut = $("train").value === "heldout";
-    if (heldOut) train = await loadPhoto(TRAIN_PHOTO);
-    setStatus("running", `Training ${codebooks} codebooks on the CPU (wasm)…`);
-    await nextFrame();
-    const t0 = performance.now();
-    const tables = mc.Tables.train(layer, train.x, train.shape, codebooks, {
-      source: heldOut ? TRAIN_PHOTO : "the input photo",
-    });
-    const trainMs = performance.now() - t0;
-    setResult(
-      "r-train",
-      `${trainMs.toFixed(0)} ms on ${heldOut ? "a held-out photo" : "this photo"} ` +
-        `(${train.shape[2] * train.shape[3]} windows), ${codebooks} codebooks`,
-      "trainMs",
-      trainMs,
-    );
+    const source = $("train").value;
+    let tables;
+    if (source === "file") {
+      const f = $("tables-file").files[0];
+      if (!f) throw new Error("choose a table file first (Train on → a table file…)");
+      tables = mc.Tables.fromBytes(new Uint8Array(await f.arrayBuffer()));
+      if (tables.specJson() !== layer.specJson()) {
+        const other = tables.specJson();
+        tables.free();
+        throw new Error(`the table file ${f.name} is for another layer (${other}), not this filter's (${layer.specJson()})`);
+      }
+      setResult("r-train", `none: tables loaded from ${f.name}`);
+    } else {
+      let train = { x, shape };
+      if (source === "heldout") train = await loadPhoto(TRAIN_PHOTO);
+      setStatus("running", `Training ${codebooks} codebooks on the CPU (wasm)…`);
+      await nextFrame();
+      const t0 = performance.now();
+      tables = mc.Tables.train(layer, train.x, train.shape, codebooks, {
+        source: source === "heldout" ? TRAIN_PHOTO : "the input photo",
+      });
+      const trainMs = performance.now() - t0;
+      setResult(
+        "r-train",
+        `${trainMs.toFixed(0)} ms on ${source === "heldout" ? "a held-out photo" : "this photo"} ` +
+          `(${train.shape[2] * train.shape[3]} windows), ${codebooks} codebooks`,
+        "trainMs",
+        trainMs,
+      );
+    }
+    const bytes = tables.toBytes();
+    if (state.tablesUrl) URL.revokeObjectURL(state.tablesUrl);
+    state.tablesUrl = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+    const link = document.createElement("a");
+    link.id = "tables-download";
+    link.href = state.tablesUrl;
+    link.download = `maddness-${filter}-${tables.codebooks}cb.safetensors`;
+    link.textContent = `download (${(bytes.length / 1024).toFixed(1)} KiB, ${tables.codebooks} codebooks)`;
+    $("r-tables").replaceChildren(link);
 
     setStatus("running", "MADDNESS on WebGPU…");
     const madd = state.gpu.maddness(tables);
@@ -219,6 +242,9 @@ async function main() {
   $("photo").addEventListener("change", () => selectPhoto().catch((e) => showError(e.message)));
   $("file").addEventListener("change", () => selectPhoto().catch((e) => showError(e.message)));
   $("filter").addEventListener("change", updateCodebookLimit);
+  $("train").addEventListener("change", () => {
+    if ($("train").value === "file" && !$("tables-file").files[0]) $("tables-file").click();
+  });
   updateCodebookLimit();
   try {
     await selectPhoto();

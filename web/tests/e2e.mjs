@@ -169,6 +169,27 @@ try {
       await mkdir(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: join(ARTIFACTS, "demo.png"), fullPage: true });
       console.log(`e2e: screenshot ${join(ARTIFACTS, "demo.png")}`);
+
+      // The table file: download the trained tables, load them back, get the same result.
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#tables-download")]);
+      const tablesPath = join(ARTIFACTS, download.suggestedFilename());
+      await download.saveAs(tablesPath);
+      await page.setInputFiles("#tables-file", tablesPath);
+      await page.selectOption("#train", "file");
+      await page.click("#run");
+      const again = await waitForEnd(page);
+      check(
+        again.state === "done" && again.results.nmse === r.results.nmse && again.results.trainMs === undefined,
+        `${filter}: tables downloaded as ${download.suggestedFilename()} and loaded back give the same NMSE (${again.results.nmse} vs ${r.results.nmse}) ${again.error}`,
+      );
+      // Tables of this layer refused for another.
+      await page.selectOption("#filter", "gaussian");
+      await page.click("#run");
+      const wrong = await waitForEnd(page);
+      check(
+        wrong.state === "error" && /for another layer/.test(wrong.error),
+        `${filter} tables used for the gaussian layer: clear message "${wrong.error}"`,
+      );
     }
     if (failures.length) for (const l of log) console.log(`    ${l}`);
     await page.close();
