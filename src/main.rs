@@ -22,22 +22,28 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Error (NMSE) of a table file on an input against the exact convolution.
     Eval(cli::eval::EvalArgs),
+    /// Apply a trained layer (table file) to an input, on the GPU or with --cpu the CPU mirror.
+    Run(cli::run::RunArgs),
     /// Time the kernels on this adapter, methods interleaved, with their error next to the speed.
     Bench(cli::bench::BenchArgs),
 }
 
 fn main() {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off,maddconv=info"),
-    )
-    .format_timestamp(None)
-    .init();
     let args = Args::parse();
+    // The benchmark trains many tables: keep its log to warnings unless RUST_LOG asks for more.
+    let default_filter = match args.command {
+        Command::Bench(_) => "warn,wgpu_hal::gles=off",
+        _ => "warn,wgpu_hal::gles=off,maddconv=info",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+        .format_timestamp(None)
+        .init();
     let result = match args.command {
         Command::Info(a) => cli::info::run(a),
         Command::Conv(a) => cli::conv::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Run(a) => cli::run::run(a),
         Command::Bench(a) => cli::bench::run(a),
     };
     if let Err(e) = result {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use maddconv::gpu::maddness::MaddnessConv;
+use maddconv::gpu::maddness::{MaddnessConv, MaddnessKernels};
 use maddconv::gpu::{Context, ContextOptions};
 use maddconv::maddness::{mirror, train, TableMeta, Tables, TrainConfig, BUCKETS};
 use maddconv::{ConvKind, ConvSpec, Error, Tensor};
@@ -88,16 +88,10 @@ fn check(ctx: &Context, tables: &Tables, x: &Tensor, what: &str) -> usize {
         );
     }
 
-    // The whole GPU pipeline, output poisoned first, against the mirror's scaling of the same
-    // codes (identical to mirror::apply when there are no ties).
+    // The whole GPU pipeline (two passes, and fused), output poisoned first, against the
+    // mirror's scaling of the same codes (identical to mirror::apply when there are no ties).
     let out_shape = g.output_shape(tables.spec.kind);
     let xin = ctx.upload("x", x).unwrap();
-    let y = ctx.create_tensor("y", &out_shape).unwrap();
-    ctx.fill(&y, f32::NAN);
-    let mut enc = ctx.encoder("test");
-    layer.encode(ctx, &mut enc, &xin, &y, None).unwrap();
-    ctx.submit(enc);
-    let y = pollster::block_on(ctx.download(&y)).unwrap();
     let consts = tables.inference_constants();
     let per = g.positions();
     let expected: Vec<f32> = cpu_sums
@@ -108,15 +102,48 @@ fn check(ctx: &Context, tables: &Tables, x: &Tensor, what: &str) -> usize {
             s as f32 * consts.inv_scale[o] + consts.offset[o]
         })
         .collect();
-    common::assert_close(&format!("{what}: output"), y.data(), &expected, 1e-6);
-    if ties == 0 {
-        let m = mirror::apply(tables, x).unwrap();
+    let fused_fits = MaddnessConv::new(ctx, tables)
+        .unwrap()
+        .with_kernels(MaddnessKernels::Fused)
+        .kernels()
+        == MaddnessKernels::Fused;
+    for kernels in [
+        MaddnessKernels::TwoPass,
+        MaddnessKernels::Fused,
+        MaddnessKernels::Shuffle,
+    ] {
+        if kernels == MaddnessKernels::Fused && !fused_fits {
+            continue;
+        }
+        if kernels == MaddnessKernels::Shuffle && !ctx.has_subgroups() {
+            eprintln!("!!!!! SKIPPED the subgroup-shuffle kernel: the adapter has no subgroups");
+            continue;
+        }
+        let layer = MaddnessConv::new(ctx, tables)
+            .unwrap()
+            .with_kernels(kernels);
+        assert_eq!(layer.kernels(), kernels);
+        let y = ctx.create_tensor("y", &out_shape).unwrap();
+        ctx.fill(&y, f32::NAN);
+        let mut enc = ctx.encoder("test");
+        layer.encode(ctx, &mut enc, &xin, &y, None).unwrap();
+        ctx.submit(enc);
+        let y = pollster::block_on(ctx.download(&y)).unwrap();
         common::assert_close(
-            &format!("{what}: output vs mirror::apply"),
+            &format!("{what}: {kernels:?} output"),
             y.data(),
-            m.data(),
+            &expected,
             1e-6,
         );
+        if ties == 0 {
+            let m = mirror::apply(tables, x).unwrap();
+            common::assert_close(
+                &format!("{what}: {kernels:?} output vs mirror::apply"),
+                y.data(),
+                m.data(),
+                1e-6,
+            );
+        }
     }
     ties
 }

@@ -45,6 +45,7 @@ fn layout_check_rejects_a_wrong_layout() {
         source: kernel::DIRECT.source,
         bindings: &[Binding::Uniform, Binding::StorageRead, Binding::StorageRead],
         params_size: kernel::DIRECT.params_size,
+        subgroups: false,
     };
     let err = wrong.validate().unwrap_err();
     assert!(err.contains("host layout"), "{err}");
@@ -53,6 +54,7 @@ fn layout_check_rejects_a_wrong_layout() {
         source: "@compute @workgroup_size(64) fn direct() { let x: u32 = 1.5; }",
         bindings: &[],
         params_size: 0,
+        subgroups: false,
     };
     assert!(broken.validate().is_err());
     let wrong_size = Kernel {

@@ -9,7 +9,7 @@ use clap::Args;
 use maddconv::bench::{time_interleaved, Record, Repetitions, Table};
 use maddconv::data::LayerDir;
 use maddconv::gpu::direct::{DirectConv, DirectKernel};
-use maddconv::gpu::maddness::MaddnessConv;
+use maddconv::gpu::maddness::{MaddnessConv, MaddnessKernels};
 use maddconv::gpu::{Context, GpuTimer};
 use maddconv::maddness::{train, TrainConfig};
 use maddconv::metrics::nmse;
@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Most training windows for the MADDNESS tables.
     #[arg(long, default_value_t = 50_000)]
     pub max_windows: usize,
+    /// Time every MADDNESS kernel variant (two-pass, fused, shuffle) instead of only the
+    /// default one for this adapter.
+    #[arg(long)]
+    pub variants: bool,
     /// Timed repetitions per method (median reported).
     #[arg(long)]
     pub reps: Option<usize>,
@@ -76,6 +80,8 @@ pub struct Row {
     pub shape: String,
     /// "direct", "direct_naive" or "maddness".
     pub method: String,
+    /// MADDNESS kernels: "two-pass", "fused" or "shuffle".
+    pub kernels: Option<String>,
     /// Codebooks per group (MADDNESS rows).
     pub codebooks: Option<usize>,
     /// Median kernel time in ms (all passes of the method).
@@ -267,6 +273,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             &w,
             args.direct,
             cs,
+            args.variants,
             args.max_windows,
             reps,
             &adapter,
@@ -301,7 +308,10 @@ pub fn table(rows: &[Row]) -> String {
         t.row(vec![
             r.layer.clone(),
             r.shape.clone(),
-            r.method.clone(),
+            match &r.kernels {
+                Some(k) => format!("{} ({k})", r.method),
+                None => r.method.clone(),
+            },
             r.codebooks.map(|c| c.to_string()).unwrap_or_default(),
             format!("{:.3}", r.kernel_ms),
             match (r.encode_ms, r.accumulate_ms) {
@@ -326,11 +336,13 @@ pub fn table(rows: &[Row]) -> String {
 
 /// Times the direct kernel (and the naive one with `naive`) and MADDNESS at each of
 /// `codebooks` on one workload, interleaved, with each method's error against the f64 reference.
+#[allow(clippy::too_many_arguments)]
 pub fn bench_workload(
     ctx: &Context,
     w: &Workload,
     naive: bool,
     codebooks: &[usize],
+    variants: bool,
     max_windows: usize,
     reps: Repetitions,
     adapter: &str,
@@ -378,11 +390,21 @@ pub fn bench_workload(
         )?;
         let secs = t0.elapsed().as_secs_f64();
         eprintln!("  trained C={c} in {secs:.1} s");
-        methods.push(Method::Maddness(
-            Box::new(MaddnessConv::new(ctx, &tables)?),
-            c,
-            secs,
-        ));
+        let default = MaddnessConv::new(ctx, &tables)?;
+        let chosen = default.kernels();
+        methods.push(Method::Maddness(Box::new(default), c, secs));
+        if variants {
+            for kernels in [
+                MaddnessKernels::TwoPass,
+                MaddnessKernels::Fused,
+                MaddnessKernels::Shuffle,
+            ] {
+                let layer = MaddnessConv::new(ctx, &tables)?.with_kernels(kernels);
+                if kernels != chosen && layer.kernels() == kernels {
+                    methods.push(Method::Maddness(Box::new(layer), c, secs));
+                }
+            }
+        }
     }
     let outputs = methods
         .iter()
@@ -421,7 +443,7 @@ pub fn bench_workload(
         .iter()
         .map(|m| match m {
             Method::Direct(_) => 1,
-            Method::Maddness(..) => 2,
+            Method::Maddness(l, ..) => l.passes(),
         })
         .collect();
     let mut refs: Vec<&mut Record> = records.iter_mut().map(|b| b.as_mut()).collect();
@@ -433,7 +455,7 @@ pub fn bench_workload(
         .zip(&timings)
         .zip(errors)
         .map(|((m, t), (one_minus_nmse, rel))| {
-            let (method, codebooks, train_seconds) = match m {
+            let (method, kernels, codebooks, train_seconds) = match m {
                 Method::Direct(l) => (
                     match l.kernel() {
                         DirectKernel::Tiled => "direct",
@@ -441,14 +463,21 @@ pub fn bench_workload(
                     },
                     None,
                     None,
+                    None,
                 ),
-                Method::Maddness(_, c, s) => ("maddness", Some(*c), Some(*s)),
+                Method::Maddness(l, c, s) => (
+                    "maddness",
+                    Some(l.kernels().name().to_string()),
+                    Some(*c),
+                    Some(*s),
+                ),
             };
             let split = matches!(m, Method::Maddness(..)) && t.pass_median_ms.len() == 2;
             Row {
                 layer: w.name.clone(),
                 shape: format!("{:?}", w.input.shape()),
                 method: method.into(),
+                kernels,
                 codebooks,
                 kernel_ms: t.median_ms,
                 encode_ms: split.then(|| t.pass_median_ms[0]),

@@ -24,7 +24,8 @@ pub fn run(args: InfoArgs) -> Result<()> {
         "timestamps:   {}",
         if ctx.has_timestamps() { "yes" } else { "no" }
     );
-    println!("features:     {:?}", ctx.features());
+    println!("features in use:   {:?}", ctx.features());
+    println!("adapter features:  {:?}", ctx.adapter_features());
     println!("key limits:");
     let key: [(&str, u64); 8] = [
         (

@@ -27,6 +27,9 @@ pub struct Kernel {
     /// Size in bytes of the host struct written to the uniform binding (checked against the
     /// shader's struct by [`Kernel::validate`]).
     pub params_size: usize,
+    /// The shader uses subgroup operations (`enable subgroups;`); only run it on devices with
+    /// `Features::SUBGROUP`.
+    pub subgroups: bool,
 }
 
 impl Kernel {
@@ -64,12 +67,20 @@ impl Kernel {
     pub fn validate(&self) -> Result<naga::Module, String> {
         let module = naga::front::wgsl::parse_str(self.source)
             .map_err(|e| e.emit_to_string_with_path(self.source, &self.file()))?;
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .map_err(|e| e.emit_to_string_with_path(self.source, &self.file()))?;
+        let caps = if self.subgroups {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+        if self.subgroups {
+            validator
+                .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                .subgroup_operations(naga::valid::SubgroupOperationSet::all());
+        }
+        validator
+            .validate(&module)
+            .map_err(|e| e.emit_to_string_with_path(self.source, &self.file()))?;
         if !module
             .entry_points
             .iter()
@@ -156,6 +167,7 @@ pub const DIRECT: Kernel = Kernel {
     source: include_str!("../../shaders/direct.wgsl"),
     bindings: &[U, R, R, R, RW],
     params_size: size_of::<ConvParams>(),
+    subgroups: false,
 };
 
 /// Exact convolution, one output per invocation, no tiling: the naive baseline for benchmarks.
@@ -164,6 +176,7 @@ pub const DIRECT_NAIVE: Kernel = Kernel {
     source: include_str!("../../shaders/direct_naive.wgsl"),
     bindings: &[U, R, R, R, RW],
     params_size: size_of::<ConvParams>(),
+    subgroups: false,
 };
 
 /// MADDNESS hashing: 4-bit codes per (position, codebook), packed 8 per word.
@@ -172,6 +185,7 @@ pub const ENCODE: Kernel = Kernel {
     source: include_str!("../../shaders/encode.wgsl"),
     bindings: &[U, R, R, R, RW],
     params_size: size_of::<MaddParams>(),
+    subgroups: false,
 };
 
 /// MADDNESS table look-ups: exact u32 sums of u8 entries, then scale, offset and bias.
@@ -180,7 +194,33 @@ pub const ACCUMULATE: Kernel = Kernel {
     source: include_str!("../../shaders/accumulate.wgsl"),
     bindings: &[U, R, R, R, R, RW],
     params_size: size_of::<MaddParams>(),
+    subgroups: false,
+};
+
+/// MADDNESS encode and accumulate in one dispatch, codes in workgroup memory.
+pub const FUSED: Kernel = Kernel {
+    name: "fused",
+    source: include_str!("../../shaders/fused.wgsl"),
+    bindings: &[U, R, R, R, R, R, R, RW],
+    params_size: size_of::<MaddParams>(),
+    subgroups: false,
+};
+
+/// MADDNESS table look-ups through subgroup shuffles (adapters with subgroups).
+pub const ACCUMULATE_SHUFFLE: Kernel = Kernel {
+    name: "accumulate_shuffle",
+    source: include_str!("../../shaders/accumulate_shuffle.wgsl"),
+    bindings: &[U, R, R, R, R, RW],
+    params_size: size_of::<MaddParams>(),
+    subgroups: true,
 };
 
 /// Every kernel of the crate, for validation tests and warm-up.
-pub const ALL: &[&Kernel] = &[&DIRECT, &DIRECT_NAIVE, &ENCODE, &ACCUMULATE];
+pub const ALL: &[&Kernel] = &[
+    &DIRECT,
+    &DIRECT_NAIVE,
+    &ENCODE,
+    &ACCUMULATE,
+    &FUSED,
+    &ACCUMULATE_SHUFFLE,
+];

@@ -62,12 +62,55 @@ impl AccumulateTiles {
     }
 }
 
+/// Tile shape of `fused`: like [`AccumulateTiles`] but with at most 4 chunks and 8 KiB of table
+/// rows, leaving 8 KiB of workgroup memory for the codes of the tile's positions.
+fn fused_tiles(m_chunks: u32, words: u32) -> Option<AccumulateTiles> {
+    let tiles = m_chunks.div_ceil(4).max(1);
+    let mut mch = m_chunks.div_ceil(tiles).max(1);
+    // More chunks per workgroup means fewer positions, hence room for more code words.
+    while (256 / mch) * words > 2048 && mch < 4 {
+        mch += 1;
+    }
+    if (256 / mch) * words > 2048 {
+        return None;
+    }
+    let cc = ((32 / mch) / 8 * 8).max(8);
+    Some(AccumulateTiles { mch, cc })
+}
+
+/// How the layer runs on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaddnessKernels {
+    /// `encode` then `accumulate`: two dispatches, codes in a global buffer.
+    TwoPass,
+    /// `fused`: one dispatch, codes in workgroup memory. Falls back to two passes when the
+    /// codes of a tile do not fit (more than 2048 code words per workgroup).
+    Fused,
+    /// `encode` then `accumulate_shuffle`: look-ups by subgroup shuffles. Falls back to two
+    /// passes on devices without subgroups.
+    Shuffle,
+}
+
+impl MaddnessKernels {
+    /// Short name for reports: "two-pass", "fused" or "shuffle".
+    pub fn name(self) -> &'static str {
+        match self {
+            MaddnessKernels::TwoPass => "two-pass",
+            MaddnessKernels::Fused => "fused",
+            MaddnessKernels::Shuffle => "shuffle",
+        }
+    }
+}
+
 /// A MADDNESS layer on the GPU, tables resident.
 pub struct MaddnessConv {
+    kernels: MaddnessKernels,
     tables: Tables,
     splits: wgpu::Buffer,
     thresholds: wgpu::Buffer,
     luts: wgpu::Buffer,
+    /// The tables with codes innermost, for `accumulate_shuffle` (devices with subgroups).
+    luts_by_code: Option<wgpu::Buffer>,
     inv_scale: wgpu::Buffer,
     offset: wgpu::Buffer,
     m_chunks: u32,
@@ -111,12 +154,34 @@ impl MaddnessConv {
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
+        // [G·CB, 16, MW·4] words → [G·CB, MW·4, 16] for the shuffle kernel.
+        let luts_by_code = if ctx.has_subgroups() {
+            let row_words = m_chunks * 4;
+            let mut t = vec![0u32; words.len()];
+            for (r, row) in words.chunks_exact(BUCKETS * row_words).enumerate() {
+                for k in 0..BUCKETS {
+                    for j in 0..row_words {
+                        t[(r * row_words + j) * BUCKETS + k] = row[k * row_words + j];
+                    }
+                }
+            }
+            Some(ctx.storage("maddness luts by code", &t)?)
+        } else {
+            None
+        };
         let consts = tables.inference_constants();
         debug_assert_eq!(tables.thresholds.len(), g * cb * TREE_DEPTH * LEVEL_SLOTS);
         Ok(MaddnessConv {
+            // The shuffle look-ups measured fastest where subgroups exist (BENCHMARKS.md).
+            kernels: if luts_by_code.is_some() {
+                MaddnessKernels::Shuffle
+            } else {
+                MaddnessKernels::TwoPass
+            },
             splits: ctx.storage("maddness splits", &splits)?,
             thresholds: ctx.storage("maddness thresholds", &tables.thresholds)?,
             luts: ctx.storage("maddness luts", &words)?,
+            luts_by_code,
             inv_scale: ctx.storage("maddness inv_scale", &consts.inv_scale)?,
             offset: ctx.storage("maddness offset", &consts.offset)?,
             m_chunks: m_chunks as u32,
@@ -130,8 +195,36 @@ impl MaddnessConv {
         &self.tables
     }
 
-    fn params(&self, g: &Geometry) -> MaddParams {
-        let t = AccumulateTiles::for_chunks(self.m_chunks);
+    /// Chooses the kernels (by default `Shuffle` on devices with subgroups, else `TwoPass`).
+    pub fn with_kernels(mut self, kernels: MaddnessKernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// The kernels that [`Self::encode`] records for this layer: `Fused` only when its tiles
+    /// fit; otherwise `TwoPass`.
+    pub fn kernels(&self) -> MaddnessKernels {
+        match self.kernels {
+            MaddnessKernels::Fused
+                if fused_tiles(self.m_chunks, self.tables.codebooks.div_ceil(8) as u32)
+                    .is_some() =>
+            {
+                MaddnessKernels::Fused
+            }
+            MaddnessKernels::Shuffle if self.luts_by_code.is_some() => MaddnessKernels::Shuffle,
+            _ => MaddnessKernels::TwoPass,
+        }
+    }
+
+    /// Compute passes [`Self::encode`] records (for timers).
+    pub fn passes(&self) -> usize {
+        match self.kernels() {
+            MaddnessKernels::TwoPass | MaddnessKernels::Shuffle => 2,
+            MaddnessKernels::Fused => 1,
+        }
+    }
+
+    fn params(&self, g: &Geometry, t: AccumulateTiles) -> MaddParams {
         let q_len = (g.batch * g.positions()) as u32;
         MaddParams {
             batch: g.batch as u32,
@@ -202,7 +295,7 @@ impl MaddnessConv {
         codes: &wgpu::Buffer,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
-        let params = self.params(g);
+        let params = self.params(g, AccumulateTiles::for_chunks(self.m_chunks));
         let pipeline = ctx.pipeline(&kernel::ENCODE, &[])?;
         let total = params.groups as u64 * params.q_len as u64 * params.words as u64;
         let workgroups = u32::try_from(total.div_ceil(256)).map_err(|_| Error::TooLarge {
@@ -245,12 +338,27 @@ impl MaddnessConv {
         raw_sums: bool,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
-        let params = self.params(g);
-        let t = AccumulateTiles::for_chunks(self.m_chunks);
-        let pipeline = ctx.pipeline(
-            &kernel::ACCUMULATE,
-            &[("MCH", t.mch), ("CC", t.cc), ("RAW_SUMS", raw_sums as u32)],
-        )?;
+        let shuffle = match (self.kernels(), &self.luts_by_code) {
+            (MaddnessKernels::Shuffle, Some(b)) => Some(b),
+            _ => None,
+        };
+        let (t, kernel, overrides) = match shuffle {
+            Some(_) => (
+                AccumulateTiles { mch: 1, cc: 8 },
+                &kernel::ACCUMULATE_SHUFFLE,
+                vec![("RAW_SUMS", raw_sums as u32)],
+            ),
+            None => {
+                let t = AccumulateTiles::for_chunks(self.m_chunks);
+                (
+                    t,
+                    &kernel::ACCUMULATE,
+                    vec![("MCH", t.mch), ("CC", t.cc), ("RAW_SUMS", raw_sums as u32)],
+                )
+            }
+        };
+        let params = self.params(g, t);
+        let pipeline = ctx.pipeline(kernel, &overrides)?;
         let total = params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64;
         let total = u32::try_from(total).map_err(|_| Error::TooLarge {
             what: "workgroups of the accumulate kernel".into(),
@@ -259,21 +367,21 @@ impl MaddnessConv {
             why: "32-bit workgroup index".into(),
         })?;
         let grid = ctx.grid(total)?;
-        let uniform = ctx.uniform("accumulate", &params);
+        let uniform = ctx.uniform(kernel.name, &params);
         let bind = ctx.bind_group(
-            "accumulate",
+            kernel.name,
             &pipeline,
             &[
                 &uniform,
                 codes,
-                &self.luts,
+                shuffle.unwrap_or(&self.luts),
                 &self.inv_scale,
                 &self.offset,
                 output,
             ],
         );
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("accumulate"),
+            label: Some(kernel.name),
             timestamp_writes: timestamps,
         });
         pass.set_pipeline(&pipeline.pipeline);
@@ -282,8 +390,56 @@ impl MaddnessConv {
         Ok(())
     }
 
-    /// Records the approximate convolution of `input` into `output` (both on the GPU) as two
-    /// compute passes, `encode` then `accumulate`, each timed when a timer is given.
+    fn fused_pass(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        g: &Geometry,
+        input: &GpuTensor,
+        output: &GpuTensor,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<()> {
+        let words = self.tables.codebooks.div_ceil(8) as u32;
+        let t = fused_tiles(self.m_chunks, words)
+            .ok_or_else(|| Error::Argument("the fused kernel's tiles do not fit".into()))?;
+        let params = self.params(g, t);
+        let pipeline = ctx.pipeline(&kernel::FUSED, &[("MCH", t.mch), ("CC", t.cc)])?;
+        let total = params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64;
+        let total = u32::try_from(total).map_err(|_| Error::TooLarge {
+            what: "workgroups of the fused kernel".into(),
+            value: total,
+            limit: u32::MAX as u64,
+            why: "32-bit workgroup index".into(),
+        })?;
+        let grid = ctx.grid(total)?;
+        let uniform = ctx.uniform("fused", &params);
+        let bind = ctx.bind_group(
+            "fused",
+            &pipeline,
+            &[
+                &uniform,
+                &input.buffer,
+                &self.splits,
+                &self.thresholds,
+                &self.luts,
+                &self.inv_scale,
+                &self.offset,
+                &output.buffer,
+            ],
+        );
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("fused"),
+            timestamp_writes: timestamps,
+        });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(grid.0, grid.1, grid.2);
+        Ok(())
+    }
+
+    /// Records the approximate convolution of `input` into `output` (both on the GPU): two
+    /// compute passes, `encode` then `accumulate`, or one `fused` pass (see
+    /// [`Self::kernels`]), each timed when a timer is given.
     pub fn encode(
         &self,
         ctx: &Context,
@@ -299,6 +455,16 @@ impl MaddnessConv {
                 "output tensor has shape {:?}, expected {expected:?}",
                 output.shape()
             )));
+        }
+        if self.kernels() == MaddnessKernels::Fused {
+            return self.fused_pass(
+                ctx,
+                encoder,
+                &g,
+                input,
+                output,
+                timer.and_then(|t| t.pass()),
+            );
         }
         let codes = self.codes_buffer(ctx, self.codes_bytes(&g))?;
         self.encode_pass(

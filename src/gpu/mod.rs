@@ -37,6 +37,8 @@ pub struct ContextOptions {
     pub limits: Option<wgpu::Limits>,
     /// Request `TIMESTAMP_QUERY` when the adapter has it (for kernel timings).
     pub timestamps: bool,
+    /// Request `SUBGROUP` when the adapter has it (for the subgroup-shuffle look-up kernel).
+    pub subgroups: bool,
 }
 
 impl Default for ContextOptions {
@@ -46,6 +48,7 @@ impl Default for ContextOptions {
             adapter_name: None,
             limits: None,
             timestamps: true,
+            subgroups: true,
         }
     }
 }
@@ -91,6 +94,7 @@ pub struct Context {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: wgpu::Features,
+    adapter_features: wgpu::Features,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -165,6 +169,9 @@ impl Context {
         if options.timestamps && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
+        if options.subgroups && adapter.features().contains(wgpu::Features::SUBGROUP) {
+            features |= wgpu::Features::SUBGROUP;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("maddconv"),
@@ -184,7 +191,9 @@ impl Context {
             info.driver,
             info.driver_info
         );
-        Ok(Context::from_device(info, device, queue))
+        let mut ctx = Context::from_device(info, device, queue);
+        ctx.adapter_features = adapter.features();
+        Ok(ctx)
     }
 
     /// Creates a context natively, blocking until the device is ready.
@@ -207,6 +216,7 @@ impl Context {
         Context {
             limits: device.limits(),
             features: device.features(),
+            adapter_features: device.features(),
             device,
             queue,
             info,
@@ -231,9 +241,17 @@ impl Context {
     pub fn features(&self) -> wgpu::Features {
         self.features
     }
+    /// Everything the adapter offers (a superset of [`Self::features`]).
+    pub fn adapter_features(&self) -> wgpu::Features {
+        self.adapter_features
+    }
     /// The adapter's description.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
+    }
+    /// True when the device has subgroup operations.
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
     }
     /// True when kernel times can be read from timestamp queries.
     pub fn has_timestamps(&self) -> bool {
@@ -306,11 +324,24 @@ impl Context {
         {
             return Ok(p.clone());
         }
+        if kernel.subgroups && !self.has_subgroups() {
+            return Err(Error::Argument(format!(
+                "kernel {} needs subgroup operations, which this device lacks",
+                kernel.name
+            )));
+        }
+        // Browsers require the WGSL extension to be enabled; naga takes the built-ins as they are.
+        let source: std::borrow::Cow<'static, str> =
+            if kernel.subgroups && cfg!(target_arch = "wasm32") {
+                format!("enable subgroups;\n{}", kernel.source).into()
+            } else {
+                kernel.source.into()
+            };
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                source: wgpu::ShaderSource::Wgsl(source),
             });
         let layout = self
             .device

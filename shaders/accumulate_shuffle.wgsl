@@ -1,0 +1,148 @@
+// accumulate_shuffle — the look-ups of `accumulate` done with subgroup shuffles instead of
+// data-dependent reads: for each codebook, the lanes of a subgroup together hold the 16 table
+// entries of a row (lane l holds entry l, l + S, ... for subgroup size S), and every lane takes
+// the entry its own code selects with subgroupShuffle — the GPU analogue of the byte shuffle
+// (pshufb) of CPU MADDNESS. The table loads are then the same for every position and
+// contiguous across lanes, with no workgroup memory and no barrier.
+//
+// A workgroup covers 256 positions × one chunk of 16 outputs; every invocation one position,
+// summing 16 outputs exactly as `accumulate` does (16-bit lane sums flushed into u32 every 248
+// codebooks).
+//
+// Bindings (group 0):
+//   0 params:    uniform MaddParams (as in encode.wgsl; q_tiles counts 256-position tiles,
+//                m_tiles equals m_chunks)
+//   1 codes:     array<u32>, [G, Q, W] packed 4-bit codes (see encode.wgsl)
+//   2 luts:      array<u32>, [G, CB, 4·MW, 16]: word j (outputs 4j .. 4j+4, one u8 each, output
+//                4j + b in byte b) of code k — the tables of `accumulate` with codes innermost
+//   3 inv_scale: array<f32>, [O]
+//   4 offset:    array<f32>, [O]
+//   5 output:    array<f32>, [N, O, OH, OW], NCHW (RAW_SUMS = 1: the exact u32 sums)
+// Workgroups: linear index wid.x + wid.y·num_workgroups.x over G × m_tiles × q_tiles.
+// Needs the `subgroups` feature (on the web, where browsers want `enable subgroups;`, the host
+// prepends that line; naga takes the built-ins without it). CPU mirror:
+// maddness::mirror::accumulate_sums and apply.
+
+override RAW_SUMS: u32 = 0u;
+
+struct MaddParams {
+    batch: u32,
+    in_channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_channels: u32,
+    out_h: u32,
+    out_w: u32,
+    groups: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    in_per_group: u32,
+    out_per_group: u32,
+    codebooks: u32,
+    words: u32,
+    q_len: u32,
+    m_chunks: u32,
+    q_tiles: u32,
+    m_tiles: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: MaddParams;
+@group(0) @binding(1) var<storage, read> codes: array<u32>;
+@group(0) @binding(2) var<storage, read> luts: array<u32>;
+@group(0) @binding(3) var<storage, read> inv_scale: array<f32>;
+@group(0) @binding(4) var<storage, read> offset: array<f32>;
+@group(0) @binding(5) var<storage, read_write> output: array<f32>;
+
+const LANES: u32 = 0x00FF00FFu;
+
+@compute @workgroup_size(256)
+fn accumulate_shuffle(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg: u32,
+) {
+    let tile = wid.x + wid.y * nwg.x;
+    if tile >= params.groups * params.m_tiles * params.q_tiles {
+        return;
+    }
+    let q_tile = tile % params.q_tiles;
+    let rest = tile / params.q_tiles;
+    let mc = rest % params.m_tiles;
+    let g = rest / params.m_tiles;
+    let cb = params.codebooks;
+    let row_words = params.m_chunks * 4u;
+    let q = q_tile * 256u + lid;
+    let live = q < params.q_len;
+    let code_base = (g * params.q_len + min(q, params.q_len - 1u)) * params.words;
+    let rounds = (16u + sg - 1u) / sg;
+
+    var lo = vec4<u32>(0u);
+    var hi = vec4<u32>(0u);
+    var s0 = vec4<u32>(0u);
+    var s1 = vec4<u32>(0u);
+    var s2 = vec4<u32>(0u);
+    var s3 = vec4<u32>(0u);
+    var word = 0u;
+    var since_flush = 0u;
+    for (var c = 0u; c < cb; c++) {
+        if c % 8u == 0u {
+            word = codes[code_base + c / 8u];
+        }
+        let code = (word >> (4u * (c % 8u))) & 15u;
+        let row = ((g * cb + c) * row_words + mc * 4u) * 16u;
+        var v = vec4<u32>(0u);
+        for (var r = 0u; r < rounds; r++) {
+            let k = (r * sg + lane) % 16u;
+            let held = vec4<u32>(luts[row + k], luts[row + 16u + k], luts[row + 32u + k], luts[row + 48u + k]);
+            let got = subgroupShuffle(held, code % sg);
+            v = select(v, got, code / sg == r);
+        }
+        lo += v & vec4<u32>(LANES);
+        hi += (v >> vec4<u32>(8u)) & vec4<u32>(LANES);
+        since_flush += 1u;
+        if since_flush == 248u {
+            s0 += lo & vec4<u32>(0xFFFFu);
+            s1 += hi & vec4<u32>(0xFFFFu);
+            s2 += lo >> vec4<u32>(16u);
+            s3 += hi >> vec4<u32>(16u);
+            lo = vec4<u32>(0u);
+            hi = vec4<u32>(0u);
+            since_flush = 0u;
+        }
+    }
+    if !live {
+        return;
+    }
+    s0 += lo & vec4<u32>(0xFFFFu);
+    s1 += hi & vec4<u32>(0xFFFFu);
+    s2 += lo >> vec4<u32>(16u);
+    s3 += hi >> vec4<u32>(16u);
+
+    let mg = params.out_per_group;
+    let positions = params.out_h * params.out_w;
+    let n = q / positions;
+    let p = q % positions;
+    for (var j = 0u; j < 4u; j++) {
+        for (var b = 0u; b < 4u; b++) {
+            let m = mc * 16u + 4u * j + b;
+            if m >= mg {
+                break;
+            }
+            var s = s0[j];
+            if b == 1u { s = s1[j]; }
+            if b == 2u { s = s2[j]; }
+            if b == 3u { s = s3[j]; }
+            let o = g * mg + m;
+            let at = (n * params.out_channels + o) * positions + p;
+            if RAW_SUMS == 1u {
+                output[at] = bitcast<f32>(s);
+            } else {
+                output[at] = f32(s) * inv_scale[o] + offset[o];
+            }
+        }
+    }
+}
