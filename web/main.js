@@ -206,8 +206,9 @@ async function run() {
     setStatus("running", "MADDNESS on WebGPU…");
     const madd = state.gpu.maddness(tables);
     const approx = await madd.run(x, shape, reps);
+    const kernels = madd.kernels;
     madd.free();
-    setResult("r-madd-ms", fmtMs(approx), "maddMs", approx.kernelMs);
+    setResult("r-madd-ms", `${fmtMs(approx)}, ${kernels} kernels`, "maddMs", approx.kernelMs);
     tables.free();
     const yh = approx.data;
     drawPlanes($("canvas-approx"), toRgb(filter, yh, w, h), w, h);

@@ -113,9 +113,17 @@ fn has_navigator_gpu() -> bool {
         .is_some_and(|g| g.is_object())
 }
 
-/// `navigator.gpu.requestAdapter()`'s `info` as `(vendor, architecture, device, description)`:
-/// wgpu keeps only the description, which browsers often leave empty.
-async fn browser_adapter_info() -> Option<[String; 4]> {
+/// What the browser itself says about its adapter (`navigator.gpu.requestAdapter()`): wgpu
+/// keeps only the description, which browsers often leave empty, and only the features it maps.
+#[derive(Default)]
+struct BrowserAdapter {
+    /// `info.vendor`, `info.architecture`, `info.device`, `info.description`.
+    info: [String; 4],
+    /// `features`, as the browser names them (e.g. "subgroups", which wgpu 30 does not map).
+    features: Vec<String>,
+}
+
+async fn browser_adapter() -> Option<BrowserAdapter> {
     let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok();
     let gpu = get(&js_sys::global(), "navigator").and_then(|n| get(&n, "gpu"))?;
     let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
@@ -127,12 +135,25 @@ async fn browser_adapter_info() -> Option<[String; 4]> {
             .and_then(|v| v.as_string())
             .unwrap_or_default()
     };
-    Some([
-        field("vendor"),
-        field("architecture"),
-        field("device"),
-        field("description"),
-    ])
+    let mut features: Vec<String> = get(&adapter, "features")
+        .map(|f| {
+            js_sys::Array::from(&f)
+                .to_vec()
+                .into_iter()
+                .filter_map(|v| v.as_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    features.sort();
+    Some(BrowserAdapter {
+        info: [
+            field("vendor"),
+            field("architecture"),
+            field("device"),
+            field("description"),
+        ],
+        features,
+    })
 }
 
 /// The message when a browser has no WebGPU at all.
@@ -145,8 +166,8 @@ pub const NO_WEBGPU: &str = "WebGPU is not available in this browser (navigator.
 #[wasm_bindgen]
 pub struct Gpu {
     ctx: Rc<Context>,
-    /// The browser's `GPUAdapterInfo`: vendor, architecture, device, description.
-    browser_info: [String; 4],
+    /// What the browser says about the adapter.
+    browser: BrowserAdapter,
     adapter_limits: wgpu::Limits,
     adapter_features: wgpu::Features,
 }
@@ -177,10 +198,10 @@ impl Gpu {
                 ))
             })?;
         let mut info = adapter.get_info();
-        let browser_info = browser_adapter_info().await.unwrap_or_default();
+        let browser = browser_adapter().await.unwrap_or_default();
         if info.name.is_empty() {
             // e.g. "google swiftshader": vendor, architecture and device, where known.
-            info.name = browser_info[..3]
+            info.name = browser.info[..3]
                 .iter()
                 .filter(|s| !s.is_empty())
                 .cloned()
@@ -190,7 +211,10 @@ impl Gpu {
         let adapter_limits = adapter.limits();
         let adapter_features = adapter.features();
         check_limits(&adapter_limits, &info.name).map_err(|m| JsError::new(&m))?;
-        let features = adapter_features & wgpu::Features::TIMESTAMP_QUERY;
+        // As `Context::new`: timestamps and subgroups where the adapter has them (wgpu 30's
+        // WebGPU backend does not map "subgroups", so the MADDNESS kernels run in two passes).
+        let features =
+            adapter_features & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("maddconv"),
@@ -209,7 +233,7 @@ impl Gpu {
             })?;
         Ok(Gpu {
             ctx: Rc::new(Context::from_device(info, device, queue)),
-            browser_info,
+            browser,
             adapter_limits,
             adapter_features,
         })
@@ -222,14 +246,15 @@ impl Gpu {
     }
 
     /// A plain object: `{name, backend, deviceType, vendor, architecture, device,
-    /// description, timestamps, features: [..], limits: {..}, subgroupMinSize,
-    /// subgroupMaxSize}` (strings from the browser's `GPUAdapterInfo`) — the adapter's features and the limits the
-    /// kernels care about (the device was granted all of the adapter's limits).
+    /// description, timestamps, features: [..], browserFeatures: [..], limits: {..},
+    /// subgroupMinSize, subgroupMaxSize}` (strings from the browser's `GPUAdapterInfo`;
+    /// `features` as wgpu sees them, `browserFeatures` as the browser names them); `limits`
+    /// holds those the kernels care about (the device was granted all of the adapter's).
     #[wasm_bindgen(js_name = adapterInfo)]
     pub fn adapter_info(&self) -> Result<JsValue, JsError> {
         let s = self.ctx.summary();
         let info = self.ctx.adapter_info();
-        let [vendor, architecture, device, description] = &self.browser_info;
+        let [vendor, architecture, device, description] = &self.browser.info;
         let l = &self.adapter_limits;
         let features: Vec<String> = self
             .adapter_features
@@ -246,6 +271,7 @@ impl Gpu {
             "description": description,
             "timestamps": self.ctx.has_timestamps(),
             "features": features,
+            "browserFeatures": self.browser.features,
             "limits": {
                 "maxComputeInvocationsPerWorkgroup": l.max_compute_invocations_per_workgroup,
                 "maxComputeWorkgroupSizeX": l.max_compute_workgroup_size_x,
@@ -488,9 +514,15 @@ pub struct MaddnessLayer {
 
 #[wasm_bindgen]
 impl MaddnessLayer {
+    /// Which kernels run: "two-pass" (`encode` + `accumulate`), "fused" or "shuffle".
+    #[wasm_bindgen(getter)]
+    pub fn kernels(&self) -> String {
+        self.conv.kernels().name().to_string()
+    }
+
     /// Applies the approximate layer to `input` (flat, shape `inputShape`): one run whose
     /// output is returned (output buffer NaN-poisoned first), then `reps` timed runs after one
-    /// warm-up; the kernel time is encode + accumulate.
+    /// warm-up; the kernel time is that of all its passes.
     pub async fn run(
         &self,
         input: Vec<f32>,
@@ -504,6 +536,7 @@ impl MaddnessLayer {
             .spec
             .output_shape(x.shape())
             .map_err(js_err)?;
+        let passes = self.conv.passes();
         let conv = self.conv.clone();
         let ctx = self.ctx.clone();
         run_timed(
@@ -511,7 +544,7 @@ impl MaddnessLayer {
             &x,
             &out_shape,
             reps,
-            2,
+            passes,
             move |enc, xg, yg, timer| conv.encode(&ctx, enc, xg, yg, timer),
         )
         .await

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use maddconv::gpu::direct::DirectConv;
-use maddconv::gpu::maddness::MaddnessConv;
+use maddconv::gpu::maddness::{MaddnessConv, MaddnessKernels};
 use maddconv::gpu::{Context, ContextOptions};
 use maddconv::maddness::{self, mirror};
 use maddconv::metrics::nmse;
@@ -427,28 +427,45 @@ async fn maddness_kernels_match_the_cpu_mirror_in_the_browser() {
 
         let want = mirror::apply(&tables, &input).unwrap();
         let x = ctx.upload("input", &input).unwrap();
-        let y = ctx.create_tensor("output", want.shape()).unwrap();
-        ctx.fill(&y, f32::NAN);
-        let mut enc = ctx.encoder("test");
-        conv.encode(&ctx, &mut enc, &x, &y, None).unwrap();
-        ctx.submit(enc);
-        let got = ctx.download(&y).await.unwrap();
+        // The default kernels, then each variant (those the device cannot run fall back).
+        let variants = [
+            conv,
+            MaddnessConv::new(&ctx, &tables)
+                .unwrap()
+                .with_kernels(MaddnessKernels::TwoPass),
+            MaddnessConv::new(&ctx, &tables)
+                .unwrap()
+                .with_kernels(MaddnessKernels::Fused),
+            MaddnessConv::new(&ctx, &tables)
+                .unwrap()
+                .with_kernels(MaddnessKernels::Shuffle),
+        ];
         let scale = want
             .data()
             .iter()
             .fold(0.0f32, |m, v| m.max(v.abs()))
             .max(1e-30);
-        for (i, (&a, &b)) in got.data().iter().zip(want.data()).enumerate() {
+        for conv in &variants {
+            let kernels = conv.kernels().name();
+            let y = ctx.create_tensor("output", want.shape()).unwrap();
+            ctx.fill(&y, f32::NAN);
+            let mut enc = ctx.encoder("test");
+            conv.encode(&ctx, &mut enc, &x, &y, None).unwrap();
+            ctx.submit(enc);
+            let got = ctx.download(&y).await.unwrap();
+            for (i, (&a, &b)) in got.data().iter().zip(want.data()).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-6 * scale,
+                    "{name} ({kernels}): output[{i}] = {a} on the GPU, {b} in the mirror \
+                     (max |y| {scale})"
+                );
+            }
+            let rel = relative_l2(got.data(), want.data());
             assert!(
-                (a - b).abs() <= 1e-6 * scale,
-                "{name}: output[{i}] = {a} on the GPU, {b} in the mirror (max |y| {scale})"
+                rel < 1e-6,
+                "{name} ({kernels}): relative L2 {rel:e} between GPU and mirror"
             );
         }
-        let rel = relative_l2(got.data(), want.data());
-        assert!(
-            rel < 1e-6,
-            "{name}: relative L2 {rel:e} between GPU and mirror"
-        );
     }
 }
 
