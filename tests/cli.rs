@@ -120,3 +120,92 @@ fn info_names_the_adapter() {
         "{text}"
     );
 }
+
+/// `train`, then `run` on the GPU and through the CPU mirror: the same output; `eval` on the
+/// GPU and with --cpu: the same error.
+#[test]
+fn run_and_eval_agree_between_gpu_and_mirror() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let layer = "mtcnn_pnet_conv3_trainable";
+    let tables = tmp("run.safetensors");
+    let o = maddconv()
+        .arg("train")
+        .arg("--weight")
+        .arg(fixture(layer, "weight.npy"))
+        .arg("--bias")
+        .arg(fixture(layer, "bias.npy"))
+        .arg("--input")
+        .arg(fixture(layer, "train.npy"))
+        .args(["--codebooks", "16", "-o"])
+        .arg(&tables)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut outs = Vec::new();
+    for cpu in [false, true] {
+        let out = tmp(&format!("run_{cpu}.npy"));
+        let mut cmd = maddconv();
+        cmd.arg("run")
+            .arg("--tables")
+            .arg(&tables)
+            .arg("--input")
+            .arg(fixture(layer, "test.npy"))
+            .arg("-o")
+            .arg(&out);
+        if cpu {
+            cmd.arg("--cpu");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        outs.push(Tensor::read_npy(&out).unwrap());
+    }
+    assert_eq!(outs[0].shape(), outs[1].shape());
+    common::assert_close("run: GPU vs mirror", outs[0].data(), outs[1].data(), 1e-6);
+
+    let mut nmse = Vec::new();
+    for cpu in [false, true] {
+        let mut cmd = maddconv();
+        cmd.arg("eval")
+            .arg("--tables")
+            .arg(&tables)
+            .arg("--input")
+            .arg(fixture(layer, "test.npy"))
+            .arg("--expected")
+            .arg(fixture(layer, "test_expected.npy"))
+            .arg("--json");
+        if cpu {
+            cmd.arg("--cpu");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let backend = v["backend"].as_str().unwrap().to_string();
+        assert_eq!(backend.starts_with("gpu"), !cpu, "{backend}");
+        nmse.push(v["nmse"].as_f64().unwrap());
+    }
+    assert!(
+        (nmse[0] - nmse[1]).abs() <= 1e-6 * nmse[1].abs().max(1e-12),
+        "{nmse:?}"
+    );
+
+    // A file that is not a table file: a clear error, no output.
+    let bogus = tmp("bogus.safetensors");
+    std::fs::write(&bogus, b"not tables").unwrap();
+    let out = tmp("never_run.npy");
+    let o = maddconv()
+        .arg("run")
+        .arg("--tables")
+        .arg(&bogus)
+        .arg("--input")
+        .arg(fixture(layer, "test.npy"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("bogus.safetensors"), "{err}");
+    assert!(!out.exists());
+}

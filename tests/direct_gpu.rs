@@ -12,7 +12,20 @@ use maddconv::{ConvKind, ConvSpec, Error};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
-const KERNELS: [DirectKernel; 2] = [DirectKernel::Tiled, DirectKernel::Naive];
+const KERNELS: [DirectKernel; 3] = [
+    DirectKernel::Tiled,
+    DirectKernel::Subgroup,
+    DirectKernel::Naive,
+];
+
+/// The kernels this device runs (all three on adapters with subgroups of ≥ 8).
+fn kernels(ctx: &Context) -> Vec<DirectKernel> {
+    let v: Vec<DirectKernel> = KERNELS.into_iter().filter(|k| k.available(ctx)).collect();
+    if v.len() < KERNELS.len() {
+        eprintln!("!!!!! SKIPPED the direct_subgroup kernel: no subgroups of ≥ 8 on this adapter");
+    }
+    v
+}
 
 #[test]
 fn direct_matches_reference_on_real_layers() {
@@ -23,7 +36,7 @@ fn direct_matches_reference_on_real_layers() {
         let b = layer.bias().unwrap();
         let exact = conv_reference(&layer.spec, &x, &w, b.as_ref()).unwrap();
         let other_engine = layer.test_expected().unwrap();
-        for k in KERNELS {
+        for k in kernels(ctx) {
             let conv = DirectConv::with_kernel(ctx, &layer.spec, &w, b.as_ref(), k).unwrap();
             let y = common::run_direct_poisoned(ctx, &conv, &x);
             let what = format!("{} {:?} vs f64 reference", layer.name, k);
@@ -49,7 +62,7 @@ fn check_case(ctx: &Context, case: &Case, seed: u64) -> Result<(), TestCaseError
         .bias
         .then(|| common::random_tensor(&[case.spec.out_channels], seed + 2));
     let exact = conv_reference(&case.spec, &x, &w, b.as_ref()).unwrap();
-    for k in KERNELS {
+    for k in kernels(ctx) {
         let conv = DirectConv::with_kernel(ctx, &case.spec, &w, b.as_ref(), k).unwrap();
         let y = common::run_direct_poisoned(ctx, &conv, &x);
         let rel = maddconv::reference::relative_l2(y.data(), exact.data());
@@ -229,7 +242,7 @@ fn direct_splits_grids_and_slices_batches_under_small_limits() {
     let x = common::random_tensor(&[20, 3, 16, 16], 7);
     let w = common::random_tensor(&spec.weight_shape(), 8);
     let exact = conv_reference(&spec, &x, &w, None).unwrap();
-    for k in KERNELS {
+    for k in kernels(&ctx) {
         let conv = DirectConv::with_kernel(&ctx, &spec, &w, None, k).unwrap();
         let y = pollster::block_on(conv.run(&ctx, &x)).unwrap();
         common::assert_close(&format!("{k:?} sliced"), y.data(), exact.data(), 1e-5);

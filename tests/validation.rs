@@ -3,7 +3,7 @@
 
 mod common;
 
-use maddconv::gpu::direct::DirectConv;
+use maddconv::gpu::direct::{DirectConv, DirectKernel};
 use maddconv::reference::conv_reference;
 use maddconv::{ConvSpec, Error, Tensor};
 
@@ -272,12 +272,13 @@ fn weights_above_the_binding_limit_are_refused() {
         ..Default::default()
     })
     .unwrap();
+    let kernel = DirectKernel::Tiled;
     let s = ConvSpec::conv2d(64, 64, 1, 1); // weight exactly 64·64·4 bytes = 16 KiB: allowed
     let w = common::random_tensor(&s.weight_shape(), 3);
-    assert!(DirectConv::new(&ctx, &s, &w, None).is_ok());
+    assert!(DirectConv::with_kernel(&ctx, &s, &w, None, kernel).is_ok());
     let s = ConvSpec::conv2d(64, 65, 1, 1);
     let w = common::random_tensor(&s.weight_shape(), 3);
-    match DirectConv::new(&ctx, &s, &w, None) {
+    match DirectConv::with_kernel(&ctx, &s, &w, None, kernel) {
         // the tiled kernel keeps the weight transposed, channels zero-padded to 68
         Err(Error::TooLarge { value, limit, .. }) => {
             assert_eq!((value, limit), (68 * 64 * 4, 16384))

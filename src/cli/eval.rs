@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
+use maddconv::gpu::maddness::MaddnessConv;
 use maddconv::maddness::{mirror, Tables};
 use maddconv::metrics::nmse;
 use maddconv::Tensor;
@@ -26,6 +27,9 @@ pub struct EvalArgs {
     /// The layer's weight, to compute the exact output when `--expected` is not given.
     #[arg(long)]
     pub weight: Option<PathBuf>,
+    /// Run the 8-bit layer through the CPU mirror instead of the GPU kernels.
+    #[arg(long)]
+    pub cpu: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -37,24 +41,34 @@ struct Approx {
     y8: Tensor,
     /// Float tables, when the file holds them.
     yf: Option<Tensor>,
-    /// Where it ran.
-    backend: &'static str,
+    /// Where the 8-bit layer ran: "cpu" or "gpu: <adapter>".
+    backend: String,
 }
 
-/// Runs the approximate layer. This is the one place that picks the backend: the CPU mirror for
-/// now (a GPU path with a `--cpu` switch slots in here).
-fn approximate(tables: &Tables, input: &Tensor) -> Result<Approx> {
-    let y8 = mirror::apply(tables, input)?;
+/// Runs the approximate layer: the 8-bit tables on the GPU kernels (or, with `cpu`, the CPU
+/// mirror); the float tables, which have no GPU kernel, always through the mirror.
+fn approximate(tables: &Tables, input: &Tensor, cpu: bool) -> Result<Approx> {
+    let (y8, backend) = if cpu {
+        (mirror::apply(tables, input)?, "cpu".to_string())
+    } else {
+        let ctx = super::gpu()?;
+        let layer = MaddnessConv::new(&ctx, tables)?;
+        let y = pollster::block_on(layer.run(&ctx, input))?;
+        (
+            y,
+            format!(
+                "gpu: {} ({} kernels)",
+                ctx.summary(),
+                layer.kernels().name()
+            ),
+        )
+    };
     let yf = if tables.luts_f32.is_some() {
         Some(mirror::apply_f32(tables, input)?)
     } else {
         None
     };
-    Ok(Approx {
-        y8,
-        yf,
-        backend: "cpu",
-    })
+    Ok(Approx { y8, yf, backend })
 }
 
 /// Loads the tables and the input, runs both layers, prints the errors.
@@ -95,7 +109,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ),
     };
     let t = Instant::now();
-    let approx = approximate(&tables, &input)?;
+    let approx = approximate(&tables, &input, args.cpu)?;
     let seconds = t.elapsed().as_secs_f64();
     let e8 = nmse(spec.kind, &approx.y8, &exact)?;
     let ef = approx

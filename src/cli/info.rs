@@ -24,6 +24,18 @@ pub fn run(args: InfoArgs) -> Result<()> {
         "timestamps:   {}",
         if ctx.has_timestamps() { "yes" } else { "no" }
     );
+    let info = ctx.adapter_info();
+    println!(
+        "subgroups:    {}",
+        if ctx.has_subgroups() {
+            format!(
+                "yes, size {}..={}",
+                info.subgroup_min_size, info.subgroup_max_size
+            )
+        } else {
+            "no".into()
+        }
+    );
     println!("features in use:   {:?}", ctx.features());
     println!("adapter features:  {:?}", ctx.adapter_features());
     println!("key limits:");

@@ -70,6 +70,9 @@ impl ConvParams {
 pub enum DirectKernel {
     /// `direct`: implicit GEMM tiled through workgroup memory, 16 outputs per invocation.
     Tiled,
+    /// `direct_subgroup`: one position × 8 channels per invocation, weights handed out by
+    /// subgroup broadcasts (adapters with subgroups of ≥ 8 invocations).
+    Subgroup,
     /// `direct_naive`: one output per invocation from global memory (benchmark comparison).
     Naive,
 }
@@ -79,7 +82,30 @@ impl DirectKernel {
     pub fn name(self) -> &'static str {
         match self {
             DirectKernel::Tiled => kernel::DIRECT.name,
+            DirectKernel::Subgroup => kernel::DIRECT_SUBGROUP.name,
             DirectKernel::Naive => kernel::DIRECT_NAIVE.name,
+        }
+    }
+
+    /// The default exact kernel for a device: `Subgroup` where it can run (it measured faster
+    /// than `Tiled` on the CPU adapter, BENCHMARKS.md), else `Tiled`.
+    pub fn default_for(ctx: &Context) -> Self {
+        if DirectKernel::Subgroup.available(ctx)
+            && ctx.adapter_info().device_type == wgpu::DeviceType::Cpu
+        {
+            DirectKernel::Subgroup
+        } else {
+            DirectKernel::Tiled
+        }
+    }
+
+    /// Whether this kernel can run on the context's device.
+    pub fn available(self, ctx: &Context) -> bool {
+        match self {
+            DirectKernel::Subgroup => {
+                ctx.has_subgroups() && ctx.adapter_info().subgroup_min_size >= 8
+            }
+            _ => true,
         }
     }
 }
@@ -117,7 +143,8 @@ pub struct DirectConv {
 }
 
 impl DirectConv {
-    /// Uploads the layer for the tiled `direct` kernel.
+    /// Uploads the layer for the device's default exact kernel
+    /// ([`DirectKernel::default_for`]).
     ///
     /// `weight`: `O×(C/g)×KH×KW` (conv2d) or `O×(C/g)×K` (conv1d); `bias`: `O`, present iff
     /// `spec.bias`.
@@ -127,7 +154,7 @@ impl DirectConv {
         weight: &Tensor,
         bias: Option<&Tensor>,
     ) -> Result<Self> {
-        Self::with_kernel(ctx, spec, weight, bias, DirectKernel::Tiled)
+        Self::with_kernel(ctx, spec, weight, bias, DirectKernel::default_for(ctx))
     }
 
     /// Uploads the layer for the given kernel.
@@ -145,14 +172,32 @@ impl DirectConv {
             b.check_finite("bias")?;
         }
         check_workgroup_limits(ctx)?;
+        if !kernel.available(ctx) {
+            return Err(Error::Argument(format!(
+                "the {} kernel needs subgroups of at least 8 invocations; {} has {}",
+                kernel.name(),
+                ctx.adapter_info().name,
+                if ctx.has_subgroups() {
+                    format!("subgroups of {}", ctx.adapter_info().subgroup_min_size)
+                } else {
+                    "none".to_string()
+                }
+            )));
+        }
         let o = spec.out_channels;
         let og = o / spec.groups;
         let k = weight.len() / o;
         let data: Vec<f32> = match kernel {
             DirectKernel::Naive => weight.data().to_vec(),
-            DirectKernel::Tiled => {
-                // [O, K] → [groups, K, O4] with O4 = O/groups rounded up to 4, zero-padded.
-                let og4 = og.div_ceil(4) * 4;
+            DirectKernel::Tiled | DirectKernel::Subgroup => {
+                // [O, K] → [groups, K, O4] with O4 = O/groups rounded up to 4 (8 for the
+                // subgroup kernel), zero-padded.
+                let align = if kernel == DirectKernel::Subgroup {
+                    8
+                } else {
+                    4
+                };
+                let og4 = og.div_ceil(align) * align;
                 let w = weight.data();
                 let mut t = vec![0.0f32; spec.groups * k * og4];
                 for oc in 0..o {
@@ -229,6 +274,21 @@ impl DirectConv {
                     total,
                 )
             }
+            DirectKernel::Subgroup => {
+                params.m_tiles = (g.out_per_group() as u32).div_ceil(8);
+                params.n_tiles = params.q_len.div_ceil(256);
+                let total = params.m_tiles as u64 * params.n_tiles as u64 * g.groups as u64;
+                let total = u32::try_from(total).map_err(|_| Error::TooLarge {
+                    what: "workgroups of the direct_subgroup kernel".into(),
+                    value: total,
+                    limit: u32::MAX as u64,
+                    why: "32-bit workgroup index".into(),
+                })?;
+                (
+                    vec![("KH", g.kernel_h as u32), ("KW", g.kernel_w as u32)],
+                    total,
+                )
+            }
             DirectKernel::Naive => (
                 vec![("KH", g.kernel_h as u32), ("KW", g.kernel_w as u32)],
                 (g.output_len() as u32).div_ceil(256),
@@ -236,6 +296,7 @@ impl DirectConv {
         };
         let kernel = match self.kernel {
             DirectKernel::Tiled => &kernel::DIRECT,
+            DirectKernel::Subgroup => &kernel::DIRECT_SUBGROUP,
             DirectKernel::Naive => &kernel::DIRECT_NAIVE,
         };
         let pipeline = ctx.pipeline(kernel, &overrides)?;

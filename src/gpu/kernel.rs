@@ -179,6 +179,16 @@ pub const DIRECT_NAIVE: Kernel = Kernel {
     subgroups: false,
 };
 
+/// Exact convolution, one position × 8 channels per invocation, weights by subgroup
+/// broadcast (adapters with subgroups of ≥ 8 invocations).
+pub const DIRECT_SUBGROUP: Kernel = Kernel {
+    name: "direct_subgroup",
+    source: include_str!("../../shaders/direct_subgroup.wgsl"),
+    bindings: &[U, R, R, R, RW],
+    params_size: size_of::<ConvParams>(),
+    subgroups: true,
+};
+
 /// MADDNESS hashing: 4-bit codes per (position, codebook), packed 8 per word.
 pub const ENCODE: Kernel = Kernel {
     name: "encode",
@@ -218,6 +228,7 @@ pub const ACCUMULATE_SHUFFLE: Kernel = Kernel {
 /// Every kernel of the crate, for validation tests and warm-up.
 pub const ALL: &[&Kernel] = &[
     &DIRECT,
+    &DIRECT_SUBGROUP,
     &DIRECT_NAIVE,
     &ENCODE,
     &ACCUMULATE,

@@ -1,0 +1,131 @@
+// direct_subgroup — exact f32 convolution (conv1d and conv2d) for adapters with subgroups of at
+// least 8 invocations: one output position per invocation and 8 output channels per invocation
+// in registers. For each window element k, each invocation reads its own input value (straight
+// from the NCHW input, no im2col buffer) and lanes 0..8 of the subgroup read the weights of the
+// 8 channels, which subgroupBroadcast hands to every lane — no workgroup memory, no barrier,
+// and no data-dependent reads besides the input. On adapters whose invocations are SIMD lanes
+// (CPU drivers such as lavapipe) this replaces `direct`'s workgroup-memory gathers; the host
+// times both and uses the faster (see BENCHMARKS.md).
+//
+// Per group g: Y_g[m, q] = Σ_k Wt_g[k, m] · X_g[k, q], k = (ci·KH + ky)·KW + kx, summed in f32 in
+// increasing k; a workgroup computes 256 positions × 8 channels.
+//
+// Bindings (group 0):
+//   0 params: uniform Params (the struct of `direct`; n_tiles counts 256-position tiles and
+//             m_tiles 8-channel tiles)
+//   1 input:  array<f32>, [N, C, H, W] (conv1d: H = 1), NCHW
+//   2 weight: array<f32>, [groups, K, O8] — transposed on the host, each group's channels
+//             zero-padded to O8 = 8·ceil((O/groups)/8)
+//   3 bias:   array<f32>, [O] (zeros when the layer has none)
+//   4 output: array<f32>, [N, O, OH, OW], NCHW
+// Workgroups: linear index wid.x + wid.y·num_workgroups.x over groups × m_tiles × n_tiles
+// (position tiles fastest). Needs the `subgroups` feature and subgroups of ≥ 8 invocations.
+// CPU mirror: reference::conv_reference (f64; this kernel is exact up to f32 rounding).
+
+override KH: u32 = 1u;   // kernel height
+override KW: u32 = 1u;   // kernel width
+
+struct Params {
+    batch: u32,
+    in_channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_channels: u32,
+    out_h: u32,
+    out_w: u32,
+    groups: u32,
+    stride_h: u32,
+    stride_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    in_per_group: u32,
+    out_per_group: u32,
+    k_len: u32,
+    q_len: u32,
+    m_tiles: u32,
+    n_tiles: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> output: array<f32>;
+
+@compute @workgroup_size(256)
+fn direct_subgroup(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let tile = wid.x + wid.y * nwg.x;
+    if tile >= params.groups * params.m_tiles * params.n_tiles {
+        return;
+    }
+    let n_tile = tile % params.n_tiles;
+    let rest = tile / params.n_tiles;
+    let m0 = (rest % params.m_tiles) * 8u;
+    let g = rest / params.m_tiles;
+    let og = params.out_per_group;
+    let og8 = (og + 7u) / 8u * 8u;
+    let plane = params.in_h * params.in_w;
+    let positions = params.out_h * params.out_w;
+
+    let q = n_tile * 256u + lid;
+    let live = q < params.q_len;
+    let n = select(0u, q / positions, live);
+    let p = select(0u, q % positions, live);
+    let iy0 = i32((p / params.out_w) * params.stride_h) - i32(params.pad_top);
+    let ix0 = i32((p % params.out_w) * params.stride_w) - i32(params.pad_left);
+    let base = (n * params.in_channels + g * params.in_per_group) * plane;
+    // Lane l (mod 8) fetches the weight of channel m0 + l for every k.
+    var w_at = g * params.k_len * og8 + m0 + lane % 8u;
+
+    var a0 = 0.0;
+    var a1 = 0.0;
+    var a2 = 0.0;
+    var a3 = 0.0;
+    var a4 = 0.0;
+    var a5 = 0.0;
+    var a6 = 0.0;
+    var a7 = 0.0;
+    for (var ci = 0u; ci < params.in_per_group; ci++) {
+        let c_base = base + ci * plane;
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = iy0 + i32(ky * params.dilation_h);
+            let row_ok = live && iy >= 0 && u32(iy) < params.in_h;
+            let row = c_base + u32(max(iy, 0)) * params.in_w;
+            for (var kx = 0u; kx < KW; kx++) {
+                let ix = ix0 + i32(kx * params.dilation_w);
+                var x = 0.0;
+                if row_ok && ix >= 0 && u32(ix) < params.in_w {
+                    x = input[row + u32(ix)];
+                }
+                let w = weight[w_at];
+                w_at += og8;
+                a0 = fma(x, subgroupBroadcast(w, 0u), a0);
+                a1 = fma(x, subgroupBroadcast(w, 1u), a1);
+                a2 = fma(x, subgroupBroadcast(w, 2u), a2);
+                a3 = fma(x, subgroupBroadcast(w, 3u), a3);
+                a4 = fma(x, subgroupBroadcast(w, 4u), a4);
+                a5 = fma(x, subgroupBroadcast(w, 5u), a5);
+                a6 = fma(x, subgroupBroadcast(w, 6u), a6);
+                a7 = fma(x, subgroupBroadcast(w, 7u), a7);
+            }
+        }
+    }
+    if !live {
+        return;
+    }
+    let acc = array<f32, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    for (var i = 0u; i < 8u; i++) {
+        let m = m0 + i;
+        if m < og {
+            let o = g * og + m;
+            output[(n * params.out_channels + o) * positions + p] = acc[i] + bias[o];
+        }
+    }
+}
