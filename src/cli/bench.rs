@@ -106,6 +106,11 @@ pub struct Row {
     pub train_seconds: Option<f64>,
     /// "timestamp" or "wall".
     pub clock: String,
+    /// Median wall time to upload this layer's input (write + wait), ms; the same for every
+    /// method of a layer, reported apart from kernel time.
+    pub upload_ms: f64,
+    /// Median wall time to read this layer's output back (copy + map), ms.
+    pub readback_ms: f64,
     /// The adapter.
     pub adapter: String,
 }
@@ -286,6 +291,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!("{}", table(&rows));
+    let mut transfers = Table::new(&["layer", "input", "upload ms", "readback ms"]);
+    for r in rows
+        .iter()
+        .filter(|r| r.method == "direct" && r.kernels.as_deref() == Some("tiled"))
+    {
+        transfers.row(vec![
+            r.layer.clone(),
+            r.shape.clone(),
+            format!("{:.3}", r.upload_ms),
+            format!("{:.3}", r.readback_ms),
+        ]);
+    }
+    println!(
+        "Transfers (wall time, not included in kernel time):\n\n{}",
+        transfers.to_markdown()
+    );
     println!(
         "adapter: {adapter}; clock: {}",
         rows.first().map(|r| r.clock.as_str()).unwrap_or("-")
@@ -461,6 +482,7 @@ pub fn bench_workload(
         .collect();
     let mut refs: Vec<&mut Record> = records.iter_mut().map(|b| b.as_mut()).collect();
     let timings = pollster::block_on(time_interleaved(ctx, &mut refs, &passes, reps))?;
+    let (upload_ms, readback_ms) = time_transfers(ctx, &w.input, &outputs[0], reps)?;
     let flops = 2.0 * g.macs() as f64;
     let direct_ms = methods
         .iter()
@@ -511,8 +533,40 @@ pub fn bench_workload(
                 trained_on_test: codebooks.is_some() && w.trained_on_test,
                 train_seconds,
                 clock: t.clock.to_string(),
+                upload_ms,
+                readback_ms,
                 adapter: adapter.to_string(),
             }
         })
         .collect())
+}
+
+/// Median wall times of uploading `input` (write + wait until done) and of reading `output`
+/// back (copy + map), in ms.
+fn time_transfers(
+    ctx: &Context,
+    input: &Tensor,
+    output: &maddconv::gpu::GpuTensor,
+    reps: Repetitions,
+) -> Result<(f64, f64)> {
+    let x = ctx.create_tensor("upload", input.shape())?;
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for i in 0..reps.warmup + reps.timed {
+        let t = Instant::now();
+        ctx.queue()
+            .write_buffer(&x.buffer, 0, bytemuck::cast_slice(input.data()));
+        pollster::block_on(ctx.wait_idle())?;
+        let t_up = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        pollster::block_on(ctx.download(output))?;
+        let t_down = t.elapsed().as_secs_f64() * 1e3;
+        if i >= reps.warmup {
+            up.push(t_up);
+            down.push(t_down);
+        }
+    }
+    Ok((
+        maddconv::bench::median(&mut up),
+        maddconv::bench::median(&mut down),
+    ))
 }
