@@ -326,3 +326,24 @@ fn metadata_floats_round_trip_exactly() {
         assert_eq!(back.meta, t.meta);
     }
 }
+
+/// Sizes in the stored spec whose products overflow are errors, not panics.
+#[test]
+fn overflowing_spec_sizes_are_errors() {
+    let good = parts(&tables().to_bytes().unwrap());
+    for (from, to) in [
+        ("\"kernel\":[3,3]", "\"kernel\":[4294967296,4294967296]"),
+        ("\"kernel\":[3,3]", "\"kernel\":[18446744073709551615,2]"),
+        ("\"in_channels\":4", "\"in_channels\":18446744073709551614"),
+        (
+            "\"out_channels\":6",
+            "\"out_channels\":18446744073709551614",
+        ),
+    ] {
+        let mut p = parts(&build(&good));
+        let bad = p.meta["maddconv"].replace(from, to);
+        assert_ne!(bad, p.meta["maddconv"], "{from} not found");
+        p.meta.insert("maddconv".into(), bad);
+        expect_error(to, &build(&p), &[]);
+    }
+}

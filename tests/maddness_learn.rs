@@ -578,6 +578,18 @@ fn bad_inputs_are_rejected_with_clear_errors() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("1000") && e.contains("256"), "{e}");
+    // A spec whose window size overflows is an error, not a panic.
+    let mut huge = ConvSpec::conv2d(2, 2, 1, 1);
+    huge.kernel = vec![1 << 40, 1 << 40];
+    let e = train(
+        &huge,
+        &w,
+        None,
+        std::slice::from_ref(&x),
+        &config(2),
+        &mut no_progress,
+    );
+    assert!(e.unwrap_err().to_string().contains("overflows"));
 }
 
 #[test]

@@ -217,6 +217,9 @@ fn inconsistent_tables_and_inputs_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("float tables"));
+    let mut t = tables.clone();
+    t.spec.kernel = vec![1 << 40, 1 << 40];
+    assert!(mirror::apply(&t, &x).is_err() && mirror::apply_f32(&t, &x).is_err());
     let wrong = Tensor::zeros(vec![1, 5, 9, 8]).unwrap();
     assert!(mirror::apply(&tables, &wrong).is_err());
     let codes = mirror::encode(&tables, &x).unwrap();

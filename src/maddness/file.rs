@@ -187,7 +187,9 @@ impl Tables {
             .map_err(|e| fail(format!("metadata \"maddconv\" is not valid: {e}")))?;
         check_meta_numbers(&header.meta).map_err(&fail)?;
         let spec = header.spec;
-        spec.validate().map_err(|e| fail(e.to_string()))?;
+        super::check_spec_sizes(&spec)
+            .and_then(|()| spec.validate())
+            .map_err(|e| fail(e.to_string()))?;
         let c = header.codebooks;
         let d = (spec.in_channels / spec.groups) * spec.kernel.iter().product::<usize>();
         if c == 0 || c > d {

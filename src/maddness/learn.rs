@@ -1050,6 +1050,7 @@ pub fn train_with_report(
     progress: &mut dyn FnMut(TrainProgress),
 ) -> Result<(Tables, TrainReport)> {
     let clock = Stopwatch::start();
+    super::check_spec_sizes(spec)?;
     spec.check_weight(weight.shape())?;
     spec.check_bias(bias.map(|b| b.shape()))?;
     check_lambda(config.lambda)?;
