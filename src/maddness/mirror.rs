@@ -166,7 +166,10 @@ pub fn accumulate_sums(
     let per_sample = o_total
         .checked_mul(positions)
         .ok_or_else(|| Error::Shape("output size overflows".into()))?;
-    let mut sums = vec![0u32; per_sample * batch];
+    let total = per_sample
+        .checked_mul(batch)
+        .ok_or_else(|| Error::Shape("output size overflows".into()))?;
+    let mut sums = vec![0u32; total];
     if per_sample == 0 {
         return Ok(sums);
     }
