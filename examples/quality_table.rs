@@ -7,6 +7,8 @@
 //! cargo run --release --example quality_table -- [--data ../shared/data] [--codebooks 8,16,32,64]
 //!     [--layers NAME,NAME] [--seed 0] [--max-windows 200000]
 //! ```
+//!
+//! `--codebooks default` uses `learn::default_codebooks(D)` for each layer.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,7 +32,10 @@ fn main() -> Result<()> {
             "--codebooks" => {
                 codebooks = value()?
                     .split(',')
-                    .map(|v| v.parse().with_context(|| format!("codebooks {v:?}")))
+                    .map(|v| match v {
+                        "default" => Ok(0),
+                        v => v.parse().with_context(|| format!("codebooks {v:?}")),
+                    })
                     .collect::<Result<_>>()?
             }
             "--layers" => only = Some(value()?.split(',').map(str::to_string).collect()),
@@ -56,6 +61,8 @@ fn main() -> Result<()> {
         let d = layer.spec.in_channels / layer.spec.groups
             * layer.spec.kernel.iter().product::<usize>();
         for &c in &codebooks {
+            // 0 stands for the default, `learn::default_codebooks(D)`.
+            let c = if c == 0 { learn::default_codebooks(d) } else { c };
             if c > d {
                 continue;
             }

@@ -310,3 +310,40 @@ fn bit_flips_never_panic() {
         3 * bytes.len()
     );
 }
+
+/// Metadata floats survive a save/load exactly (found by the fuzzer: serde_json's default float
+/// parsing is not always correctly rounded; the crate enables `float_roundtrip`).
+#[test]
+fn metadata_floats_round_trip_exactly() {
+    let mut t = tables();
+    let mut rng = Rng(123);
+    for _ in 0..300 {
+        let v = f64::from_bits(0x3FF0_0000_0000_0000 | (rng.next_u64() >> 12));
+        t.meta.train_seconds = v;
+        t.meta.heldout.as_mut().unwrap().nmse = v * 1e-7;
+        let back = Tables::from_bytes(&t.to_bytes().unwrap(), "mem").unwrap();
+        assert_eq!(back.meta.train_seconds.to_bits(), v.to_bits(), "{v:e}");
+        assert_eq!(back.meta, t.meta);
+    }
+}
+
+/// Sizes in the stored spec whose products overflow are errors, not panics.
+#[test]
+fn overflowing_spec_sizes_are_errors() {
+    let good = parts(&tables().to_bytes().unwrap());
+    for (from, to) in [
+        ("\"kernel\":[3,3]", "\"kernel\":[4294967296,4294967296]"),
+        ("\"kernel\":[3,3]", "\"kernel\":[18446744073709551615,2]"),
+        ("\"in_channels\":4", "\"in_channels\":18446744073709551614"),
+        (
+            "\"out_channels\":6",
+            "\"out_channels\":18446744073709551614",
+        ),
+    ] {
+        let mut p = parts(&build(&good));
+        let bad = p.meta["maddconv"].replace(from, to);
+        assert_ne!(bad, p.meta["maddconv"], "{from} not found");
+        p.meta.insert("maddconv".into(), bad);
+        expect_error(to, &build(&p), &[]);
+    }
+}

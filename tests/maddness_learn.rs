@@ -124,6 +124,37 @@ fn hand_checkable_trees_thresholds_and_codes() {
     );
 }
 
+/// The split dimension is the best of the top candidates by SSE, not simply the dimension with
+/// the largest SSE: dim 0 is uniform on [−1.9, 1.9] (SSE 1.203 per row, the largest) but splitting
+/// it leaves 0.301 + 1 per row, while splitting dim 1 (±1, SSE 1 per row) leaves 1.203.
+#[test]
+fn the_best_candidate_dimension_wins() {
+    let n = 64;
+    let mut x = vec![0.0f32; 2 * n];
+    for i in 0..n {
+        x[i] = -1.9 + 3.8 * (i as f32 + 0.5) / n as f32;
+        x[n + i] = if (i / 2) % 2 == 0 { 1.0 } else { -1.0 };
+    }
+    let input = Tensor::new(vec![1, 2, n], x).unwrap();
+    let spec = ConvSpec::conv1d(2, 1, 1);
+    let weight = Tensor::new(vec![1, 2, 1], vec![1.0, 1.0]).unwrap();
+    let tables = train(
+        &spec,
+        &weight,
+        None,
+        std::slice::from_ref(&input),
+        &config(1),
+        &mut no_progress,
+    )
+    .unwrap();
+    assert_eq!(
+        tables.split_dims[0], 1,
+        "level 0 split dims {:?}",
+        &tables.split_dims
+    );
+    assert_eq!(tables.thresholds[0], 0.0, "midpoint of −1 and 1");
+}
+
 /// Every level's reported SSE equals the SSE of the windows around the means of their level-t
 /// buckets (the top t bits of the code), recomputed independently, and never increases.
 #[test]
@@ -578,6 +609,18 @@ fn bad_inputs_are_rejected_with_clear_errors() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("1000") && e.contains("256"), "{e}");
+    // A spec whose window size overflows is an error, not a panic.
+    let mut huge = ConvSpec::conv2d(2, 2, 1, 1);
+    huge.kernel = vec![1 << 40, 1 << 40];
+    let e = train(
+        &huge,
+        &w,
+        None,
+        std::slice::from_ref(&x),
+        &config(2),
+        &mut no_progress,
+    );
+    assert!(e.unwrap_err().to_string().contains("overflows"));
 }
 
 #[test]

@@ -59,11 +59,23 @@ fn trained(spec: &ConvSpec, shape: &[usize], c: usize, seed: u64) -> (Tables, Te
 }
 
 /// Packed codes equal hand-walked trees on hand-extracted windows, nibble by nibble, with the
-/// unused nibbles 0.
+/// unused nibbles 0. Half of the inputs hold values equal to thresholds, which must go left.
 #[test]
 fn encode_matches_hand_walked_trees() {
     for (i, (spec, shape, c)) in cases().into_iter().enumerate() {
-        let (tables, x) = trained(&spec, &shape, c, 10 + i as u64);
+        let (tables, mut x) = trained(&spec, &shape, c, 10 + i as u64);
+        let mut rng = Rng(50 + i as u64);
+        let used: Vec<f32> = tables
+            .thresholds
+            .iter()
+            .copied()
+            .filter(|&t| t != 0.0)
+            .collect();
+        for v in x.data_mut().iter_mut() {
+            if rng.below(2) == 0 {
+                *v = used[rng.below(used.len())];
+            }
+        }
         let codes = mirror::encode(&tables, &x).unwrap();
         let (oh, ow) = out_hw(&spec, &x);
         let n = shape[0];
@@ -217,6 +229,9 @@ fn inconsistent_tables_and_inputs_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("float tables"));
+    let mut t = tables.clone();
+    t.spec.kernel = vec![1 << 40, 1 << 40];
+    assert!(mirror::apply(&t, &x).is_err() && mirror::apply_f32(&t, &x).is_err());
     let wrong = Tensor::zeros(vec![1, 5, 9, 8]).unwrap();
     assert!(mirror::apply(&tables, &wrong).is_err());
     let codes = mirror::encode(&tables, &x).unwrap();

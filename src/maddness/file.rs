@@ -61,24 +61,7 @@ impl Tables {
     /// finite.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
-        let m = &self.meta;
-        let numbers = [
-            ("lambda", m.lambda as f64),
-            ("train_seconds", m.train_seconds),
-            ("heldout nmse", m.heldout.as_ref().map_or(0.0, |h| h.nmse)),
-            (
-                "heldout nmse_f32_tables",
-                m.heldout
-                    .as_ref()
-                    .and_then(|h| h.nmse_f32_tables)
-                    .unwrap_or(0.0),
-            ),
-        ];
-        if let Some((name, v)) = numbers.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::Argument(format!(
-                "table metadata {name} is {v}; JSON cannot hold it"
-            )));
-        }
+        check_meta_numbers(&self.meta).map_err(Error::Argument)?;
         let (g, c, mg, o) = (
             self.groups(),
             self.codebooks,
@@ -202,8 +185,11 @@ impl Tables {
         }
         let header: Header = serde_json::from_str(get("maddconv")?)
             .map_err(|e| fail(format!("metadata \"maddconv\" is not valid: {e}")))?;
+        check_meta_numbers(&header.meta).map_err(&fail)?;
         let spec = header.spec;
-        spec.validate().map_err(|e| fail(e.to_string()))?;
+        super::check_spec_sizes(&spec)
+            .and_then(|()| spec.validate())
+            .map_err(|e| fail(e.to_string()))?;
         let c = header.codebooks;
         let d = (spec.in_channels / spec.groups) * spec.kernel.iter().product::<usize>();
         if c == 0 || c > d {
@@ -280,6 +266,26 @@ impl Tables {
         };
         tables.validate().map_err(|e| fail(e.to_string()))?;
         Ok(tables)
+    }
+}
+
+/// The metadata's numbers must be finite (JSON cannot hold NaN or infinity).
+fn check_meta_numbers(m: &TableMeta) -> std::result::Result<(), String> {
+    let numbers = [
+        ("lambda", m.lambda as f64),
+        ("train_seconds", m.train_seconds),
+        ("heldout nmse", m.heldout.as_ref().map_or(0.0, |h| h.nmse)),
+        (
+            "heldout nmse_f32_tables",
+            m.heldout
+                .as_ref()
+                .and_then(|h| h.nmse_f32_tables)
+                .unwrap_or(0.0),
+        ),
+    ];
+    match numbers.iter().find(|(_, v)| !v.is_finite()) {
+        Some((name, v)) => Err(format!("table metadata {name} is {v}, not a finite number")),
+        None => Ok(()),
     }
 }
 

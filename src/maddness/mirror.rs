@@ -166,7 +166,10 @@ pub fn accumulate_sums(
     let per_sample = o_total
         .checked_mul(positions)
         .ok_or_else(|| Error::Shape("output size overflows".into()))?;
-    let mut sums = vec![0u32; per_sample * batch];
+    let total = per_sample
+        .checked_mul(batch)
+        .ok_or_else(|| Error::Shape("output size overflows".into()))?;
+    let mut sums = vec![0u32; total];
     if per_sample == 0 {
         return Ok(sums);
     }
@@ -199,6 +202,7 @@ pub fn accumulate_sums(
 /// `y[n, o, p] = sum[n][o][p] as f32 · inv_scale[o] + offset[o]`. Returns `N×O×OH×OW` or
 /// `N×O×OL`.
 pub fn apply(tables: &Tables, input: &Tensor) -> Result<Tensor> {
+    tables.validate()?;
     let geom = tables.spec.geometry(input.shape())?;
     let codes = encode(tables, input)?;
     let sums = accumulate_sums(tables, &codes, geom.batch, geom.positions())?;
@@ -226,6 +230,7 @@ pub fn apply_f32(tables: &Tables, input: &Tensor) -> Result<Tensor> {
             "these tables hold no float tables (train with keep_f32_tables = true)".into(),
         )
     })?;
+    tables.validate()?;
     let geom = tables.spec.geometry(input.shape())?;
     let codes = encode(tables, input)?;
     let words = tables.code_words();

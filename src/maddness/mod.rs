@@ -142,10 +142,15 @@ impl Tables {
     pub fn out_per_group(&self) -> usize {
         self.spec.out_channels / self.spec.groups
     }
-    /// Window length `D = (C_in/groups)·KH·KW` of one group.
+    /// Window length `D = (C_in/groups)·KH·KW` of one group (saturating, for specs that have not
+    /// been validated).
     pub fn window_len(&self) -> usize {
-        (self.spec.in_channels / self.spec.groups.max(1))
-            * self.spec.kernel.iter().product::<usize>()
+        self.spec
+            .kernel
+            .iter()
+            .fold(self.spec.in_channels / self.spec.groups.max(1), |a, &k| {
+                a.saturating_mul(k)
+            })
     }
     /// `u32` words of packed codes per (group, position): `ceil(C / 8)`.
     pub fn code_words(&self) -> usize {
@@ -182,6 +187,7 @@ impl Tables {
     /// the spec says so. The table-file loader runs this on everything it reads, and the CPU
     /// mirror on every call, so that no inconsistent table can make them index out of bounds.
     pub fn validate(&self) -> Result<()> {
+        check_spec_sizes(&self.spec)?;
         self.spec.validate()?;
         let bad = |m: String| Err(Error::Argument(m));
         let d = self.window_len();
@@ -257,6 +263,22 @@ impl Tables {
         crate::tensor::check_finite("offsets (Σ lut_offsets + bias)", &k.offset)?;
         Ok(())
     }
+}
+
+/// Fails when the spec's window size `in_channels · Π kernel` overflows 64 bits, before
+/// [`ConvSpec::validate`] multiplies them unchecked (specs read from files can hold any numbers).
+pub(crate) fn check_spec_sizes(spec: &ConvSpec) -> Result<()> {
+    let window = spec
+        .kernel
+        .iter()
+        .try_fold(spec.in_channels as u64, |acc, &k| acc.checked_mul(k as u64));
+    if window.is_none() {
+        return Err(Error::Spec(format!(
+            "in_channels {} × kernel {:?} overflows",
+            spec.in_channels, spec.kernel
+        )));
+    }
+    Ok(())
 }
 
 /// Product of sizes, failing (instead of wrapping) on overflow.
