@@ -62,7 +62,11 @@ fn main() -> Result<()> {
             * layer.spec.kernel.iter().product::<usize>();
         for &c in &codebooks {
             // 0 stands for the default, `learn::default_codebooks(D)`.
-            let c = if c == 0 { learn::default_codebooks(d) } else { c };
+            let c = if c == 0 {
+                learn::default_codebooks(d)
+            } else {
+                c
+            };
             if c > d {
                 continue;
             }

@@ -124,7 +124,13 @@ fn main() -> anyhow::Result<()> {
             &mut |_| {},
         )?;
         let s = &rp.seconds;
-        runs.push([s.windows, s.trees, s.ridge, s.tables, t.elapsed().as_secs_f64()]);
+        runs.push([
+            s.windows,
+            s.trees,
+            s.ridge,
+            s.tables,
+            t.elapsed().as_secs_f64(),
+        ]);
         tables = Some(tb);
         report = Some(rp);
     }

@@ -7,7 +7,7 @@
 //! Modules:
 //! * [`spec`] — convolution parameters and shape arithmetic (PyTorch/ONNX conventions).
 //! * [`tensor`] — dense f32 tensors and `.npy` files.
-//! * [`reference`] — the exact CPU convolution in f64 (the oracle).
+//! * [`reference`](mod@reference) — the exact CPU convolution in f64 (the oracle).
 //! * [`gpu`] — GPU context and the kernels' host code.
 //! * [`data`] — layer folders (`layer.json` + `.npy` files).
 //! * [`maddness`] — learned hash trees and look-up tables: training, the CPU mirror of

@@ -177,8 +177,14 @@ impl ConvSpec {
                 self.out_channels, self.groups
             )));
         }
-        let window = (self.in_channels / self.groups) as u64
-            * self.kernel.iter().map(|&k| k as u64).product::<u64>();
+        // Saturating: absurd sizes (e.g. from a crafted layer.json) must give an error, not an
+        // overflow.
+        let window = self
+            .kernel
+            .iter()
+            .fold((self.in_channels / self.groups) as u64, |acc, &k| {
+                acc.saturating_mul(k as u64)
+            });
         check_index("window length (in_channels/groups × kernel)", window)?;
         check_index("output channels", self.out_channels as u64)?;
         Ok(())
@@ -461,31 +467,48 @@ impl Geometry {
         Some(((n * self.in_channels + c) * self.in_h + iy as usize) * self.in_w + ix as usize)
     }
 
+    /// Checks every size the shaders compute against [`MAX_SHADER_INDEX`], in u128 so that
+    /// absurd shapes give an error rather than an overflow.
     fn check_index_range(&self) -> Result<()> {
-        check_index("input element count", self.input_len() as u64)?;
-        check_index("output element count", self.output_len() as u64)?;
-        check_index(
-            "padded input height",
-            (self.in_h + self.pad_top + self.pad_bottom) as u64,
-        )?;
-        check_index(
-            "padded input width",
-            (self.in_w + self.pad_left + self.pad_right) as u64,
-        )?;
-        check_index(
-            "output positions of the batch",
-            (self.batch * self.positions()) as u64,
-        )?;
-        check_index(
-            "dilated kernel height",
-            (self.dilation_h * self.kernel_h) as u64,
-        )?;
-        check_index(
-            "dilated kernel width",
-            (self.dilation_w * self.kernel_w) as u64,
-        )?;
-        check_index("strided output height", (self.stride_h * self.out_h) as u64)?;
-        check_index("strided output width", (self.stride_w * self.out_w) as u64)?;
+        let prod = |v: &[usize]| {
+            v.iter()
+                .fold(1u128, |acc, &x| acc.saturating_mul(x as u128))
+        };
+        let checks: [(&str, u128); 9] = [
+            (
+                "input element count",
+                prod(&[self.batch, self.in_channels, self.in_h, self.in_w]),
+            ),
+            (
+                "output element count",
+                prod(&[self.batch, self.out_channels, self.out_h, self.out_w]),
+            ),
+            (
+                "padded input height",
+                self.in_h as u128 + self.pad_top as u128 + self.pad_bottom as u128,
+            ),
+            (
+                "padded input width",
+                self.in_w as u128 + self.pad_left as u128 + self.pad_right as u128,
+            ),
+            (
+                "output positions of the batch",
+                prod(&[self.batch, self.out_h, self.out_w]),
+            ),
+            (
+                "dilated kernel height",
+                prod(&[self.dilation_h, self.kernel_h]),
+            ),
+            (
+                "dilated kernel width",
+                prod(&[self.dilation_w, self.kernel_w]),
+            ),
+            ("strided output height", prod(&[self.stride_h, self.out_h])),
+            ("strided output width", prod(&[self.stride_w, self.out_w])),
+        ];
+        for (what, v) in checks {
+            check_index(what, u64::try_from(v).unwrap_or(u64::MAX))?;
+        }
         Ok(())
     }
 }

@@ -297,3 +297,20 @@ fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out[at..at + to.len()].copy_from_slice(to);
     out
 }
+
+/// Sizes whose products overflow 64 bits give an error, never an arithmetic panic.
+#[test]
+fn absurd_sizes_are_errors_not_overflows() {
+    let mut s = ConvSpec::conv2d(usize::MAX / 2, 1, usize::MAX / 3, usize::MAX / 5);
+    assert!(matches!(s.validate(), Err(Error::TooLarge { .. })));
+    s = ConvSpec::conv2d(1, 1, 1, 1);
+    let e = s
+        .output_shape(&[usize::MAX / 7, 1, usize::MAX / 11, 3])
+        .unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    let json = r#"{"kind":"conv2d","in_channels":18446744073709551615,"out_channels":1,
+        "kernel":[4294967296,4294967296],"stride":[1,1],"padding":[0,0,0,0],
+        "dilation":[1,1],"groups":1,"bias":false}"#;
+    let spec: ConvSpec = serde_json::from_str(json).unwrap();
+    assert!(spec.validate().is_err());
+}
