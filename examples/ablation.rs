@@ -1,0 +1,165 @@
+//! "Beyond MADDNESS" ablation: held-out quality of every real layer of the data folder for
+//! faithful MADDNESS and each added step of the output-aware learner, 8-bit and float tables.
+//! Trains on `train.npy`, scores on `test.npy` against `test_expected.npy` (computed by another
+//! engine), and prints a markdown table (one row per layer, codebook count and step).
+//!
+//! ```text
+//! cargo run --release --example ablation -- [--data ../shared/data] [--codebooks 8,16,32,64]
+//!     [--layers NAME,NAME] [--steps maddness,output-range,output] [--seed 0]
+//!     [--shortlist N] [--rank K] [--tree-rows N] [--min-leaf N] [--shrinkage NU] [--lambda L]
+//!     [--train-error]
+//! ```
+//!
+//! Steps (each a `TrainConfig`; the output-aware settings can be overridden by the flags):
+//!
+//! * `maddness` — faithful MADDNESS, plain 8-bit rounding (`--learner maddness --no-refit-offsets`);
+//! * `maddness+offsets` — the same with rounding-aware offsets (`--learner maddness`);
+//! * `maddness-channels`, `maddness-correlation` — MADDNESS trees over other groupings;
+//! * `output-range` — output-aware boosted trees inside MADDNESS's contiguous ranges, refit;
+//! * `output-channels`, `output-correlation` — the same inside other groupings;
+//! * `output` — output-aware trees that split on any dimension (the default learner).
+//!
+//! `--train-error` also prints the NMSE on the training input (float tables).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use maddconv::data::LayerDir;
+use maddconv::maddness::learn::{self, Grouping, Learner, TrainConfig};
+use maddconv::maddness::mirror;
+use maddconv::metrics::nmse;
+use maddconv::reference::conv_reference;
+
+fn step_config(step: &str, base: &TrainConfig) -> Result<TrainConfig> {
+    let (learner, grouping, refit) = match step {
+        "maddness" => (Learner::Maddness, Grouping::Contiguous, false),
+        "maddness+offsets" => (Learner::Maddness, Grouping::Contiguous, true),
+        "maddness-channels" => (Learner::Maddness, Grouping::Channels, true),
+        "maddness-correlation" => (Learner::Maddness, Grouping::Correlation, true),
+        "output-range" => (Learner::Output, Grouping::Contiguous, true),
+        "output-channels" => (Learner::Output, Grouping::Channels, true),
+        "output-correlation" => (Learner::Output, Grouping::Correlation, true),
+        "output" => (Learner::Output, Grouping::Free, true),
+        other => bail!("unknown step {other:?}"),
+    };
+    Ok(TrainConfig {
+        learner,
+        grouping: Some(grouping),
+        refit_offsets: refit,
+        lambda: if learner == Learner::Maddness {
+            1.0
+        } else {
+            base.lambda
+        },
+        ..base.clone()
+    })
+}
+
+fn main() -> Result<()> {
+    let mut data = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data"));
+    let mut codebooks = vec![8usize, 16, 32, 64];
+    let mut only: Option<Vec<String>> = None;
+    let mut steps: Vec<String> = ["maddness", "maddness+offsets", "output-range", "output"]
+        .map(String::from)
+        .to_vec();
+    let mut base = TrainConfig::default();
+    let mut train_error = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--data" => data = PathBuf::from(value()?),
+            "--codebooks" => {
+                codebooks = value()?
+                    .split(',')
+                    .map(|v| v.parse().with_context(|| format!("codebooks {v:?}")))
+                    .collect::<Result<_>>()?
+            }
+            "--layers" => only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--steps" => steps = value()?.split(',').map(str::to_string).collect(),
+            "--seed" => base.seed = value()?.parse()?,
+            "--shortlist" => base.shortlist = value()?.parse()?,
+            "--rank" => base.rank = value()?.parse()?,
+            "--tree-rows" => base.tree_rows = value()?.parse()?,
+            "--min-leaf" => base.min_leaf = value()?.parse()?,
+            "--shrinkage" => base.shrinkage = value()?.parse()?,
+            "--lambda" => base.lambda = value()?.parse()?,
+            "--train-error" => train_error = true,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let layers = LayerDir::list(data.join("layers"))?;
+    println!(
+        "| layer | D | M | C | step | 1−NMSE 8-bit | 1−NMSE f32 tables | {}train s |",
+        if train_error { "train 1−NMSE f32 | " } else { "" }
+    );
+    println!(
+        "|---|---|---|---|---|---|---|{}---|",
+        if train_error { "---|" } else { "" }
+    );
+    for layer in layers {
+        if let Some(names) = &only {
+            if !names.contains(&layer.name) {
+                continue;
+            }
+        }
+        let weight = layer.weight()?;
+        let bias = layer.bias()?;
+        let train = layer.train()?;
+        let test = layer.test()?;
+        let expected = layer.test_expected()?;
+        let train_exact = if train_error {
+            Some(conv_reference(&layer.spec, &train, &weight, bias.as_ref())?)
+        } else {
+            None
+        };
+        let d = layer.spec.in_channels / layer.spec.groups
+            * layer.spec.kernel.iter().product::<usize>();
+        for &c in &codebooks {
+            if c > d {
+                continue;
+            }
+            for step in &steps {
+                let config = TrainConfig {
+                    codebooks: Some(c),
+                    ..step_config(step, &base)?
+                };
+                if config.learner == Learner::Maddness && c > learn::MAX_TRAIN_CODEBOOKS {
+                    continue;
+                }
+                let t = Instant::now();
+                let tables = learn::train(
+                    &layer.spec,
+                    &weight,
+                    bias.as_ref(),
+                    std::slice::from_ref(&train),
+                    &config,
+                    &mut |_| {},
+                )?;
+                let secs = t.elapsed().as_secs_f64();
+                let e8 = nmse(layer.spec.kind, &mirror::apply(&tables, &test)?, &expected)?;
+                let ef = nmse(
+                    layer.spec.kind,
+                    &mirror::apply_f32(&tables, &test)?,
+                    &expected,
+                )?;
+                let tr = match &train_exact {
+                    Some(y) => format!(
+                        "{:.3} | ",
+                        1.0 - nmse(layer.spec.kind, &mirror::apply_f32(&tables, &train)?, y)?
+                    ),
+                    None => String::new(),
+                };
+                println!(
+                    "| {} | {d} | {} | {c} | {step} | {:.3} | {:.3} | {tr}{secs:.2} |",
+                    layer.name,
+                    layer.spec.out_channels,
+                    1.0 - e8,
+                    1.0 - ef
+                );
+            }
+        }
+    }
+    Ok(())
+}
