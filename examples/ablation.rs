@@ -85,6 +85,8 @@ fn main() -> Result<()> {
             "--min-leaf" => base.min_leaf = value()?.parse()?,
             "--shrinkage" => base.shrinkage = value()?.parse()?,
             "--lambda" => base.lambda = value()?.parse()?,
+            "--passes" => base.passes = value()?.parse()?,
+            "--start" => base.start = value()?.parse()?,
             "--train-error" => train_error = true,
             other => bail!("unknown argument {other}"),
         }

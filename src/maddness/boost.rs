@@ -53,6 +53,8 @@ pub struct BoostParams {
     pub min_leaf: usize,
     /// Shrinkage `ν ∈ (0, 1]` of the leaf values during boosting.
     pub shrinkage: f64,
+    /// Backfitting passes after the forward pass (or after the initial trees).
+    pub passes: usize,
     /// Seed of the tree-row sample.
     pub seed: u64,
 }
@@ -162,173 +164,162 @@ struct SortCache {
 /// Memory the sort cache may hold.
 const SORT_CACHE_BYTES: usize = 512 << 20;
 
-/// Grows the output-aware trees of one group (see the [module docs](self)). `weight` is the
-/// group's `M×D` weight (row-major). `progress(done, total)` counts codebooks.
-pub fn boost(
-    windows: &Windows,
-    weight: &[f32],
+/// Trees to start from instead of an empty model: [`boost`] then only refines them by
+/// backfitting passes.
+pub struct Init<'a> {
+    /// One tree per codebook.
+    pub trees: &'a [Tree],
+    /// `[C, 16, M]`: their tables (the model is `Σ_c tables[c][code_c]`).
+    pub tables: &'a [f64],
+}
+
+/// Everything the tree steps share.
+struct State<'a> {
+    p: &'a BoostParams,
+    d: usize,
     m: usize,
-    p: &BoostParams,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Boosted> {
-    let (n, d) = (windows.rows, windows.dim);
-    let c_total = p.codebooks;
-    if weight.len() != m * d || m == 0 {
-        return Err(Error::Shape(format!(
-            "boost: weight of {} values for M = {m} outputs and D = {d}",
-            weight.len()
-        )));
-    }
-    if c_total == 0 {
-        return Err(Error::Argument("boost: codebooks = 0".into()));
-    }
-    if let Some(g) = &p.groups {
-        if g.len() != c_total || g.iter().flatten().any(|&j| j as usize >= d) {
-            return Err(Error::Argument(format!(
-                "boost: {} dimension groups for {c_total} codebooks, or a dimension ≥ D = {d}",
-                g.len()
-            )));
+    ns: usize,
+    /// `[ns, d]` tree rows.
+    xs: Vec<f32>,
+    /// `[ns, m]` residual.
+    r: Vec<f32>,
+    /// Projection rank (`k == m`: none).
+    k: usize,
+    /// `[m, k]` principal directions.
+    v: Vec<f64>,
+    /// `[ns, k]` projected residual.
+    z: Vec<f32>,
+    score_idx: Vec<usize>,
+    xbar: Vec<f64>,
+    var: Vec<f64>,
+    /// `[d, m]`: `ÃᵀR` on the score rows.
+    s_mat: Vec<f64>,
+    cache: SortCache,
+    all_dims: Vec<u32>,
+}
+
+impl State<'_> {
+    /// Recomputes the principal directions of `R` from the score rows.
+    fn refresh_directions(&mut self, iters: usize) {
+        let (m, k) = (self.m, self.k);
+        let mut sub = Vec::with_capacity(self.score_idx.len() * m);
+        for &i in &self.score_idx {
+            sub.extend_from_slice(&self.r[i * m..(i + 1) * m]);
         }
-    }
-    if !(p.shrinkage > 0.0 && p.shrinkage <= 1.0) {
-        return Err(Error::Argument(format!(
-            "shrinkage = {}; it must be in (0, 1]",
-            p.shrinkage
-        )));
-    }
-    let nu = p.shrinkage;
-    // 1. Tree rows.
-    let rows: Vec<u32> = sample_positions(n as u64, Some(p.tree_rows.max(1)), p.seed)
-        .into_iter()
-        .map(|r| r as u32)
-        .collect();
-    let ns = rows.len();
-    let mut xs = vec![0.0f32; ns * d];
-    xs.par_chunks_mut(d)
-        .zip(rows.par_iter())
-        .for_each(|(dst, &r)| dst.copy_from_slice(windows.row(r as usize)));
-    // 2. Residual.
-    let ys = matmul_nt(&xs, ns, d, weight, m);
-    let mut ybar = vec![0.0f64; m];
-    for row in ys.chunks_exact(m) {
-        for (s, &v) in ybar.iter_mut().zip(row) {
-            *s += v as f64;
+        let rtr = gram_rows(&sub, m);
+        if self.v.is_empty() {
+            let mut order: Vec<usize> = (0..m).collect();
+            order.sort_by(|&a, &b| rtr[b * m + b].total_cmp(&rtr[a * m + a]).then(a.cmp(&b)));
+            self.v = vec![0.0f64; m * k];
+            for (j, &e) in order.iter().take(k).enumerate() {
+                self.v[e * k + j] = 1.0;
+            }
         }
+        subspace_iteration(&rtr, m, &mut self.v, k, iters);
     }
-    ybar.iter_mut().for_each(|s| *s /= ns as f64);
-    let mut r: Vec<f32> = ys
-        .chunks_exact(m)
-        .flat_map(|row| row.iter().zip(&ybar).map(|(&v, &mu)| (v as f64 - mu) as f32))
-        .collect();
-    drop(ys);
-    let k = if p.rank == 0 || p.rank >= m {
-        m
-    } else {
-        p.rank
-    };
-    // RᵀR and the principal directions, when projecting.
-    let mut rtr = Vec::new();
-    let mut v = Vec::new();
-    if k < m {
-        rtr = gram_rows(&r, m);
-        // Start from the unit vectors of the largest diagonal entries.
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&a, &b| rtr[b * m + b].total_cmp(&rtr[a * m + a]).then(a.cmp(&b)));
-        v = vec![0.0f64; m * k];
-        for (j, &e) in order.iter().take(k).enumerate() {
-            v[e * k + j] = 1.0;
+
+    /// `Z = R·V` (or `R`).
+    fn project(&mut self) {
+        let (m, k) = (self.m, self.k);
+        if k == m {
+            self.z.copy_from_slice(&self.r);
+            return;
         }
-        subspace_iteration(&rtr, m, &mut v, k, 8);
-    }
-    // 3. The linear candidate score on a fixed subset of the tree rows.
-    let stride = ns.div_ceil(p.score_rows.max(1)).max(1);
-    let score_idx: Vec<usize> = (0..ns).step_by(stride).collect();
-    let mut xbar = vec![0.0f64; d];
-    for &i in &score_idx {
-        for (s, &x) in xbar.iter_mut().zip(&xs[i * d..(i + 1) * d]) {
-            *s += x as f64;
+        let mut vt = vec![0.0f32; k * m];
+        for i in 0..m {
+            for j in 0..k {
+                vt[j * m + i] = self.v[i * k + j] as f32;
+            }
         }
+        self.z
+            .par_chunks_mut(k)
+            .zip(self.r.par_chunks(m))
+            .for_each(|(zr, rr)| {
+                for (j, zv) in zr.iter_mut().enumerate() {
+                    *zv = dot32(rr, &vt[j * m..(j + 1) * m]);
+                }
+            });
     }
-    xbar.iter_mut().for_each(|s| *s /= score_idx.len() as f64);
-    let mut var = vec![0.0f64; d];
-    for &i in &score_idx {
-        for ((s, &x), &mu) in var.iter_mut().zip(&xs[i * d..(i + 1) * d]).zip(&xbar) {
-            *s += (x as f64 - mu).powi(2);
+
+    /// Adds `sign · G_c·leaf` to the residual (codes `codes`, `[ns]`) and keeps `ÃᵀR` in step.
+    fn add_leaves(&mut self, codes: &[u8], leaf: &[f64], sign: f64) {
+        let (m, d) = (self.m, self.d);
+        let leaf32: Vec<f32> = leaf.iter().map(|&v| (sign * v) as f32).collect();
+        self.r
+            .par_chunks_mut(m)
+            .zip(codes.par_iter())
+            .for_each(|(rr, &b)| {
+                for (x, &l) in rr.iter_mut().zip(&leaf32[b as usize * m..][..m]) {
+                    *x += l;
+                }
+            });
+        let mut sx = vec![0.0f64; BUCKETS * d];
+        for &i in &self.score_idx {
+            let b = codes[i] as usize;
+            for ((s, &x), &mu) in sx[b * d..(b + 1) * d]
+                .iter_mut()
+                .zip(&self.xs[i * d..(i + 1) * d])
+                .zip(&self.xbar)
+            {
+                *s += x as f64 - mu;
+            }
         }
-    }
-    // S = ÃᵀR (D×M), by blocks of dimensions.
-    let mut s_mat = vec![0.0f64; d * m];
-    const DBLK: usize = 32;
-    s_mat
-        .par_chunks_mut(DBLK * m)
-        .enumerate()
-        .for_each(|(blk, s)| {
-            let d0 = blk * DBLK;
-            let dn = s.len() / m;
-            for &i in &score_idx {
-                let x = &xs[i * d + d0..][..dn];
-                let ri = &r[i * m..(i + 1) * m];
-                for (dd, (srow, &xv)) in s.chunks_exact_mut(m).zip(x).enumerate() {
-                    let xc = xv as f64 - xbar[d0 + dd];
-                    if xc != 0.0 {
-                        for (a, &rv) in srow.iter_mut().zip(ri) {
-                            *a += xc * rv as f64;
+        self.s_mat
+            .par_chunks_mut(m)
+            .enumerate()
+            .for_each(|(dd, srow)| {
+                for b in 0..BUCKETS {
+                    let a = sign * sx[b * d + dd];
+                    if a != 0.0 {
+                        for (s, &l) in srow.iter_mut().zip(&leaf[b * m..(b + 1) * m]) {
+                            *s += a * l;
                         }
                     }
                 }
-            }
-        });
-    let groups_all: Vec<u32> = (0..d as u32).collect();
+            });
+    }
 
-    let mut cache = SortCache {
-        columns: (0..d).map(|_| None).collect(),
-        bytes: 0,
-    };
-    let mut sse = Vec::with_capacity(c_total + 1);
-    sse.push(sum_sq(&r));
-    let mut trees = Vec::with_capacity(c_total);
-    let mut prior = vec![0.0f64; c_total * BUCKETS * m];
-    let mut z = vec![0.0f32; ns * k];
-    let mut bucket = vec![0u8; ns];
-    progress(0, c_total);
-    for c in 0..c_total {
-        // Projected residual.
-        if k < m {
-            subspace_iteration(&rtr, m, &mut v, k, 2);
-            let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            // vᵀ as k×m rows, for dot products with residual rows.
-            let mut vt = vec![0.0f32; k * m];
-            for i in 0..m {
-                for j in 0..k {
-                    vt[j * m + i] = v32[i * k + j];
-                }
+    /// Bucket means of `R` under `codes` (`[16, m]`) and the SSE they remove,
+    /// `Σ_k n_k ‖μ_k‖²`.
+    fn means(&self, codes: &[u8]) -> (Vec<f64>, f64) {
+        let m = self.m;
+        let mut counts = [0usize; BUCKETS];
+        let mut sums = vec![0.0f64; BUCKETS * m];
+        for (rr, &b) in self.r.chunks_exact(m).zip(codes) {
+            let b = b as usize;
+            counts[b] += 1;
+            for (s, &v) in sums[b * m..(b + 1) * m].iter_mut().zip(rr) {
+                *s += v as f64;
             }
-            z.par_chunks_mut(k)
-                .zip(r.par_chunks(m))
-                .for_each(|(zr, rr)| {
-                    for (j, zv) in zr.iter_mut().enumerate() {
-                        *zv = dot32(rr, &vt[j * m..(j + 1) * m]);
-                    }
-                });
-        } else {
-            z.copy_from_slice(&r);
         }
-        // Candidates.
-        let pool: &[u32] = match &p.groups {
-            Some(g) => &g[c],
-            None => &groups_all,
-        };
+        let mut gain = 0.0;
+        for b in 0..BUCKETS {
+            if counts[b] > 0 {
+                let n = counts[b] as f64;
+                let row = &mut sums[b * m..(b + 1) * m];
+                gain += row.iter().map(|v| v * v).sum::<f64>() / n;
+                row.iter_mut().for_each(|v| *v /= n);
+            }
+        }
+        (sums, gain)
+    }
+
+    /// Grows one tree on the current residual over the candidate pool; returns it and the
+    /// codes of the tree rows.
+    fn grow(&mut self, pool: Option<&[u32]>) -> (Tree, Vec<u8>) {
+        let (d, m, k, ns) = (self.d, self.m, self.k, self.ns);
+        let p = self.p;
+        let pool: &[u32] = pool.unwrap_or(&self.all_dims);
         let mut scored: Vec<(f64, u32)> = pool
             .iter()
-            .filter(|&&j| var[j as usize] > 0.0)
+            .filter(|&&j| self.var[j as usize] > 0.0)
             .map(|&j| {
                 let j = j as usize;
-                let s2: f64 = s_mat[j * m..(j + 1) * m].iter().map(|v| v * v).sum();
-                (s2 / var[j], j as u32)
+                let s2: f64 = self.s_mat[j * m..(j + 1) * m].iter().map(|v| v * v).sum();
+                (s2 / self.var[j], j as u32)
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        scored.dedup_by_key(|e| e.1);
         let mut cand: Vec<usize> = scored
             .iter()
             .take(p.shortlist.max(1))
@@ -342,49 +333,51 @@ pub fn boost(
         let missing: Vec<usize> = cand
             .iter()
             .copied()
-            .filter(|&j| cache.columns[j].is_none())
+            .filter(|&j| self.cache.columns[j].is_none())
             .collect();
+        let xs = &self.xs;
         let fresh: Vec<(usize, SortedColumn)> = missing
             .par_iter()
-            .map(|&j| (j, sort_column(&xs, d, j)))
+            .map(|&j| (j, sort_column(xs, d, j)))
             .collect();
         let mut transient: Vec<(usize, SortedColumn)> = Vec::new();
         for (j, col) in fresh {
             let bytes = col.order.len() * 8;
-            if cache.bytes + bytes <= SORT_CACHE_BYTES {
-                cache.bytes += bytes;
-                cache.columns[j] = Some(col);
+            if self.cache.bytes + bytes <= SORT_CACHE_BYTES {
+                self.cache.bytes += bytes;
+                self.cache.columns[j] = Some(col);
             } else {
                 transient.push((j, col));
             }
         }
+        let cache = &self.cache;
         let column = |j: usize| -> &SortedColumn {
-            cache.columns[j].as_ref().unwrap_or_else(|| {
-                &transient
-                    .iter()
-                    .find(|(t, _)| *t == j)
-                    .expect("every candidate is sorted")
-                    .1
-            })
+            match &cache.columns[j] {
+                Some(c) => c,
+                None => {
+                    &transient
+                        .iter()
+                        .find(|(t, _)| *t == j)
+                        .expect("every candidate is sorted")
+                        .1
+                }
+            }
         };
-        // Grow the tree.
-        bucket.fill(0);
+        let z = &self.z;
+        let mut bucket = vec![0u8; ns];
         let mut tree = Tree {
             split_dims: [0; TREE_DEPTH],
             thresholds: [[0.0; LEVEL_SLOTS]; TREE_DEPTH],
             level_sse: [0.0; TREE_DEPTH + 1],
         };
-        let zmean: Vec<f64> = {
-            let mut s = vec![0.0f64; k];
-            for zr in z.chunks_exact(k) {
-                for (a, &v) in s.iter_mut().zip(zr) {
-                    *a += v as f64;
-                }
+        let mut zsum = vec![0.0f64; k];
+        for zr in z.chunks_exact(k) {
+            for (a, &v) in zsum.iter_mut().zip(zr) {
+                *a += v as f64;
             }
-            s
-        };
+        }
         tree.level_sse[0] =
-            (sum_sq(&z) - zmean.iter().map(|v| v * v).sum::<f64>() / ns as f64).max(0.0);
+            (sum_sq(z) - zsum.iter().map(|v| v * v).sum::<f64>() / ns as f64).max(0.0);
         for t in 0..TREE_DEPTH {
             let nb = 1usize << t;
             let mut count = [0usize; LEVEL_SLOTS];
@@ -397,21 +390,20 @@ pub fn boost(
                 }
             }
             let total32: Vec<f32> = total.iter().map(|&v| v as f32).collect();
+            let tt: Vec<f64> = (0..nb)
+                .map(|b| total[b * k..(b + 1) * k].iter().map(|v| v * v).sum())
+                .collect();
             let base: Vec<f64> = (0..nb)
                 .map(|b| {
                     if count[b] == 0 {
                         0.0
                     } else {
-                        total[b * k..(b + 1) * k].iter().map(|v| v * v).sum::<f64>()
-                            / count[b] as f64
+                        tt[b] / count[b] as f64
                     }
                 })
                 .collect();
-            let tt: Vec<f64> = (0..nb)
-                .map(|b| total[b * k..(b + 1) * k].iter().map(|v| v * v).sum())
-                .collect();
             let level = Level {
-                z: &z,
+                z,
                 k,
                 bucket: &bucket,
                 nb,
@@ -438,83 +430,225 @@ pub fn boost(
             tree.thresholds[t][..nb].copy_from_slice(&thr[..nb]);
             tree.level_sse[t + 1] = (tree.level_sse[t] - results[best].0).max(0.0);
         }
-        // Leaves: ν · the bucket means of R.
-        let mut counts = [0usize; BUCKETS];
-        let mut sums = vec![0.0f64; BUCKETS * m];
-        for (rr, &b) in r.chunks_exact(m).zip(&bucket) {
-            let b = b as usize;
-            counts[b] += 1;
-            for (s, &v) in sums[b * m..(b + 1) * m].iter_mut().zip(rr) {
-                *s += v as f64;
-            }
+        (tree, bucket)
+    }
+}
+
+/// Grows the output-aware trees of one group (see the [module docs](self)), or, with `init`,
+/// refines given trees by backfitting only. `weight` is the group's `M×D` weight (row-major).
+/// `progress(done, total)` counts tree steps.
+pub fn boost(
+    windows: &Windows,
+    weight: &[f32],
+    m: usize,
+    p: &BoostParams,
+    init: Option<Init<'_>>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Boosted> {
+    let (n, d) = (windows.rows, windows.dim);
+    let c_total = p.codebooks;
+    if weight.len() != m * d || m == 0 {
+        return Err(Error::Shape(format!(
+            "boost: weight of {} values for M = {m} outputs and D = {d}",
+            weight.len()
+        )));
+    }
+    if c_total == 0 {
+        return Err(Error::Argument("boost: codebooks = 0".into()));
+    }
+    if let Some(g) = &p.groups {
+        if g.len() != c_total || g.iter().flatten().any(|&j| j as usize >= d) {
+            return Err(Error::Argument(format!(
+                "boost: {} dimension groups for {c_total} codebooks, or a dimension ≥ D = {d}",
+                g.len()
+            )));
         }
-        let leaf = &mut prior[c * BUCKETS * m..(c + 1) * BUCKETS * m];
+    }
+    if let Some(i) = &init {
+        if i.trees.len() != c_total || i.tables.len() != c_total * BUCKETS * m {
+            return Err(Error::Argument(format!(
+                "boost: {} initial trees and {} table values for {c_total} codebooks and M = {m}",
+                i.trees.len(),
+                i.tables.len()
+            )));
+        }
+    }
+    if !(p.shrinkage > 0.0 && p.shrinkage <= 1.0) {
+        return Err(Error::Argument(format!(
+            "shrinkage = {}; it must be in (0, 1]",
+            p.shrinkage
+        )));
+    }
+    let nu = p.shrinkage;
+    // 1. Tree rows.
+    let rows: Vec<u32> = sample_positions(n as u64, Some(p.tree_rows.max(1)), p.seed)
+        .into_iter()
+        .map(|r| r as u32)
+        .collect();
+    let ns = rows.len();
+    let mut xs = vec![0.0f32; ns * d];
+    xs.par_chunks_mut(d)
+        .zip(rows.par_iter())
+        .for_each(|(dst, &r)| dst.copy_from_slice(windows.row(r as usize)));
+    // 2. Residual of the mean.
+    let ys = matmul_nt(&xs, ns, d, weight, m);
+    let mut ybar = vec![0.0f64; m];
+    for row in ys.chunks_exact(m) {
+        for (s, &v) in ybar.iter_mut().zip(row) {
+            *s += v as f64;
+        }
+    }
+    ybar.iter_mut().for_each(|s| *s /= ns as f64);
+    let r: Vec<f32> = ys
+        .chunks_exact(m)
+        .flat_map(|row| row.iter().zip(&ybar).map(|(&v, &mu)| (v as f64 - mu) as f32))
+        .collect();
+    drop(ys);
+    let k = if p.rank == 0 || p.rank >= m {
+        m
+    } else {
+        p.rank
+    };
+    // 3. The linear candidate score on a fixed subset of the tree rows.
+    let stride = ns.div_ceil(p.score_rows.max(1)).max(1);
+    let score_idx: Vec<usize> = (0..ns).step_by(stride).collect();
+    let mut xbar = vec![0.0f64; d];
+    for &i in &score_idx {
+        for (s, &x) in xbar.iter_mut().zip(&xs[i * d..(i + 1) * d]) {
+            *s += x as f64;
+        }
+    }
+    xbar.iter_mut().for_each(|s| *s /= score_idx.len() as f64);
+    let mut var = vec![0.0f64; d];
+    for &i in &score_idx {
+        for ((s, &x), &mu) in var.iter_mut().zip(&xs[i * d..(i + 1) * d]).zip(&xbar) {
+            *s += (x as f64 - mu).powi(2);
+        }
+    }
+    let mut st = State {
+        p,
+        d,
+        m,
+        ns,
+        xs,
+        r,
+        k,
+        v: Vec::new(),
+        z: vec![0.0f32; ns * k],
+        score_idx,
+        xbar,
+        var,
+        s_mat: vec![0.0f64; d * m],
+        cache: SortCache {
+            columns: (0..d).map(|_| None).collect(),
+            bytes: 0,
+        },
+        all_dims: (0..d as u32).collect(),
+    };
+    // The model: trees, their leaves (without ȳ) and the codes of the tree rows ([C][ns]).
+    let mut trees: Vec<Tree> = Vec::with_capacity(c_total);
+    let mut leaves = vec![0.0f64; c_total * BUCKETS * m];
+    let mut codes_s: Vec<Vec<u8>> = Vec::with_capacity(c_total);
+    if let Some(init) = &init {
+        leaves.copy_from_slice(init.tables);
         for b in 0..BUCKETS {
-            if counts[b] > 0 {
-                for (l, &s) in leaf[b * m..(b + 1) * m]
-                    .iter_mut()
-                    .zip(&sums[b * m..(b + 1) * m])
-                {
-                    *l = nu * s / counts[b] as f64;
-                }
+            for (l, &mu) in leaves[b * m..(b + 1) * m].iter_mut().zip(&ybar) {
+                *l -= mu;
             }
         }
-        let leaf32: Vec<f32> = leaf.iter().map(|&v| v as f32).collect();
-        r.par_chunks_mut(m)
-            .zip(bucket.par_iter())
-            .for_each(|(rr, &b)| {
-                for (x, &l) in rr.iter_mut().zip(&leaf32[b as usize * m..][..m]) {
-                    *x -= l;
-                }
-            });
-        // S −= Ã_scoreᵀ G T_c.
-        let mut sx = vec![0.0f64; BUCKETS * d];
-        for &i in &score_idx {
-            let b = bucket[i] as usize;
-            for ((s, &x), &mu) in sx[b * d..(b + 1) * d]
-                .iter_mut()
-                .zip(&xs[i * d..(i + 1) * d])
-                .zip(&xbar)
-            {
-                *s += x as f64 - mu;
-            }
+        for (c, t) in init.trees.iter().enumerate() {
+            let codes: Vec<u8> = st.xs.par_chunks(d).map(|a| t.encode(a)).collect();
+            let leaf = &leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m];
+            let leaf32: Vec<f32> = leaf.iter().map(|&v| v as f32).collect();
+            st.r.par_chunks_mut(m)
+                .zip(codes.par_iter())
+                .for_each(|(rr, &b)| {
+                    for (x, &l) in rr.iter_mut().zip(&leaf32[b as usize * m..][..m]) {
+                        *x -= l;
+                    }
+                });
+            trees.push(t.clone());
+            codes_s.push(codes);
         }
-        s_mat
-            .par_chunks_mut(m)
+    }
+    // S = ÃᵀR (D×M), by blocks of dimensions.
+    {
+        const DBLK: usize = 32;
+        let (xs, r, xbar, score_idx) = (&st.xs, &st.r, &st.xbar, &st.score_idx);
+        st.s_mat
+            .par_chunks_mut(DBLK * m)
             .enumerate()
-            .for_each(|(dd, srow)| {
-                for b in 0..BUCKETS {
-                    let a = sx[b * d + dd];
-                    if a != 0.0 {
-                        for (s, &l) in srow.iter_mut().zip(&leaf[b * m..(b + 1) * m]) {
-                            *s -= a * l;
+            .for_each(|(blk, s)| {
+                let d0 = blk * DBLK;
+                let dn = s.len() / m;
+                for &i in score_idx {
+                    let x = &xs[i * d + d0..][..dn];
+                    let ri = &r[i * m..(i + 1) * m];
+                    for (dd, (srow, &xv)) in s.chunks_exact_mut(m).zip(x).enumerate() {
+                        let xc = xv as f64 - xbar[d0 + dd];
+                        if xc != 0.0 {
+                            for (a, &rv) in srow.iter_mut().zip(ri) {
+                                *a += xc * rv as f64;
+                            }
                         }
                     }
                 }
             });
-        if k < m {
-            let f = 2.0 * nu - nu * nu;
-            for b in 0..BUCKETS {
-                if counts[b] == 0 {
-                    continue;
-                }
-                let mu: Vec<f64> = sums[b * m..(b + 1) * m]
-                    .iter()
-                    .map(|&s| s / counts[b] as f64)
-                    .collect();
-                let w = f * counts[b] as f64;
-                rtr.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
-                    let a = w * mu[i];
-                    for (x, &mj) in row.iter_mut().zip(&mu) {
-                        *x -= a * mj;
-                    }
-                });
-            }
-        }
-        sse.push(sum_sq(&r));
-        trees.push(tree);
-        progress(c + 1, c_total);
     }
+    // Principal directions are refreshed every `every` tree steps (each refresh costs
+    // score_rows·M² products).
+    let every = (m * m / 16_384).max(1);
+    let steps = if init.is_some() { 0 } else { c_total } + p.passes * c_total;
+    let mut done = 0usize;
+    let mut sse = vec![sum_sq(&st.r)];
+    progress(0, steps);
+    let step = |st: &mut State, done: &mut usize| {
+        if st.k < st.m && (*done).is_multiple_of(every) {
+            st.refresh_directions(if *done == 0 { 8 } else { 3 });
+        }
+        *done += 1;
+    };
+    if init.is_none() {
+        for c in 0..c_total {
+            step(&mut st, &mut done);
+            st.project();
+            let (tree, codes) = st.grow(p.groups.as_ref().map(|g| g[c].as_slice()));
+            let (mut leaf, _) = st.means(&codes);
+            leaf.iter_mut().for_each(|v| *v *= nu);
+            st.add_leaves(&codes, &leaf, -1.0);
+            leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m].copy_from_slice(&leaf);
+            trees.push(tree);
+            codes_s.push(codes);
+            sse.push(sum_sq(&st.r));
+            progress(done, steps);
+        }
+    }
+    // Backfitting: each codebook in turn, regrown on the residual of all the others; the new
+    // tree replaces the old one only if it removes more of that residual than the old tree
+    // with refitted leaves (so the SSE never increases).
+    for _pass in 0..p.passes {
+        for c in 0..c_total {
+            step(&mut st, &mut done);
+            let old = leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m].to_vec();
+            st.add_leaves(&codes_s[c], &old, 1.0);
+            st.project();
+            let (tree, codes) = st.grow(p.groups.as_ref().map(|g| g[c].as_slice()));
+            let (leaf_new, gain_new) = st.means(&codes);
+            let (leaf_old, gain_old) = st.means(&codes_s[c]);
+            if gain_new > gain_old {
+                trees[c] = tree;
+                codes_s[c] = codes;
+                st.add_leaves(&codes_s[c], &leaf_new, -1.0);
+                leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m].copy_from_slice(&leaf_new);
+            } else {
+                st.add_leaves(&codes_s[c], &leaf_old, -1.0);
+                leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m].copy_from_slice(&leaf_old);
+            }
+            sse.push(sum_sq(&st.r));
+            progress(done, steps);
+        }
+    }
+    let mut prior = leaves;
     for b in 0..BUCKETS {
         for (l, &mu) in prior[b * m..(b + 1) * m].iter_mut().zip(&ybar) {
             *l += mu;

@@ -32,9 +32,9 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::boost::{boost, BoostParams};
 #[allow(unused_imports)]
 use super::boost::Boosted;
+use super::boost::{boost, BoostParams, Init};
 use super::MAX_CODEBOOKS_U32_SUM;
 
 pub use super::grouping::Grouping;
@@ -88,10 +88,51 @@ pub struct TrainConfig {
     /// Output-aware learner: shrinkage `ν ∈ (0, 1]` of the leaf values while boosting
     /// (default 1).
     pub shrinkage: f32,
+    /// Output-aware learner: what the trees start from (default [`Start::Maddness`]).
+    pub start: Start,
+    /// Output-aware learner: backfitting passes over the codebooks after the start (each
+    /// codebook regrown on the output residual of all the others, kept only if it fits that
+    /// residual better; default 1).
+    pub passes: usize,
     /// After rounding to 8 bits, move each (codebook, output) offset by the mean rounding error
     /// of that codebook's entries, weighted by how often the training windows hit each bucket
     /// (default true).
     pub refit_offsets: bool,
+}
+
+/// What the output-aware learner starts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// No trees: grow every codebook forward on the residual of the previous ones (boosting),
+    /// then backfit.
+    Empty,
+    /// MADDNESS's trees and ridge tables (over the grouping, or contiguous ranges for free
+    /// trees), then backfit on the output residual.
+    #[default]
+    Maddness,
+}
+
+impl Start {
+    /// The name used on the command line and in the table metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Start::Empty => "empty",
+            Start::Maddness => "maddness",
+        }
+    }
+}
+
+impl std::str::FromStr for Start {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Start> {
+        match s {
+            "empty" => Ok(Start::Empty),
+            "maddness" => Ok(Start::Maddness),
+            other => Err(Error::Argument(format!(
+                "start {other:?}; expected empty or maddness"
+            ))),
+        }
+    }
 }
 
 /// The tree learner of [`train`].
@@ -145,6 +186,8 @@ impl Default for TrainConfig {
             tree_rows: 32_768,
             min_leaf: 8,
             shrinkage: 1.0,
+            start: Start::default(),
+            passes: 1,
             refit_offsets: true,
         }
     }
@@ -169,8 +212,10 @@ impl TrainConfig {
                 self.refit_offsets
             ),
             Learner::Output => format!(
-                "output grouping={} shortlist={} rank={} tree_rows={} min_leaf={} \
-                 shrinkage={} lambda={} refit_offsets={}",
+                "output start={} passes={} grouping={} shortlist={} rank={} tree_rows={} \
+                 min_leaf={} shrinkage={} lambda={} refit_offsets={}",
+                self.start.name(),
+                self.passes,
                 self.grouping().name(),
                 self.shortlist,
                 self.rank,
@@ -1401,6 +1446,28 @@ pub fn train_with_report(
                 )
             }
             Learner::Output => {
+                // The starting point: MADDNESS's trees and tables, or nothing.
+                let start = match config.start {
+                    Start::Empty => None,
+                    Start::Maddness => {
+                        let g0 = match &groups_g {
+                            Some(g) => g.clone(),
+                            None => ranges_to_groups(&codebook_ranges(d, c_total)?),
+                        };
+                        let t = learn_trees_in_groups(&windows, &g0, &mut |_, _| {})?;
+                        let (l0, lw) = ridge(
+                            &windows,
+                            &t.codes,
+                            c_total,
+                            Prior::BucketMeans(&g0),
+                            config.lambda as f64,
+                            Projection::Weight(w_g, mg),
+                            &mut |_, _| {},
+                        )?;
+                        let tables: Vec<f64> = l0.iter().zip(&lw).map(|(a, b)| a + b).collect();
+                        Some((t.trees, tables))
+                    }
+                };
                 let params = BoostParams {
                     codebooks: c_total,
                     groups: groups_g.clone(),
@@ -1410,9 +1477,11 @@ pub fn train_with_report(
                     score_rows: SCORE_ROWS,
                     min_leaf: config.min_leaf,
                     shrinkage: config.shrinkage as f64,
+                    passes: config.passes,
                     seed: config.seed ^ 0x7472_6565,
                 };
-                let b = boost(&windows, w_g, mg, &params, &mut tree_progress)?;
+                let init = start.as_ref().map(|(trees, tables)| Init { trees, tables });
+                let b = boost(&windows, w_g, mg, &params, init, &mut tree_progress)?;
                 report.boost_sse.push(b.sse);
                 (b.trees, Some(b.prior))
             }

@@ -54,7 +54,7 @@ pub mod learn;
 pub mod mirror;
 
 pub use learn::{
-    train, train_with_report, Grouping, Learner, TrainConfig, TrainProgress, TrainReport,
+    train, train_with_report, Grouping, Learner, Start, TrainConfig, TrainProgress, TrainReport,
     TrainStage,
 };
 
