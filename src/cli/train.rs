@@ -70,6 +70,13 @@ pub struct TrainArgs {
     /// Output learner: shrinkage of the leaf values while boosting, in (0, 1] (default 1).
     #[arg(long)]
     pub shrinkage: Option<f32>,
+    /// Output learner: what the trees start from: "maddness" (default: MADDNESS's trees and
+    /// tables) or "empty" (grow every codebook forward on the output residual, boosting).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Output learner: backfitting passes over the codebooks after the start (default 1).
+    #[arg(long)]
+    pub passes: Option<usize>,
     /// Keep MADDNESS's plain rounding of the 8-bit tables (no rounding-aware offsets).
     #[arg(long)]
     pub no_refit_offsets: bool,
@@ -141,6 +148,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         tree_rows: args.tree_rows.unwrap_or(defaults.tree_rows),
         min_leaf: args.min_leaf.unwrap_or(defaults.min_leaf),
         shrinkage: args.shrinkage.unwrap_or(defaults.shrinkage),
+        start: args
+            .start
+            .as_deref()
+            .map(|v| v.parse().with_context(|| format!("--start {v}")))
+            .transpose()?
+            .unwrap_or(defaults.start),
+        passes: args.passes.unwrap_or(defaults.passes),
         refit_offsets: !args.no_refit_offsets,
     };
 

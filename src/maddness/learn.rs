@@ -1455,16 +1455,31 @@ pub fn train_with_report(
                             None => ranges_to_groups(&codebook_ranges(d, c_total)?),
                         };
                         let t = learn_trees_in_groups(&windows, &g0, &mut |_, _| {})?;
-                        let (l0, lw) = ridge(
-                            &windows,
-                            &t.codes,
-                            c_total,
-                            Prior::BucketMeans(&g0),
-                            config.lambda as f64,
-                            Projection::Weight(w_g, mg),
-                            &mut |_, _| {},
-                        )?;
-                        let tables: Vec<f64> = l0.iter().zip(&lw).map(|(a, b)| a + b).collect();
+                        let tables = if c_total > MAX_TRAIN_CODEBOOKS {
+                            let t0 = bucket_mean_tables(&windows, &t.codes, &g0, w_g, mg);
+                            refit_with(
+                                &windows,
+                                &t.codes,
+                                c_total,
+                                &t0,
+                                config.lambda as f64,
+                                w_g,
+                                mg,
+                                Solver::ConjugateGradient,
+                                &mut |_, _| {},
+                            )?
+                        } else {
+                            let (l0, lw) = ridge(
+                                &windows,
+                                &t.codes,
+                                c_total,
+                                Prior::BucketMeans(&g0),
+                                config.lambda as f64,
+                                Projection::Weight(w_g, mg),
+                                &mut |_, _| {},
+                            )?;
+                            l0.iter().zip(&lw).map(|(a, b)| a + b).collect()
+                        };
                         Some((t.trees, tables))
                     }
                 };
@@ -1512,9 +1527,8 @@ pub fn train_with_report(
         };
         let mut ridge_progress =
             |done, total| report_stage(progress, TrainStage::Ridge, done, total);
-        let (l0, lw) = if boosted_prior.is_some() && c_total > MAX_TRAIN_CODEBOOKS {
-            let t0 = boosted_prior.as_deref().unwrap_or_default();
-            let t = refit_cg(
+        let (l0, lw) = if let Some(t0) = &boosted_prior {
+            let t = refit_with(
                 &windows,
                 &trees.codes,
                 c_total,
@@ -1522,6 +1536,7 @@ pub fn train_with_report(
                 config.lambda as f64,
                 w_g,
                 mg,
+                Solver::Auto,
                 &mut ridge_progress,
             )?;
             (vec![0.0; t.len()], t)
@@ -1591,6 +1606,149 @@ pub fn train_with_report(
         report.seconds.tables
     );
     Ok((tables, report))
+}
+
+/// The solver of [`refit_tables`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Solver {
+    /// Cholesky up to [`MAX_TRAIN_CODEBOOKS`] codebooks, conjugate gradients above.
+    #[default]
+    Auto,
+    /// Forms `GᵀG` (`16C × 16C` doubles) and factorises it.
+    Cholesky,
+    /// Preconditioned conjugate gradients on the codes, never forming `GᵀG`.
+    ConjugateGradient,
+}
+
+/// The tables (`[C, 16, M]`) minimising `‖A·wᵀ − G·T‖² + λ‖T − T0‖²` over the training windows
+/// `A` (`N×D`) encoded by `trees`, for the weight `w` (`M×D`, row-major) and the prior `T0`
+/// (`[C, 16, M]`). For any `λ > 0` its training error `‖A·wᵀ − G·T‖²` is at most that of `T0`.
+pub fn refit_tables(
+    windows: &Windows,
+    trees: &Trees,
+    prior: &[f64],
+    lambda: f32,
+    weight: &[f32],
+    m: usize,
+    solver: Solver,
+) -> Result<Vec<f64>> {
+    check_lambda(lambda)?;
+    let c_total = trees.trees.len();
+    if trees.codes.len() != windows.rows * c_total
+        || prior.len() != c_total * BUCKETS * m
+        || weight.len() != m * windows.dim
+    {
+        return Err(Error::Argument(format!(
+            "refit: {} codes, {} prior values and {} weights do not fit {} windows of D = {}, \
+             {c_total} codebooks and M = {m}",
+            trees.codes.len(),
+            prior.len(),
+            weight.len(),
+            windows.rows,
+            windows.dim
+        )));
+    }
+    refit_with(
+        windows,
+        &trees.codes,
+        c_total,
+        prior,
+        lambda as f64,
+        weight,
+        m,
+        solver,
+        &mut |_, _| {},
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn refit_with(
+    windows: &Windows,
+    codes: &[u8],
+    c_total: usize,
+    prior: &[f64],
+    lambda: f64,
+    weight: &[f32],
+    m: usize,
+    solver: Solver,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f64>> {
+    let cg = match solver {
+        Solver::Auto => c_total > MAX_TRAIN_CODEBOOKS,
+        Solver::Cholesky => false,
+        Solver::ConjugateGradient => true,
+    };
+    if cg {
+        refit_cg(windows, codes, c_total, prior, lambda, weight, m, progress)
+    } else {
+        let (t0, w) = ridge(
+            windows,
+            codes,
+            c_total,
+            Prior::Tables(prior),
+            lambda,
+            Projection::Weight(weight, m),
+            progress,
+        )?;
+        Ok(t0.iter().zip(&w).map(|(a, b)| a + b).collect())
+    }
+}
+
+/// MADDNESS's bucket-mean tables `P0·wᵀ` (`[C, 16, M]`) computed sparsely: each codebook's
+/// bucket sums only over its own dimensions (`16·D` values in all when the groups partition
+/// the window), an empty bucket taking its nearest non-empty ancestor's mean.
+fn bucket_mean_tables(
+    windows: &Windows,
+    codes: &[u8],
+    groups: &[Vec<u32>],
+    weight: &[f32],
+    m: usize,
+) -> Vec<f64> {
+    let c_total = groups.len();
+    let d = windows.dim;
+    let per: Vec<Vec<f64>> = groups
+        .par_iter()
+        .enumerate()
+        .map(|(c, g)| {
+            let w = g.len();
+            let mut sums = vec![0.0f64; BUCKETS * w];
+            let mut counts = [0.0f64; BUCKETS];
+            for r in 0..windows.rows {
+                let k = codes[r * c_total + c] as usize;
+                counts[k] += 1.0;
+                let row = windows.row(r);
+                for (s, &j) in sums[k * w..(k + 1) * w].iter_mut().zip(g) {
+                    *s += row[j as usize] as f64;
+                }
+            }
+            let mut out = vec![0.0f64; BUCKETS * m];
+            for k in 0..BUCKETS {
+                for level in 0..=TREE_DEPTH {
+                    let first = (k >> level) << level;
+                    let leaves = first..first + (1 << level);
+                    let n: f64 = leaves.clone().map(|l| counts[l]).sum();
+                    if n > 0.0 {
+                        let mut mean = vec![0.0f64; w];
+                        for l in leaves {
+                            for (a, &b) in mean.iter_mut().zip(&sums[l * w..(l + 1) * w]) {
+                                *a += b;
+                            }
+                        }
+                        for (mm, o) in out[k * m..(k + 1) * m].iter_mut().enumerate() {
+                            *o = mean
+                                .iter()
+                                .zip(g)
+                                .map(|(&a, &j)| a / n * weight[mm * d + j as usize] as f64)
+                                .sum();
+                        }
+                        break;
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    per.concat()
 }
 
 /// Rounding-aware offsets: after [`quantize_group`], each (codebook, output) offset of group `g`
