@@ -20,6 +20,11 @@
 //! * `output` — output-aware trees that split on any dimension (the default learner).
 //!
 //! `--train-error` also prints the NMSE on the training input (float tables).
+//!
+//! `--validation F` never reads the test files: it holds out the last fraction `F` of the
+//! samples of `train.npy` (a contiguous block: other photos or clips than the rest, since the
+//! samples are stored source by source), trains on the others and scores on the held-out block
+//! against the exact f64 convolution. This is how the learner's settings were tuned.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -65,6 +70,7 @@ fn main() -> Result<()> {
         .to_vec();
     let mut base = TrainConfig::default();
     let mut train_error = false;
+    let mut validation: Option<f64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -84,10 +90,12 @@ fn main() -> Result<()> {
             "--tree-rows" => base.tree_rows = value()?.parse()?,
             "--min-leaf" => base.min_leaf = value()?.parse()?,
             "--shrinkage" => base.shrinkage = value()?.parse()?,
+            "--max-windows" => base.max_windows = Some(value()?.parse()?),
             "--lambda" => base.lambda = value()?.parse()?,
             "--passes" => base.passes = value()?.parse()?,
             "--start" => base.start = value()?.parse()?,
             "--train-error" => train_error = true,
+            "--validation" => validation = Some(value()?.parse()?),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -108,9 +116,17 @@ fn main() -> Result<()> {
         }
         let weight = layer.weight()?;
         let bias = layer.bias()?;
-        let train = layer.train()?;
-        let test = layer.test()?;
-        let expected = layer.test_expected()?;
+        let (train, test, expected) = match validation {
+            None => (layer.train()?, layer.test()?, layer.test_expected()?),
+            Some(f) => {
+                let all = layer.train()?;
+                let n = all.shape()[0];
+                let k = ((n as f64 * f).round() as usize).clamp(1, n - 1);
+                let (tr, va) = (all.slice_batch(0, n - k)?, all.slice_batch(n - k, n)?);
+                let exact = conv_reference(&layer.spec, &va, &weight, bias.as_ref())?;
+                (tr, va, exact)
+            }
+        };
         let train_exact = if train_error {
             Some(conv_reference(&layer.spec, &train, &weight, bias.as_ref())?)
         } else {

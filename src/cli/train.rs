@@ -61,17 +61,19 @@ pub struct TrainArgs {
     #[arg(long)]
     pub rank: Option<usize>,
     /// Output learner: most windows the trees are grown on; the tables are refit on all
-    /// (default 32768).
+    /// (default 16384).
     #[arg(long)]
     pub tree_rows: Option<usize>,
     /// Output learner: fewest tree rows on each side of a split (default 8).
     #[arg(long)]
     pub min_leaf: Option<usize>,
-    /// Output learner: shrinkage of the leaf values while boosting, in (0, 1] (default 1).
+    /// Output learner: shrinkage of the leaf values while boosting forward, in (0, 1]
+    /// (default 0.5).
     #[arg(long)]
     pub shrinkage: Option<f32>,
-    /// Output learner: what the trees start from: "maddness" (default: MADDNESS's trees and
-    /// tables) or "empty" (grow every codebook forward on the output residual, boosting).
+    /// Output learner: what the trees start from: "maddness" (MADDNESS's trees and tables),
+    /// "empty" (grow every codebook forward on the output residual, boosting) or "best"
+    /// (default: both, keeping the one that fits the training windows better).
     #[arg(long)]
     pub start: Option<String>,
     /// Output learner: backfitting passes over the codebooks after the start (default 1).

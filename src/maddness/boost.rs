@@ -74,13 +74,55 @@ pub struct Boosted {
 
 /// `a·wᵀ` for `a` (`n×d`) and `w` (`m×d`), row-major: `n×m` (f32, fixed summation order).
 pub(crate) fn matmul_nt(a: &[f32], n: usize, d: usize, w: &[f32], m: usize) -> Vec<f32> {
+    const R: usize = 4;
     let mut out = vec![0.0f32; n * m];
     out.par_chunks_mut(m * 16)
         .enumerate()
         .for_each(|(blk, out)| {
-            for (ii, o) in out.chunks_exact_mut(m).enumerate() {
+            let rows = out.len() / m;
+            let mut i = 0;
+            // Blocks of 4 rows × 4 outputs: each weight and input value loaded once per block.
+            while i + R <= rows {
+                let base = (blk * 16 + i) * d;
+                let a4: [&[f32]; R] = std::array::from_fn(|r| &a[base + r * d..][..d]);
+                let mut mm = 0;
+                while mm + R <= m {
+                    let w4: [&[f32]; R] = std::array::from_fn(|q| &w[(mm + q) * d..][..d]);
+                    let mut acc = [[[0.0f32; 4]; R]; R];
+                    let chunks = d / 4;
+                    for ch in 0..chunks {
+                        let o = ch * 4;
+                        for r in 0..R {
+                            let av = &a4[r][o..o + 4];
+                            for q in 0..R {
+                                let wv = &w4[q][o..o + 4];
+                                for l in 0..4 {
+                                    acc[r][q][l] += av[l] * wv[l];
+                                }
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        for q in 0..R {
+                            let mut t = (acc[r][q][0] + acc[r][q][1]) + (acc[r][q][2] + acc[r][q][3]);
+                            for o in chunks * 4..d {
+                                t += a4[r][o] * w4[q][o];
+                            }
+                            out[(i + r) * m + mm + q] = t;
+                        }
+                    }
+                    mm += R;
+                }
+                for r in 0..R {
+                    for q in mm..m {
+                        out[(i + r) * m + q] = dot32(a4[r], &w[q * d..(q + 1) * d]);
+                    }
+                }
+                i += R;
+            }
+            for ii in i..rows {
                 let row = &a[(blk * 16 + ii) * d..][..d];
-                for (mm, o) in o.iter_mut().enumerate() {
+                for (mm, o) in out[ii * m..(ii + 1) * m].iter_mut().enumerate() {
                     *o = dot32(row, &w[mm * d..(mm + 1) * d]);
                 }
             }
@@ -597,7 +639,7 @@ pub fn boost(
     }
     // Principal directions are refreshed every `every` tree steps (each refresh costs
     // score_rows·M² products).
-    let every = (m * m / 16_384).max(1);
+    let every = 8;
     let steps = if init.is_some() { 0 } else { c_total } + p.passes * c_total;
     let mut done = 0usize;
     let mut sse = vec![sum_sq(&st.r)];
