@@ -89,6 +89,8 @@ pub enum MaddnessKernels {
     /// `encode` then `accumulate_shuffle`: look-ups by subgroup shuffles. Falls back to two
     /// passes on devices without subgroups.
     Shuffle,
+    /// `encode` then `accumulate2`: two positions per invocation (an experiment).
+    TwoPositions,
 }
 
 impl MaddnessKernels {
@@ -98,6 +100,7 @@ impl MaddnessKernels {
             MaddnessKernels::TwoPass => "two-pass",
             MaddnessKernels::Fused => "fused",
             MaddnessKernels::Shuffle => "shuffle",
+            MaddnessKernels::TwoPositions => "two-positions",
         }
     }
 }
@@ -212,6 +215,7 @@ impl MaddnessConv {
                 MaddnessKernels::Fused
             }
             MaddnessKernels::Shuffle if self.luts_by_code.is_some() => MaddnessKernels::Shuffle,
+            MaddnessKernels::TwoPositions => MaddnessKernels::TwoPositions,
             _ => MaddnessKernels::TwoPass,
         }
     }
@@ -219,7 +223,9 @@ impl MaddnessConv {
     /// Compute passes [`Self::encode`] records (for timers).
     pub fn passes(&self) -> usize {
         match self.kernels() {
-            MaddnessKernels::TwoPass | MaddnessKernels::Shuffle => 2,
+            MaddnessKernels::TwoPass | MaddnessKernels::Shuffle | MaddnessKernels::TwoPositions => {
+                2
+            }
             MaddnessKernels::Fused => 1,
         }
     }
@@ -350,14 +356,22 @@ impl MaddnessConv {
             ),
             None => {
                 let t = AccumulateTiles::for_chunks(self.m_chunks);
+                let k = if self.kernels() == MaddnessKernels::TwoPositions {
+                    &kernel::ACCUMULATE2
+                } else {
+                    &kernel::ACCUMULATE
+                };
                 (
                     t,
-                    &kernel::ACCUMULATE,
+                    k,
                     vec![("MCH", t.mch), ("CC", t.cc), ("RAW_SUMS", raw_sums as u32)],
                 )
             }
         };
-        let params = self.params(g, t);
+        let mut params = self.params(g, t);
+        if self.kernels() == MaddnessKernels::TwoPositions {
+            params.q_tiles = params.q_len.div_ceil(2 * t.positions());
+        }
         let pipeline = ctx.pipeline(kernel, &overrides)?;
         let total = params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64;
         let total = u32::try_from(total).map_err(|_| Error::TooLarge {
