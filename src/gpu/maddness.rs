@@ -369,7 +369,7 @@ impl MaddnessConv {
             }
         };
         let mut params = self.params(g, t);
-        if self.kernels() == MaddnessKernels::TwoPositions {
+        if self.kernels() == MaddnessKernels::TwoPositions || shuffle.is_some() {
             params.q_tiles = params.q_len.div_ceil(2 * t.positions());
         }
         let pipeline = ctx.pipeline(kernel, &overrides)?;
