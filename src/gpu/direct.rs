@@ -276,7 +276,7 @@ impl DirectConv {
             }
             DirectKernel::Subgroup => {
                 params.m_tiles = (g.out_per_group() as u32).div_ceil(8);
-                params.n_tiles = params.q_len.div_ceil(256);
+                params.n_tiles = params.q_len.div_ceil(512);
                 let total = params.m_tiles as u64 * params.n_tiles as u64 * g.groups as u64;
                 let total = u32::try_from(total).map_err(|_| Error::TooLarge {
                     what: "workgroups of the direct_subgroup kernel".into(),
