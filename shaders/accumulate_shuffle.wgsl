@@ -5,12 +5,13 @@
 // (pshufb) of CPU MADDNESS. The table loads are then the same for every position and
 // contiguous across lanes, with no workgroup memory and no barrier.
 //
-// A workgroup covers 256 positions × one chunk of 16 outputs; every invocation one position,
-// summing 16 outputs exactly as `accumulate` does (16-bit lane sums flushed into u32 every 248
-// codebooks).
+// A workgroup covers 512 positions × one chunk of 16 outputs; every invocation two positions,
+// q and q + 256, which share the table loads (only their shuffles differ), summing 16 outputs
+// each exactly as `accumulate` does (16-bit lane sums flushed into u32 every 248 codebooks).
+// (Two positions per invocation measured 1.4–3× faster than one on lavapipe; BENCHMARKS.md.)
 //
 // Bindings (group 0):
-//   0 params:    uniform MaddParams (as in encode.wgsl; q_tiles counts 256-position tiles,
+//   0 params:    uniform MaddParams (as in encode.wgsl; q_tiles counts 512-position tiles,
 //                m_tiles equals m_chunks)
 //   1 codes:     array<u32>, [G, Q, W] packed 4-bit codes (see encode.wgsl)
 //   2 luts:      array<u32>, [G, CB, 4·MW, 16]: word j (outputs 4j .. 4j+4, one u8 each, output
@@ -75,42 +76,63 @@ fn accumulate_shuffle(
     let g = rest / params.m_tiles;
     let cb = params.codebooks;
     let row_words = params.m_chunks * 4u;
-    let q = q_tile * 256u + lid;
+    let q = q_tile * 512u + lid;
+    let qb = q + 256u;
     let live = q < params.q_len;
+    let live_b = qb < params.q_len;
     let code_base = (g * params.q_len + min(q, params.q_len - 1u)) * params.words;
+    let code_base_b = (g * params.q_len + min(qb, params.q_len - 1u)) * params.words;
     let rounds = (16u + sg - 1u) / sg;
 
     var lo = vec4<u32>(0u);
     var hi = vec4<u32>(0u);
+    var lo_b = vec4<u32>(0u);
+    var hi_b = vec4<u32>(0u);
     var s0 = vec4<u32>(0u);
     var s1 = vec4<u32>(0u);
     var s2 = vec4<u32>(0u);
     var s3 = vec4<u32>(0u);
+    var t0 = vec4<u32>(0u);
+    var t1 = vec4<u32>(0u);
+    var t2 = vec4<u32>(0u);
+    var t3 = vec4<u32>(0u);
     var word = 0u;
+    var word_b = 0u;
     var since_flush = 0u;
     for (var c = 0u; c < cb; c++) {
         if c % 8u == 0u {
             word = codes[code_base + c / 8u];
+            word_b = codes[code_base_b + c / 8u];
         }
         let code = (word >> (4u * (c % 8u))) & 15u;
+        let code_b = (word_b >> (4u * (c % 8u))) & 15u;
         let row = ((g * cb + c) * row_words + mc * 4u) * 16u;
         var v = vec4<u32>(0u);
+        var u = vec4<u32>(0u);
         for (var r = 0u; r < rounds; r++) {
             let k = (r * sg + lane) % 16u;
             let held = vec4<u32>(luts[row + k], luts[row + 16u + k], luts[row + 32u + k], luts[row + 48u + k]);
-            let got = subgroupShuffle(held, code % sg);
-            v = select(v, got, code / sg == r);
+            v = select(v, subgroupShuffle(held, code % sg), code / sg == r);
+            u = select(u, subgroupShuffle(held, code_b % sg), code_b / sg == r);
         }
         lo += v & vec4<u32>(LANES);
         hi += (v >> vec4<u32>(8u)) & vec4<u32>(LANES);
+        lo_b += u & vec4<u32>(LANES);
+        hi_b += (u >> vec4<u32>(8u)) & vec4<u32>(LANES);
         since_flush += 1u;
         if since_flush == 248u {
             s0 += lo & vec4<u32>(0xFFFFu);
             s1 += hi & vec4<u32>(0xFFFFu);
             s2 += lo >> vec4<u32>(16u);
             s3 += hi >> vec4<u32>(16u);
+            t0 += lo_b & vec4<u32>(0xFFFFu);
+            t1 += hi_b & vec4<u32>(0xFFFFu);
+            t2 += lo_b >> vec4<u32>(16u);
+            t3 += hi_b >> vec4<u32>(16u);
             lo = vec4<u32>(0u);
             hi = vec4<u32>(0u);
+            lo_b = vec4<u32>(0u);
+            hi_b = vec4<u32>(0u);
             since_flush = 0u;
         }
     }
@@ -121,11 +143,17 @@ fn accumulate_shuffle(
     s1 += hi & vec4<u32>(0xFFFFu);
     s2 += lo >> vec4<u32>(16u);
     s3 += hi >> vec4<u32>(16u);
+    t0 += lo_b & vec4<u32>(0xFFFFu);
+    t1 += hi_b & vec4<u32>(0xFFFFu);
+    t2 += lo_b >> vec4<u32>(16u);
+    t3 += hi_b >> vec4<u32>(16u);
 
     let mg = params.out_per_group;
     let positions = params.out_h * params.out_w;
     let n = q / positions;
     let p = q % positions;
+    let n_b = qb / positions;
+    let p_b = qb % positions;
     for (var j = 0u; j < 4u; j++) {
         for (var b = 0u; b < 4u; b++) {
             let m = mc * 16u + 4u * j + b;
@@ -142,6 +170,18 @@ fn accumulate_shuffle(
                 output[at] = bitcast<f32>(s);
             } else {
                 output[at] = f32(s) * inv_scale[o] + offset[o];
+            }
+            if live_b {
+                var t = t0[j];
+                if b == 1u { t = t1[j]; }
+                if b == 2u { t = t2[j]; }
+                if b == 3u { t = t3[j]; }
+                let at_b = (n_b * params.out_channels + o) * positions + p_b;
+                if RAW_SUMS == 1u {
+                    output[at_b] = bitcast<f32>(t);
+                } else {
+                    output[at_b] = f32(t) * inv_scale[o] + offset[o];
+                }
             }
         }
     }

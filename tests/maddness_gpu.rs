@@ -111,6 +111,7 @@ fn check(ctx: &Context, tables: &Tables, x: &Tensor, what: &str) -> usize {
         MaddnessKernels::TwoPass,
         MaddnessKernels::Fused,
         MaddnessKernels::Shuffle,
+        MaddnessKernels::TwoPositions,
     ] {
         if kernels == MaddnessKernels::Fused && !fused_fits {
             continue;

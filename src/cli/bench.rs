@@ -432,6 +432,7 @@ pub fn bench_workload(
                 MaddnessKernels::TwoPass,
                 MaddnessKernels::Fused,
                 MaddnessKernels::Shuffle,
+                MaddnessKernels::TwoPositions,
             ] {
                 let layer = MaddnessConv::new(ctx, &tables)?.with_kernels(kernels);
                 if kernels != chosen && layer.kernels() == kernels {

@@ -252,59 +252,38 @@ impl DirectConv {
         ctx.check_binding_size("input", g.input_len() as u64 * 4)?;
         ctx.check_binding_size("output", g.output_len() as u64 * 4)?;
         let mut params = ConvParams::new(&g);
-        let (overrides, workgroups) = match self.kernel {
+        let kh_kw = [("KH", g.kernel_h as u32), ("KW", g.kernel_w as u32)];
+        let (kernel, overrides, workgroups) = match self.kernel {
             DirectKernel::Tiled => {
                 let t = TileConfig::for_outputs(g.out_per_group());
                 params.m_tiles = (g.out_per_group() as u32).div_ceil(4).div_ceil(t.wg_m);
                 params.n_tiles = params.q_len.div_ceil(t.bn());
-                let total = params.m_tiles as u64 * params.n_tiles as u64 * g.groups as u64;
-                let total = u32::try_from(total).map_err(|_| Error::TooLarge {
-                    what: "workgroups of the direct kernel".into(),
-                    value: total,
-                    limit: u32::MAX as u64,
-                    why: "32-bit workgroup index".into(),
-                })?;
                 (
-                    vec![
-                        ("KH", g.kernel_h as u32),
-                        ("KW", g.kernel_w as u32),
-                        ("WG_M", t.wg_m),
-                        ("BK", t.bk),
-                    ],
-                    total,
+                    &kernel::DIRECT,
+                    [&kh_kw[..], &[("WG_M", t.wg_m), ("BK", t.bk)]].concat(),
+                    params.m_tiles as u64 * params.n_tiles as u64 * g.groups as u64,
                 )
             }
             DirectKernel::Subgroup => {
                 params.m_tiles = (g.out_per_group() as u32).div_ceil(8);
-                params.n_tiles = params.q_len.div_ceil(256);
-                let total = params.m_tiles as u64 * params.n_tiles as u64 * g.groups as u64;
-                let total = u32::try_from(total).map_err(|_| Error::TooLarge {
-                    what: "workgroups of the direct_subgroup kernel".into(),
-                    value: total,
-                    limit: u32::MAX as u64,
-                    why: "32-bit workgroup index".into(),
-                })?;
+                params.n_tiles = params.q_len.div_ceil(512);
                 (
-                    vec![("KH", g.kernel_h as u32), ("KW", g.kernel_w as u32)],
-                    total,
+                    &kernel::DIRECT_SUBGROUP,
+                    kh_kw.to_vec(),
+                    params.m_tiles as u64 * params.n_tiles as u64 * g.groups as u64,
                 )
             }
             DirectKernel::Naive => (
-                vec![("KH", g.kernel_h as u32), ("KW", g.kernel_w as u32)],
-                (g.output_len() as u32).div_ceil(256),
+                &kernel::DIRECT_NAIVE,
+                kh_kw.to_vec(),
+                (g.output_len() as u64).div_ceil(256),
             ),
         };
-        let kernel = match self.kernel {
-            DirectKernel::Tiled => &kernel::DIRECT,
-            DirectKernel::Subgroup => &kernel::DIRECT_SUBGROUP,
-            DirectKernel::Naive => &kernel::DIRECT_NAIVE,
-        };
-        let pipeline = ctx.pipeline(kernel, &overrides)?;
-        let grid = ctx.grid(workgroups)?;
         let uniform = ctx.uniform(kernel.name, &params);
-        let bind = ctx.bind_group(
-            kernel.name,
-            &pipeline,
+        ctx.dispatch(
+            encoder,
+            kernel,
+            &overrides,
             &[
                 &uniform,
                 &input.buffer,
@@ -312,15 +291,9 @@ impl DirectConv {
                 &self.bias,
                 &output.buffer,
             ],
-        );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.name),
-            timestamp_writes: timestamps,
-        });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(grid.0, grid.1, grid.2);
-        Ok(())
+            workgroups,
+            timestamps,
+        )
     }
 
     /// Convolves a host tensor: uploads, runs and reads back, in batch slices when the whole

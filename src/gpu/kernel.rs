@@ -225,6 +225,15 @@ pub const ACCUMULATE_SHUFFLE: Kernel = Kernel {
     subgroups: true,
 };
 
+/// `accumulate` with two positions per invocation (an experiment, see BENCHMARKS.md).
+pub const ACCUMULATE2: Kernel = Kernel {
+    name: "accumulate2",
+    source: include_str!("../../shaders/accumulate2.wgsl"),
+    bindings: &[U, R, R, R, R, RW],
+    params_size: size_of::<MaddParams>(),
+    subgroups: false,
+};
+
 /// Every kernel of the crate, for validation tests and warm-up.
 pub const ALL: &[&Kernel] = &[
     &DIRECT,
@@ -234,4 +243,5 @@ pub const ALL: &[&Kernel] = &[
     &ACCUMULATE,
     &FUSED,
     &ACCUMULATE_SHUFFLE,
+    &ACCUMULATE2,
 ];

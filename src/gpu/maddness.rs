@@ -89,6 +89,8 @@ pub enum MaddnessKernels {
     /// `encode` then `accumulate_shuffle`: look-ups by subgroup shuffles. Falls back to two
     /// passes on devices without subgroups.
     Shuffle,
+    /// `encode` then `accumulate2`: two positions per invocation (an experiment).
+    TwoPositions,
 }
 
 impl MaddnessKernels {
@@ -98,6 +100,7 @@ impl MaddnessKernels {
             MaddnessKernels::TwoPass => "two-pass",
             MaddnessKernels::Fused => "fused",
             MaddnessKernels::Shuffle => "shuffle",
+            MaddnessKernels::TwoPositions => "two-positions",
         }
     }
 }
@@ -212,6 +215,7 @@ impl MaddnessConv {
                 MaddnessKernels::Fused
             }
             MaddnessKernels::Shuffle if self.luts_by_code.is_some() => MaddnessKernels::Shuffle,
+            MaddnessKernels::TwoPositions => MaddnessKernels::TwoPositions,
             _ => MaddnessKernels::TwoPass,
         }
     }
@@ -219,7 +223,9 @@ impl MaddnessConv {
     /// Compute passes [`Self::encode`] records (for timers).
     pub fn passes(&self) -> usize {
         match self.kernels() {
-            MaddnessKernels::TwoPass | MaddnessKernels::Shuffle => 2,
+            MaddnessKernels::TwoPass | MaddnessKernels::Shuffle | MaddnessKernels::TwoPositions => {
+                2
+            }
             MaddnessKernels::Fused => 1,
         }
     }
@@ -296,19 +302,12 @@ impl MaddnessConv {
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
         let params = self.params(g, AccumulateTiles::for_chunks(self.m_chunks));
-        let pipeline = ctx.pipeline(&kernel::ENCODE, &[])?;
-        let total = params.groups as u64 * params.q_len as u64 * params.words as u64;
-        let workgroups = u32::try_from(total.div_ceil(256)).map_err(|_| Error::TooLarge {
-            what: "code words to encode".into(),
-            value: total,
-            limit: u32::MAX as u64 * 256,
-            why: "32-bit workgroup index".into(),
-        })?;
-        let grid = ctx.grid(workgroups)?;
+        let words = params.groups as u64 * params.q_len as u64 * params.words as u64;
         let uniform = ctx.uniform("encode", &params);
-        let bind = ctx.bind_group(
-            "encode",
-            &pipeline,
+        ctx.dispatch(
+            encoder,
+            &kernel::ENCODE,
+            &[],
             &[
                 &uniform,
                 &input.buffer,
@@ -316,15 +315,9 @@ impl MaddnessConv {
                 &self.thresholds,
                 codes,
             ],
-        );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("encode"),
-            timestamp_writes: timestamps,
-        });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(grid.0, grid.1, grid.2);
-        Ok(())
+            words.div_ceil(256),
+            timestamps,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -350,27 +343,27 @@ impl MaddnessConv {
             ),
             None => {
                 let t = AccumulateTiles::for_chunks(self.m_chunks);
+                let k = if self.kernels() == MaddnessKernels::TwoPositions {
+                    &kernel::ACCUMULATE2
+                } else {
+                    &kernel::ACCUMULATE
+                };
                 (
                     t,
-                    &kernel::ACCUMULATE,
+                    k,
                     vec![("MCH", t.mch), ("CC", t.cc), ("RAW_SUMS", raw_sums as u32)],
                 )
             }
         };
-        let params = self.params(g, t);
-        let pipeline = ctx.pipeline(kernel, &overrides)?;
-        let total = params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64;
-        let total = u32::try_from(total).map_err(|_| Error::TooLarge {
-            what: "workgroups of the accumulate kernel".into(),
-            value: total,
-            limit: u32::MAX as u64,
-            why: "32-bit workgroup index".into(),
-        })?;
-        let grid = ctx.grid(total)?;
+        let mut params = self.params(g, t);
+        if self.kernels() == MaddnessKernels::TwoPositions || shuffle.is_some() {
+            params.q_tiles = params.q_len.div_ceil(2 * t.positions());
+        }
         let uniform = ctx.uniform(kernel.name, &params);
-        let bind = ctx.bind_group(
-            kernel.name,
-            &pipeline,
+        ctx.dispatch(
+            encoder,
+            kernel,
+            &overrides,
             &[
                 &uniform,
                 codes,
@@ -379,15 +372,9 @@ impl MaddnessConv {
                 &self.offset,
                 output,
             ],
-        );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.name),
-            timestamp_writes: timestamps,
-        });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(grid.0, grid.1, grid.2);
-        Ok(())
+            params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
+            timestamps,
+        )
     }
 
     fn fused_pass(
@@ -403,19 +390,11 @@ impl MaddnessConv {
         let t = fused_tiles(self.m_chunks, words)
             .ok_or_else(|| Error::Argument("the fused kernel's tiles do not fit".into()))?;
         let params = self.params(g, t);
-        let pipeline = ctx.pipeline(&kernel::FUSED, &[("MCH", t.mch), ("CC", t.cc)])?;
-        let total = params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64;
-        let total = u32::try_from(total).map_err(|_| Error::TooLarge {
-            what: "workgroups of the fused kernel".into(),
-            value: total,
-            limit: u32::MAX as u64,
-            why: "32-bit workgroup index".into(),
-        })?;
-        let grid = ctx.grid(total)?;
         let uniform = ctx.uniform("fused", &params);
-        let bind = ctx.bind_group(
-            "fused",
-            &pipeline,
+        ctx.dispatch(
+            encoder,
+            &kernel::FUSED,
+            &[("MCH", t.mch), ("CC", t.cc)],
             &[
                 &uniform,
                 &input.buffer,
@@ -426,15 +405,9 @@ impl MaddnessConv {
                 &self.offset,
                 &output.buffer,
             ],
-        );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("fused"),
-            timestamp_writes: timestamps,
-        });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(grid.0, grid.1, grid.2);
-        Ok(())
+            params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
+            timestamps,
+        )
     }
 
     /// Records the approximate convolution of `input` into `output` (both on the GPU): two

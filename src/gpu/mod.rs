@@ -401,6 +401,37 @@ impl Context {
         })
     }
 
+    /// Records one compute pass of `kernel` (specialised with `overrides`) with `buffers` bound
+    /// in binding order, over `workgroups` workgroups folded into a grid within the device's
+    /// per-dimension limit (see [`Self::grid`]), with optional timestamp writes around it.
+    pub(crate) fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &'static Kernel,
+        overrides: &[(&'static str, u32)],
+        buffers: &[&wgpu::Buffer],
+        workgroups: u64,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<()> {
+        let workgroups = u32::try_from(workgroups).map_err(|_| Error::TooLarge {
+            what: format!("workgroups of the {} kernel", kernel.name),
+            value: workgroups,
+            limit: u32::MAX as u64,
+            why: "32-bit workgroup index".into(),
+        })?;
+        let grid = self.grid(workgroups)?;
+        let pipeline = self.pipeline(kernel, overrides)?;
+        let bind = self.bind_group(kernel.name, &pipeline, buffers);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.name),
+            timestamp_writes: timestamps,
+        });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(grid.0, grid.1, grid.2);
+        Ok(())
+    }
+
     /// A uniform buffer holding `value`.
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
         self.device

@@ -1,0 +1,205 @@
+// accumulate2 — `accumulate` with TWO positions per invocation (an experiment: it halves the
+// invocations that stage each table slice per position; measured in BENCHMARKS.md).
+// Otherwise as accumulate.wgsl:
+// MADDNESS table look-ups: for each output position and output channel, the sum
+// over codebooks of the 8-bit table entry its code selects, summed exactly, then scaled:
+//   y[n, o, p] = f32(Σ_c lut[g][c][code_c(q)][m]) · inv_scale[o] + offset[o],  o = g·Mg + m.
+//
+// A workgroup covers QT = floor(256 / MCH) positions × MCH chunks of 16 outputs; invocation
+// (pq, mc) owns one position and one chunk: per codebook it reads the code and ONE vec4<u32>
+// table word (16 packed u8 entries) and adds them byte-lane-wise: even bytes and odd bytes into
+// two vec4<u32> of 16-bit lane sums (exact: at most 255·256 per lane before a flush into full
+// u32 sums every 256 codebooks). Table rows of CC codebooks × 16 codes × MCH chunks are staged
+// in workgroup memory (CC·MCH ≤ 64 → at most 16 KiB, the WebGPU default).
+//
+// Bindings (group 0):
+//   0 params:    uniform MaddParams (as in encode.wgsl)
+//   1 codes:     array<u32>, [G, Q, W] packed 4-bit codes (see encode.wgsl)
+//   2 luts:      array<vec4<u32>>, [G, CB, 16, MW]: MW = ceil(Mg/16) chunks of 16 u8 entries
+//                per (codebook, code), entry m in chunk m/16, word (m%16)/4, byte m%4; zero-padded
+//   3 inv_scale: array<f32>, [O]
+//   4 offset:    array<f32>, [O]
+//   5 output:    array<f32>, [N, O, OH, OW], NCHW. With RAW_SUMS = 1 the exact u32 sums are
+//                written instead (bit patterns, for the tests).
+// Workgroups: linear index wid.x + wid.y·num_workgroups.x over G × m_tiles × q_tiles
+// (position tiles fastest).
+// CPU mirror: maddness::mirror::accumulate_sums and maddness::mirror::apply.
+
+override MCH: u32 = 4u;       // 16-output chunks per workgroup, 1..=16
+override CC: u32 = 16u;       // codebooks staged at a time, multiple of 8, CC·MCH ≤ 64
+override RAW_SUMS: u32 = 0u;  // 1: write the integer sums (tests)
+
+struct MaddParams {
+    batch: u32,
+    in_channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_channels: u32,
+    out_h: u32,
+    out_w: u32,
+    groups: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    in_per_group: u32,
+    out_per_group: u32,
+    codebooks: u32,
+    words: u32,
+    q_len: u32,
+    m_chunks: u32,
+    q_tiles: u32,
+    m_tiles: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: MaddParams;
+@group(0) @binding(1) var<storage, read> codes: array<u32>;
+@group(0) @binding(2) var<storage, read> luts: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> inv_scale: array<f32>;
+@group(0) @binding(4) var<storage, read> offset: array<f32>;
+@group(0) @binding(5) var<storage, read_write> output: array<f32>;
+
+var<workgroup> lut_tile: array<vec4<u32>, 1024>;  // [CC, 16, MCH]
+
+const LANES: u32 = 0x00FF00FFu;
+
+@compute @workgroup_size(256)
+fn accumulate2(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let tile = wid.x + wid.y * nwg.x;
+    if tile >= params.groups * params.m_tiles * params.q_tiles {
+        return;
+    }
+    let QT = 256u / MCH;
+    let q_tile = tile % params.q_tiles;
+    let rest = tile / params.q_tiles;
+    let m_tile = rest % params.m_tiles;
+    let g = rest / params.m_tiles;
+    let cb = params.codebooks;
+    let mw = params.m_chunks;
+    let mc0 = m_tile * MCH;
+
+    let pq = lid % QT;
+    let mc = lid / QT;                 // ≥ MCH: this invocation only helps staging
+    let q = q_tile * 2u * QT + pq;     // and q + QT
+    let qb = q + QT;
+    let live = q < params.q_len && mc < MCH && mc0 + mc < mw;
+    let live_b = qb < params.q_len && live;
+    let code_base = (g * params.q_len + min(q, params.q_len - 1u)) * params.words;
+    let code_base_b = (g * params.q_len + min(qb, params.q_len - 1u)) * params.words;
+
+    var lo = vec4<u32>(0u);            // 16-bit lane sums of bytes 0 and 2 of each word
+    var hi = vec4<u32>(0u);            // ... of bytes 1 and 3
+    var lo_b = vec4<u32>(0u);
+    var hi_b = vec4<u32>(0u);
+    var s0 = vec4<u32>(0u);            // full sums, outputs 4j + 0 of word j
+    var s1 = vec4<u32>(0u);            // 4j + 1
+    var s2 = vec4<u32>(0u);            // 4j + 2
+    var s3 = vec4<u32>(0u);            // 4j + 3
+    var t0 = vec4<u32>(0u);
+    var t1 = vec4<u32>(0u);
+    var t2 = vec4<u32>(0u);
+    var t3 = vec4<u32>(0u);
+    var since_flush = 0u;
+
+    for (var c0 = 0u; c0 < cb; c0 += CC) {
+        // Stage lut[g][c0 .. c0+CC][0..16][mc0 .. mc0+MCH].
+        for (var e = lid; e < CC * 16u * MCH; e += 256u) {
+            let j = e % MCH;
+            let row = e / MCH;         // (c - c0)·16 + code
+            let c = c0 + row / 16u;
+            var v = vec4<u32>(0u);
+            if c < cb && mc0 + j < mw {
+                v = luts[((g * cb + c) * 16u + row % 16u) * mw + mc0 + j];
+            }
+            lut_tile[e] = v;
+        }
+        workgroupBarrier();
+        if live {
+            let c_end = min(CC, cb - c0);
+            for (var cw = 0u; cw < c_end; cw += 8u) {
+                let word = codes[code_base + (c0 + cw) / 8u];
+                let word_b = codes[code_base_b + (c0 + cw) / 8u];
+                let n_in_word = min(8u, c_end - cw);
+                for (var b = 0u; b < n_in_word; b++) {
+                    let v = lut_tile[((cw + b) * 16u + ((word >> (4u * b)) & 15u)) * MCH + mc];
+                    lo += v & vec4<u32>(LANES);
+                    hi += (v >> vec4<u32>(8u)) & vec4<u32>(LANES);
+                    let u = lut_tile[((cw + b) * 16u + ((word_b >> (4u * b)) & 15u)) * MCH + mc];
+                    lo_b += u & vec4<u32>(LANES);
+                    hi_b += (u >> vec4<u32>(8u)) & vec4<u32>(LANES);
+                }
+                since_flush += n_in_word;
+                if since_flush >= 248u {
+                    s0 += lo & vec4<u32>(0xFFFFu);
+                    s1 += hi & vec4<u32>(0xFFFFu);
+                    s2 += lo >> vec4<u32>(16u);
+                    s3 += hi >> vec4<u32>(16u);
+                    t0 += lo_b & vec4<u32>(0xFFFFu);
+                    t1 += hi_b & vec4<u32>(0xFFFFu);
+                    t2 += lo_b >> vec4<u32>(16u);
+                    t3 += hi_b >> vec4<u32>(16u);
+                    lo = vec4<u32>(0u);
+                    hi = vec4<u32>(0u);
+                    lo_b = vec4<u32>(0u);
+                    hi_b = vec4<u32>(0u);
+                    since_flush = 0u;
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if !live {
+        return;
+    }
+    s0 += lo & vec4<u32>(0xFFFFu);
+    s1 += hi & vec4<u32>(0xFFFFu);
+    s2 += lo >> vec4<u32>(16u);
+    s3 += hi >> vec4<u32>(16u);
+    t0 += lo_b & vec4<u32>(0xFFFFu);
+    t1 += hi_b & vec4<u32>(0xFFFFu);
+    t2 += lo_b >> vec4<u32>(16u);
+    t3 += hi_b >> vec4<u32>(16u);
+
+    let mg = params.out_per_group;
+    let positions = params.out_h * params.out_w;
+    let n = q / positions;
+    let p = q % positions;
+    let n_b = qb / positions;
+    let p_b = qb % positions;
+    let m_first = (mc0 + mc) * 16u;
+    for (var j = 0u; j < 4u; j++) {
+        for (var b = 0u; b < 4u; b++) {
+            let m = m_first + 4u * j + b;
+            if m >= mg {
+                break;
+            }
+            var s = s0[j];
+            if b == 1u { s = s1[j]; }
+            if b == 2u { s = s2[j]; }
+            if b == 3u { s = s3[j]; }
+            let o = g * mg + m;
+            let at = (n * params.out_channels + o) * positions + p;
+            if RAW_SUMS == 1u {
+                output[at] = bitcast<f32>(s);
+            } else {
+                output[at] = f32(s) * inv_scale[o] + offset[o];
+            }
+            if live_b {
+                var t = t0[j];
+                if b == 1u { t = t1[j]; }
+                if b == 2u { t = t2[j]; }
+                if b == 3u { t = t3[j]; }
+                let at_b = (n_b * params.out_channels + o) * positions + p_b;
+                if RAW_SUMS == 1u {
+                    output[at_b] = bitcast<f32>(t);
+                } else {
+                    output[at_b] = f32(t) * inv_scale[o] + offset[o];
+                }
+            }
+        }
+    }
+}
