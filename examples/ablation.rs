@@ -14,10 +14,17 @@
 //!
 //! * `maddness` — faithful MADDNESS, plain 8-bit rounding (`--learner maddness --no-refit-offsets`);
 //! * `maddness+offsets` — the same with rounding-aware offsets (`--learner maddness`);
-//! * `maddness-channels`, `maddness-correlation` — MADDNESS trees over other groupings;
-//! * `output-range` — output-aware boosted trees inside MADDNESS's contiguous ranges, refit;
-//! * `output-channels`, `output-correlation` — the same inside other groupings;
-//! * `output` — output-aware trees that split on any dimension (the default learner).
+//! * `boost-ranges` — output-aware trees grown forward on the output residual (boosting),
+//!   inside MADDNESS's contiguous ranges, then the ridge refit (`--start empty --passes 0
+//!   --grouping contiguous`);
+//! * `boost-free` — the same, splitting on any dimension (`--start empty --passes 0`);
+//! * `boost-free+backfit` — plus one backfitting pass (`--start empty`);
+//! * `maddness+backfit` — MADDNESS's trees and tables, then one backfitting pass on the output
+//!   residual with free splits (`--start maddness`);
+//! * `output` — the default learner (`--start best`: both of the last two, the one that fits
+//!   the training windows better);
+//! * `maddness-channels`, `maddness-correlation`, `output-ranges`, `output-channels`,
+//!   `output-correlation` — other groupings of the dimensions.
 //!
 //! `--train-error` also prints the NMSE on the training input (float tables).
 //!
@@ -31,33 +38,44 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use maddconv::data::LayerDir;
-use maddconv::maddness::learn::{self, Grouping, Learner, TrainConfig};
+use maddconv::maddness::learn::{self, Grouping, Learner, Start, TrainConfig};
 use maddconv::maddness::mirror;
 use maddconv::metrics::nmse;
 use maddconv::reference::conv_reference;
 
 fn step_config(step: &str, base: &TrainConfig) -> Result<TrainConfig> {
-    let (learner, grouping, refit) = match step {
-        "maddness" => (Learner::Maddness, Grouping::Contiguous, false),
-        "maddness+offsets" => (Learner::Maddness, Grouping::Contiguous, true),
-        "maddness-channels" => (Learner::Maddness, Grouping::Channels, true),
-        "maddness-correlation" => (Learner::Maddness, Grouping::Correlation, true),
-        "output-range" => (Learner::Output, Grouping::Contiguous, true),
-        "output-channels" => (Learner::Output, Grouping::Channels, true),
-        "output-correlation" => (Learner::Output, Grouping::Correlation, true),
-        "output" => (Learner::Output, Grouping::Free, true),
-        other => bail!("unknown step {other:?}"),
-    };
-    Ok(TrainConfig {
-        learner,
+    let maddness = |grouping, refit_offsets| TrainConfig {
+        learner: Learner::Maddness,
         grouping: Some(grouping),
-        refit_offsets: refit,
-        lambda: if learner == Learner::Maddness {
-            1.0
-        } else {
-            base.lambda
-        },
+        refit_offsets,
+        lambda: 1.0,
         ..base.clone()
+    };
+    let output = |grouping, start, passes| TrainConfig {
+        learner: Learner::Output,
+        grouping: Some(grouping),
+        start,
+        passes,
+        ..base.clone()
+    };
+    Ok(match step {
+        "maddness" => maddness(Grouping::Contiguous, false),
+        "maddness+offsets" => maddness(Grouping::Contiguous, true),
+        "maddness-channels" => maddness(Grouping::Channels, true),
+        "maddness-correlation" => maddness(Grouping::Correlation, true),
+        "boost-ranges" => output(Grouping::Contiguous, Start::Empty, 0),
+        "boost-free" => output(Grouping::Free, Start::Empty, 0),
+        "boost-free+backfit" => output(Grouping::Free, Start::Empty, base.passes.max(1)),
+        "maddness+backfit" => output(Grouping::Free, Start::Maddness, base.passes.max(1)),
+        "output" => output(
+            base.grouping.unwrap_or(Grouping::Free),
+            base.start,
+            base.passes,
+        ),
+        "output-ranges" => output(Grouping::Contiguous, base.start, base.passes),
+        "output-channels" => output(Grouping::Channels, base.start, base.passes),
+        "output-correlation" => output(Grouping::Correlation, base.start, base.passes),
+        other => bail!("unknown step {other:?}"),
     })
 }
 
@@ -65,9 +83,17 @@ fn main() -> Result<()> {
     let mut data = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data"));
     let mut codebooks = vec![8usize, 16, 32, 64];
     let mut only: Option<Vec<String>> = None;
-    let mut steps: Vec<String> = ["maddness", "maddness+offsets", "output-range", "output"]
-        .map(String::from)
-        .to_vec();
+    let mut steps: Vec<String> = [
+        "maddness",
+        "maddness+offsets",
+        "boost-ranges",
+        "boost-free",
+        "boost-free+backfit",
+        "maddness+backfit",
+        "output",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut base = TrainConfig::default();
     let mut train_error = false;
     let mut validation: Option<f64> = None;
@@ -94,6 +120,7 @@ fn main() -> Result<()> {
             "--lambda" => base.lambda = value()?.parse()?,
             "--passes" => base.passes = value()?.parse()?,
             "--start" => base.start = value()?.parse()?,
+            "--grouping" => base.grouping = Some(value()?.parse()?),
             "--train-error" => train_error = true,
             "--validation" => validation = Some(value()?.parse()?),
             other => bail!("unknown argument {other}"),
@@ -102,7 +129,11 @@ fn main() -> Result<()> {
     let layers = LayerDir::list(data.join("layers"))?;
     println!(
         "| layer | D | M | C | step | 1−NMSE 8-bit | 1−NMSE f32 tables | {}train s |",
-        if train_error { "train 1−NMSE f32 | " } else { "" }
+        if train_error {
+            "train 1−NMSE f32 | "
+        } else {
+            ""
+        }
     );
     println!(
         "|---|---|---|---|---|---|---|{}---|",

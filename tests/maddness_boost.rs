@@ -51,7 +51,14 @@ fn params(c: usize, passes: usize) -> BoostParams {
 }
 
 /// `‖A·wᵀ − Σ_c T[c][code_c]‖²` over the windows, in f64.
-fn output_sse(windows: &Windows, w: &[f32], m: usize, codes: &[u8], c_total: usize, t: &[f64]) -> f64 {
+fn output_sse(
+    windows: &Windows,
+    w: &[f32],
+    m: usize,
+    codes: &[u8],
+    c_total: usize,
+    t: &[f64],
+) -> f64 {
     let d = windows.dim;
     let mut e = 0.0;
     for r in 0..windows.rows {
@@ -86,7 +93,11 @@ fn boosting_and_backfitting_never_raise_the_training_sse() {
     assert_non_increasing("boosting + 2 backfitting passes", &b.sse);
     // Real gains: boosting explains most of the output; backfitting lowers it further.
     assert!(b.sse[8] < 0.5 * b.sse[0], "boosting: {:?}", b.sse);
-    assert!(b.sse[24] < b.sse[8], "backfitting gained nothing: {:?}", b.sse);
+    assert!(
+        b.sse[24] < b.sse[8],
+        "backfitting gained nothing: {:?}",
+        b.sse
+    );
     for (c, t) in b.trees.trees.iter().enumerate() {
         assert_non_increasing(&format!("tree {c} levels"), &t.level_sse);
     }
@@ -108,8 +119,16 @@ fn backfitting_from_maddness_never_raises_the_training_sse() {
     let trees = learn_trees(&windows, &ranges).unwrap();
     // MADDNESS's tables: the refit of its bucket means (λ = 1) from zero tables is the same
     // least-squares problem up to the prior; any tables will do as a start here.
-    let t0 = refit_tables(&windows, &trees, &vec![0.0; c * 16 * m], 1.0, &w, m, Solver::Cholesky)
-        .unwrap();
+    let t0 = refit_tables(
+        &windows,
+        &trees,
+        &vec![0.0; c * 16 * m],
+        1.0,
+        &w,
+        m,
+        Solver::Cholesky,
+    )
+    .unwrap();
     let start = output_sse(&windows, &w, m, &trees.codes, c, &t0);
     let init = Init {
         trees: &trees.trees,
@@ -146,9 +165,15 @@ fn refit_never_raises_training_error_and_solvers_agree() {
     .unwrap();
     let e_chol = output_sse(&windows, &w, m, &b.trees.codes, c, &chol);
     let e_cg = output_sse(&windows, &w, m, &b.trees.codes, c, &cg);
-    assert!(e_chol <= e_prior * (1.0 + 1e-9), "refit {e_chol} > prior {e_prior}");
+    assert!(
+        e_chol <= e_prior * (1.0 + 1e-9),
+        "refit {e_chol} > prior {e_prior}"
+    );
     // Measured: the joint refit removes a fifth of the boosted leaves' error here.
-    assert!(e_chol < 0.95 * e_prior, "refit {e_chol} vs prior {e_prior}: no gain");
+    assert!(
+        e_chol < 0.95 * e_prior,
+        "refit {e_chol} vs prior {e_prior}: no gain"
+    );
     assert!(
         (e_cg - e_chol).abs() <= 1e-3 * e_chol,
         "conjugate gradients {e_cg} vs Cholesky {e_chol}"
@@ -161,8 +186,15 @@ fn train_nmse(cfg: &TrainConfig, eight_bit: bool) -> (f64, maddconv::maddness::T
     let x = layer.train().unwrap();
     let w = layer.weight().unwrap();
     let b = layer.bias().unwrap();
-    let tables = train(&layer.spec, &w, b.as_ref(), std::slice::from_ref(&x), cfg, &mut |_| {})
-        .unwrap();
+    let tables = train(
+        &layer.spec,
+        &w,
+        b.as_ref(),
+        std::slice::from_ref(&x),
+        cfg,
+        &mut |_| {},
+    )
+    .unwrap();
     let exact = conv_reference(&layer.spec, &x, &w, b.as_ref()).unwrap();
     let y = if eight_bit {
         mirror::apply(&tables, &x).unwrap()
@@ -201,7 +233,10 @@ fn output_learner_beats_maddness_on_training_error() {
         },
         false,
     );
-    assert!(e_empty < 0.6, "boosted from scratch: training NMSE {e_empty}");
+    assert!(
+        e_empty < 0.6,
+        "boosted from scratch: training NMSE {e_empty}"
+    );
 }
 
 /// Rounding-aware offsets remove the bias of the 8-bit rounding on the training windows, so
@@ -219,8 +254,15 @@ fn rounding_aware_offsets_lower_the_quantization_error() {
             refit_offsets: refit,
             ..Default::default()
         };
-        let t = train(&layer.spec, &w, b.as_ref(), std::slice::from_ref(&x), &cfg, &mut |_| {})
-            .unwrap();
+        let t = train(
+            &layer.spec,
+            &w,
+            b.as_ref(),
+            std::slice::from_ref(&x),
+            &cfg,
+            &mut |_| {},
+        )
+        .unwrap();
         let y8 = mirror::apply(&t, &x).unwrap();
         let yf = mirror::apply_f32(&t, &x).unwrap();
         y8.data()
@@ -271,7 +313,11 @@ fn groupings_partition_the_window() {
     let data: Vec<f32> = (0..300 * d).map(|_| rng.normal()).collect();
     let windows = Windows::new(300, d, data).unwrap();
     for c in [1, 4, 6, 7, 13, 54] {
-        for g in [Grouping::Contiguous, Grouping::Channels, Grouping::Correlation] {
+        for g in [
+            Grouping::Contiguous,
+            Grouping::Channels,
+            Grouping::Correlation,
+        ] {
             let groups = groups(g, d, area, c, &windows).unwrap().unwrap();
             assert_eq!(groups.len(), c, "{g:?} C={c}");
             let mut all: Vec<u32> = groups.iter().flatten().copied().collect();
@@ -292,7 +338,9 @@ fn groupings_partition_the_window() {
                 assert_eq!(groups, ranges_to_groups(&ranges));
             }
         }
-        assert!(groups(Grouping::Free, d, area, c, &windows).unwrap().is_none());
+        assert!(groups(Grouping::Free, d, area, c, &windows)
+            .unwrap()
+            .is_none());
     }
 }
 
@@ -316,20 +364,26 @@ fn trees_stay_inside_their_groups() {
             grouping: Some(grouping),
             ..Default::default()
         };
-        let t = train(&layer.spec, &w, b.as_ref(), std::slice::from_ref(&x), &cfg, &mut |_| {})
-            .unwrap();
+        let t = train(
+            &layer.spec,
+            &w,
+            b.as_ref(),
+            std::slice::from_ref(&x),
+            &cfg,
+            &mut |_| {},
+        )
+        .unwrap();
         let geom = layer.spec.geometry(x.shape()).unwrap();
         let pos = sample_positions((geom.batch * geom.positions()) as u64, None, 0);
         let windows = extract_windows(&layer.spec, std::slice::from_ref(&x), &pos, 0).unwrap();
         let g = groups(grouping, 144, area, c, &windows).unwrap().unwrap();
-        for cb in 0..c {
+        for (cb, group) in g.iter().enumerate() {
             for l in 0..4 {
                 let dim = t.split_dims[cb * 4 + l];
                 assert!(
-                    g[cb].contains(&dim),
+                    group.contains(&dim),
                     "{learner:?}/{grouping:?}: codebook {cb} level {l} splits on {dim}, \
-                     outside its group {:?}",
-                    g[cb]
+                     outside its group {group:?}"
                 );
             }
         }
@@ -455,7 +509,10 @@ fn bad_settings_are_refused_clearly() {
         &mut |_| {},
     )
     .unwrap_err();
-    assert!(matches!(e, Error::Shape(_) | Error::Spec(_) | Error::Argument(_)), "{e:?}");
+    assert!(
+        matches!(e, Error::Shape(_) | Error::Spec(_) | Error::Argument(_)),
+        "{e:?}"
+    );
 }
 
 /// Held-out quality on a real layer of the shared data: the output learner beats MADDNESS
@@ -477,9 +534,21 @@ fn real_layer_output_learner_beats_maddness_heldout() {
             learner,
             ..Default::default()
         };
-        let t = train(&layer.spec, &w, b.as_ref(), std::slice::from_ref(&x), &cfg, &mut |_| {})
-            .unwrap();
-        nmse(layer.spec.kind, &mirror::apply(&t, &test).unwrap(), &expected).unwrap()
+        let t = train(
+            &layer.spec,
+            &w,
+            b.as_ref(),
+            std::slice::from_ref(&x),
+            &cfg,
+            &mut |_| {},
+        )
+        .unwrap();
+        nmse(
+            layer.spec.kind,
+            &mirror::apply(&t, &test).unwrap(),
+            &expected,
+        )
+        .unwrap()
     };
     let (madd, out) = (heldout(Learner::Maddness), heldout(Learner::Output));
     assert!(

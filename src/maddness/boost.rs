@@ -104,7 +104,8 @@ pub(crate) fn matmul_nt(a: &[f32], n: usize, d: usize, w: &[f32], m: usize) -> V
                     }
                     for r in 0..R {
                         for q in 0..R {
-                            let mut t = (acc[r][q][0] + acc[r][q][1]) + (acc[r][q][2] + acc[r][q][3]);
+                            let mut t =
+                                (acc[r][q][0] + acc[r][q][1]) + (acc[r][q][2] + acc[r][q][3]);
                             for o in chunks * 4..d {
                                 t += a4[r][o] * w4[q][o];
                             }
@@ -543,7 +544,11 @@ pub fn boost(
     ybar.iter_mut().for_each(|s| *s /= ns as f64);
     let r: Vec<f32> = ys
         .chunks_exact(m)
-        .flat_map(|row| row.iter().zip(&ybar).map(|(&v, &mu)| (v as f64 - mu) as f32))
+        .flat_map(|row| {
+            row.iter()
+                .zip(&ybar)
+                .map(|(&v, &mu)| (v as f64 - mu) as f32)
+        })
         .collect();
     drop(ys);
     let k = if p.rank == 0 || p.rank >= m {

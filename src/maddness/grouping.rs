@@ -76,7 +76,7 @@ pub fn groups(
         Grouping::Free => None,
         Grouping::Contiguous => Some(ranges.into_iter().map(to_list).collect()),
         Grouping::Channels => {
-            if area == 0 || d % area != 0 {
+            if area == 0 || !d.is_multiple_of(area) {
                 return Err(Error::Argument(format!(
                     "channel grouping: D = {d} is not a multiple of the kernel area {area}"
                 )));
@@ -155,12 +155,7 @@ fn correlation_groups(windows: &Windows, sizes: &[usize]) -> Vec<Vec<u32>> {
         let sc = &cols[seed * r..(seed + 1) * r];
         let mut scored: Vec<(f32, usize)> = (0..d)
             .filter(|&j| free[j])
-            .map(|j| {
-                (
-                    super::boost::dot32(sc, &cols[j * r..(j + 1) * r]).abs(),
-                    j,
-                )
-            })
+            .map(|j| (super::boost::dot32(sc, &cols[j * r..(j + 1) * r]).abs(), j))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut group = vec![seed as u32];

@@ -1,6 +1,22 @@
 //! Learning MADDNESS trees, prototypes and tables for a convolution layer on the CPU
 //! (DESIGN.md §3), from the layer's weight (and bias) and real inputs of the layer.
 //!
+//! Two learners ([`TrainConfig::learner`]):
+//!
+//! * [`Learner::Maddness`] — faithful MADDNESS, steps 1–4 below.
+//! * [`Learner::Output`] (the default) — output-aware trees (issue 7): step 1, then the trees of
+//!   [`boost`](super::boost) grown on the residual of the layer's output `A·wᵀ`, on a seeded
+//!   subset of [`TrainConfig::tree_rows`] windows, starting from MADDNESS's trees and tables
+//!   (learned on those rows) or from nothing (forward boosting), whichever fits better
+//!   ([`Start`]), refined by [`TrainConfig::passes`] backfitting passes; then the tables are
+//!   refit on all windows, `T = argmin ‖A·wᵀ − G·T‖² + λ‖T − T0‖²` towards the trees' leaf
+//!   values `T0` ([`refit_tables`]: Cholesky, or conjugate gradients above
+//!   [`MAX_TRAIN_CODEBOOKS`] codebooks), and step 4. Each stage lowers (or keeps) the training
+//!   error it optimises.
+//!
+//! Both quantize with rounding-aware offsets unless [`TrainConfig::refit_offsets`] is off.
+//! Codebooks may cover other groupings than contiguous ranges ([`Grouping`]).
+//!
 //! Per convolution group, independently:
 //!
 //! 1. **Windows**: all output positions of all training inputs, or a seeded uniform subset of
@@ -1174,10 +1190,7 @@ fn ridge(
                         let dims = &groups[i / BUCKETS];
                         for (mm, o) in o.iter_mut().enumerate() {
                             let wr = &w64[mm * d..(mm + 1) * d];
-                            *o = dims
-                                .iter()
-                                .map(|&j| s[j as usize] * wr[j as usize])
-                                .sum();
+                            *o = dims.iter().map(|&j| s[j as usize] * wr[j as usize]).sum();
                         }
                     });
                     out
@@ -1454,11 +1467,8 @@ pub fn train_with_report(
                 let tree_seed = config.seed ^ 0x7472_6565;
                 let sub;
                 let tree_windows = if windows.rows > config.tree_rows {
-                    let rows = sample_positions(
-                        windows.rows as u64,
-                        Some(config.tree_rows),
-                        tree_seed,
-                    );
+                    let rows =
+                        sample_positions(windows.rows as u64, Some(config.tree_rows), tree_seed);
                     let mut data = vec![0.0f32; rows.len() * d];
                     data.par_chunks_mut(d)
                         .zip(rows.par_iter())
@@ -1930,7 +1940,12 @@ fn refit_cg(
             .flat_map(|(row, &p)| row.iter().map(move |&v| v * p))
             .collect()
     };
-    let b_norm = b.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+    let b_norm = b
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
     let mut x = t0.to_vec();
     let ax = apply(&x);
     let mut r: Vec<f64> = b.iter().zip(&ax).map(|(b, a)| b - a).collect();
