@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release --example train_speed            # the issue's target size
 //! cargo run --release --example train_speed -- --small # a quick run for CI
+//! cargo run --release --example train_speed -- --learner maddness   # faithful MADDNESS
 //! ```
 
 use std::time::Instant;
@@ -98,16 +99,24 @@ fn main() -> anyhow::Result<()> {
             .collect(),
     )?;
     let bias = Tensor::new(vec![m], (0..m).map(|_| rng.normal()).collect())?;
+    let learner = std::env::args()
+        .skip_while(|a| a != "--learner")
+        .nth(1)
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or_default();
     let config = TrainConfig {
         codebooks: Some(codebooks),
         max_windows: Some(max_windows),
+        learner,
         ..Default::default()
     };
     println!(
-        "layer {} on {:?}: D = {d}, M = {m}, C = {codebooks}, {} threads",
+        "layer {} on {:?}: D = {d}, M = {m}, C = {codebooks}, {} threads; learner {}",
         spec.describe(),
         input.shape(),
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        config.describe()
     );
     // Each stage's time: the median over the runs (this machine is shared and noisy).
     let mut runs = Vec::new();

@@ -19,7 +19,7 @@ enum Command {
     /// Exact convolution of an input with a weight (GPU direct kernel, or --cpu reference).
     Conv(cli::conv::ConvArgs),
     /// Learn MADDNESS tables for a layer from its weight and real inputs.
-    Train(cli::train::TrainArgs),
+    Train(Box<cli::train::TrainArgs>),
     /// Error (NMSE) of a table file on an input against the exact convolution.
     Eval(cli::eval::EvalArgs),
     /// Apply a trained layer (table file) to an input, on the GPU or with --cpu the CPU mirror.
@@ -41,7 +41,7 @@ fn main() {
     let result = match args.command {
         Command::Info(a) => cli::info::run(a),
         Command::Conv(a) => cli::conv::run(a),
-        Command::Train(a) => cli::train::run(a),
+        Command::Train(a) => cli::train::run(*a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Bench(a) => cli::bench::run(a),

@@ -7,7 +7,7 @@ mod common;
 
 use maddconv::gpu::maddness::{MaddnessConv, MaddnessKernels};
 use maddconv::gpu::{Context, ContextOptions};
-use maddconv::maddness::{mirror, train, TableMeta, Tables, TrainConfig, BUCKETS};
+use maddconv::maddness::{mirror, train, Learner, TableMeta, Tables, TrainConfig, BUCKETS};
 use maddconv::{ConvKind, ConvSpec, Error, Tensor};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
@@ -210,7 +210,14 @@ fn gpu_matches_mirror_on_trained_real_layers() {
         // Train on train.npy where the folder has one (the shared data), else on the test input
         // itself: this test is about GPU = mirror, not about quality.
         let train_x = layer.train().unwrap_or_else(|_| x.clone());
-        for c in [8usize, 32] {
+        // Both learners: the output-aware one splits on any window dimension (codebooks are not
+        // contiguous ranges), which the encoder must read by index arithmetic all the same.
+        for (c, learner) in [
+            (8usize, Learner::Maddness),
+            (32, Learner::Maddness),
+            (8, Learner::Output),
+            (32, Learner::Output),
+        ] {
             let d = layer.spec.in_channels / layer.spec.groups
                 * layer.spec.kernel.iter().product::<usize>();
             if c > d {
@@ -220,6 +227,7 @@ fn gpu_matches_mirror_on_trained_real_layers() {
                 codebooks: Some(c),
                 max_windows: Some(3000),
                 keep_f32_tables: false,
+                learner,
                 ..TrainConfig::default()
             };
             let tables = train(
@@ -231,8 +239,13 @@ fn gpu_matches_mirror_on_trained_real_layers() {
                 &mut |_| {},
             )
             .unwrap();
-            let ties = check(ctx, &tables, &x, &format!("{} C={c}", layer.name));
-            eprintln!("{:<24} C={c:<3} ties {ties}", layer.name);
+            let ties = check(
+                ctx,
+                &tables,
+                &x,
+                &format!("{} C={c} {learner:?}", layer.name),
+            );
+            eprintln!("{:<24} C={c:<3} {learner:?} ties {ties}", layer.name);
         }
     }
 }

@@ -125,6 +125,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "layer": spec,
             "codebooks": tables.codebooks,
             "lambda": m.lambda,
+            "learner": m.learner,
             "windows_trained": m.windows_trained,
             "windows_available": m.windows_available,
             "seed": m.seed,
@@ -145,6 +146,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "tables:       C = {}, λ = {}, {} windows trained in {:.2} s",
             tables.codebooks, m.lambda, m.windows_trained, m.train_seconds
         );
+        if !m.learner.is_empty() {
+            println!("learner:      {}", m.learner);
+        }
         println!(
             "input:        {} {:?} -> {:?} ({}, {:.3} s)",
             args.input.display(),

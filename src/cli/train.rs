@@ -42,6 +42,46 @@ pub struct TrainArgs {
     /// Do not store the float tables (smaller file; `eval` then reports only 8-bit tables).
     #[arg(long)]
     pub no_f32_tables: bool,
+    /// Tree learner: "output" (default: output-aware boosted trees, each grown on the residual
+    /// of the layer's output, then one ridge refit of all tables) or "maddness" (faithful
+    /// MADDNESS: trees on the input sub-vectors, ridge-refined prototypes).
+    #[arg(long, default_value = "output")]
+    pub learner: String,
+    /// Dimensions each codebook may split on: "contiguous" (MADDNESS's ranges), "channels"
+    /// (whole input channels), "correlation" (greedy clusters of correlated dimensions) or
+    /// "free" (any dimension; output learner only). Default: contiguous for maddness, free for
+    /// output.
+    #[arg(long)]
+    pub grouping: Option<String>,
+    /// Output learner: candidate dimensions evaluated exactly per tree (default 24).
+    #[arg(long)]
+    pub shortlist: Option<usize>,
+    /// Output learner: principal directions of the output residual the splits see; 0 = all
+    /// outputs (default 16).
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// Output learner: most windows the trees are grown on; the tables are refit on all
+    /// (default 16384).
+    #[arg(long)]
+    pub tree_rows: Option<usize>,
+    /// Output learner: fewest tree rows on each side of a split (default 8).
+    #[arg(long)]
+    pub min_leaf: Option<usize>,
+    /// Output learner: shrinkage of the leaf values while boosting forward, in (0, 1]
+    /// (default 0.5).
+    #[arg(long)]
+    pub shrinkage: Option<f32>,
+    /// Output learner: what the trees start from: "maddness" (MADDNESS's trees and tables),
+    /// "empty" (grow every codebook forward on the output residual, boosting) or "best"
+    /// (default: both, keeping the one that fits the training windows better).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Output learner: backfitting passes over the codebooks after the start (default 1).
+    #[arg(long)]
+    pub passes: Option<usize>,
+    /// Keep MADDNESS's plain rounding of the 8-bit tables (no rounding-aware offsets).
+    #[arg(long)]
+    pub no_refit_offsets: bool,
     /// Output table file (`.safetensors`, written atomically).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -89,12 +129,35 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Ok(t)
         })
         .transpose()?;
+    let defaults = TrainConfig::default();
     let config = TrainConfig {
         codebooks: args.codebooks,
         lambda: args.lambda,
         max_windows,
         seed: args.seed,
         keep_f32_tables: !args.no_f32_tables,
+        learner: args
+            .learner
+            .parse()
+            .with_context(|| format!("--learner {}", args.learner))?,
+        grouping: args
+            .grouping
+            .as_deref()
+            .map(|g| g.parse().with_context(|| format!("--grouping {g}")))
+            .transpose()?,
+        shortlist: args.shortlist.unwrap_or(defaults.shortlist),
+        rank: args.rank.unwrap_or(defaults.rank),
+        tree_rows: args.tree_rows.unwrap_or(defaults.tree_rows),
+        min_leaf: args.min_leaf.unwrap_or(defaults.min_leaf),
+        shrinkage: args.shrinkage.unwrap_or(defaults.shrinkage),
+        start: args
+            .start
+            .as_deref()
+            .map(|v| v.parse().with_context(|| format!("--start {v}")))
+            .transpose()?
+            .unwrap_or(defaults.start),
+        passes: args.passes.unwrap_or(defaults.passes),
+        refit_offsets: !args.no_refit_offsets,
     };
 
     let bar = ProgressBar::new(1);
@@ -121,8 +184,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut tables = result.context("training failed")?;
     tables.meta.sources = args.input.iter().map(|p| file_name(p)).collect();
     eprintln!(
-        "trained {}: C = {}, {} of {} windows, {:.2} s",
+        "trained {} ({}): C = {}, {} of {} windows, {:.2} s",
         spec.describe(),
+        tables.meta.learner,
         tables.codebooks,
         tables.meta.windows_trained,
         tables.meta.windows_available,

@@ -1,6 +1,22 @@
 //! Learning MADDNESS trees, prototypes and tables for a convolution layer on the CPU
 //! (DESIGN.md §3), from the layer's weight (and bias) and real inputs of the layer.
 //!
+//! Two learners ([`TrainConfig::learner`]):
+//!
+//! * [`Learner::Maddness`] — faithful MADDNESS, steps 1–4 below.
+//! * [`Learner::Output`] (the default) — output-aware trees (issue 7): step 1, then the trees of
+//!   [`boost`](super::boost) grown on the residual of the layer's output `A·wᵀ`, on a seeded
+//!   subset of [`TrainConfig::tree_rows`] windows, starting from MADDNESS's trees and tables
+//!   (learned on those rows) or from nothing (forward boosting), whichever fits better
+//!   ([`Start`]), refined by [`TrainConfig::passes`] backfitting passes; then the tables are
+//!   refit on all windows, `T = argmin ‖A·wᵀ − G·T‖² + λ‖T − T0‖²` towards the trees' leaf
+//!   values `T0` ([`refit_tables`]: Cholesky, or conjugate gradients above
+//!   [`MAX_TRAIN_CODEBOOKS`] codebooks), and step 4. Each stage lowers (or keeps) the training
+//!   error it optimises.
+//!
+//! Both quantize with rounding-aware offsets unless [`TrainConfig::refit_offsets`] is off.
+//! Codebooks may cover other groupings than contiguous ranges ([`Grouping`]).
+//!
 //! Per convolution group, independently:
 //!
 //! 1. **Windows**: all output positions of all training inputs, or a seeded uniform subset of
@@ -32,14 +48,22 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::boost::{boost, BoostParams, Boosted, Init};
+use super::MAX_CODEBOOKS_U32_SUM;
+
+pub use super::grouping::Grouping;
 use super::{HeldOut, TableMeta, Tables, BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
 use crate::error::{Error, Result};
 use crate::spec::{ConvSpec, Geometry};
 use crate::tensor::Tensor;
 
-/// Largest number of codebooks per group the trainer accepts: the ridge system is
-/// `16C × 16C` doubles (128 MiB and a few seconds of factorisation at this limit).
+/// Largest number of codebooks per group the MADDNESS learner accepts: the ridge system is
+/// `16C × 16C` doubles (128 MiB and a few seconds of factorisation at this limit). The
+/// output-aware learner solves larger systems by conjugate gradients instead.
 pub const MAX_TRAIN_CODEBOOKS: usize = 256;
+
+/// Tree rows the output-aware learner's linear candidate score is computed on.
+const SCORE_ROWS: usize = 4096;
 
 /// Settings of [`train`].
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +82,113 @@ pub struct TrainConfig {
     /// Keep the float tables (`luts_f32`) next to the 8-bit ones, to measure the quantization's
     /// share of the error (default true; 4× the size of the 8-bit tables).
     pub keep_f32_tables: bool,
+    /// Which learner grows the trees (default [`Learner::Output`]).
+    pub learner: Learner,
+    /// Which dimensions each codebook may split on. `None`: the learner's own default
+    /// ([`Grouping::Contiguous`] for MADDNESS, [`Grouping::Free`] for the output-aware learner).
+    /// MADDNESS cannot use [`Grouping::Free`].
+    pub grouping: Option<Grouping>,
+    /// Output-aware learner: candidate dimensions evaluated exactly per tree, the best by the
+    /// linear score (`≥ 1`; default 24).
+    pub shortlist: usize,
+    /// Output-aware learner: principal directions of the output residual the split criterion
+    /// sees (`0`: all `M` outputs; default 16).
+    pub rank: usize,
+    /// Output-aware learner: most windows the trees are grown on (a seeded subset; the tables
+    /// are refit on all windows; `≥ 16`; default 16 384).
+    pub tree_rows: usize,
+    /// Output-aware learner: fewest tree rows on each side of a split (`≥ 1`; default 8).
+    pub min_leaf: usize,
+    /// Output-aware learner: shrinkage `ν ∈ (0, 1]` of the leaf values while boosting forward
+    /// (default 0.5; backfitting always fits whole leaves).
+    pub shrinkage: f32,
+    /// Output-aware learner: what the trees start from (default [`Start::Best`]).
+    pub start: Start,
+    /// Output-aware learner: backfitting passes over the codebooks after the start (each
+    /// codebook regrown on the output residual of all the others, kept only if it fits that
+    /// residual better; default 1).
+    pub passes: usize,
+    /// After rounding to 8 bits, move each (codebook, output) offset by the mean rounding error
+    /// of that codebook's entries, weighted by how often the training windows hit each bucket
+    /// (default true).
+    pub refit_offsets: bool,
+}
+
+/// What the output-aware learner starts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// No trees: grow every codebook forward on the residual of the previous ones (boosting),
+    /// then backfit.
+    Empty,
+    /// MADDNESS's trees and ridge tables (over the grouping, or contiguous ranges for free
+    /// trees), then backfit on the output residual.
+    Maddness,
+    /// Both, keeping the one whose trees fit the output residual of the tree rows better
+    /// (twice the tree time). On the real layers of the project's data this picks the better
+    /// held-out start in 7 of 8 cases measured (BENCHMARKS.md).
+    #[default]
+    Best,
+}
+
+impl Start {
+    /// The name used on the command line and in the table metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Start::Empty => "empty",
+            Start::Maddness => "maddness",
+            Start::Best => "best",
+        }
+    }
+}
+
+impl std::str::FromStr for Start {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Start> {
+        match s {
+            "empty" => Ok(Start::Empty),
+            "maddness" => Ok(Start::Maddness),
+            "best" => Ok(Start::Best),
+            other => Err(Error::Argument(format!(
+                "start {other:?}; expected empty, maddness or best"
+            ))),
+        }
+    }
+}
+
+/// The tree learner of [`train`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Learner {
+    /// Faithful MADDNESS (DESIGN.md §3): trees on the input sub-vectors of contiguous codebook
+    /// ranges, bucket-mean prototypes refined by ridge regression.
+    Maddness,
+    /// Output-aware boosted trees ([`boost`](super::boost)): each tree grown on the residual of
+    /// the layer's output left by the previous ones, then one ridge refit of all tables in
+    /// output space towards the boosted leaf values.
+    #[default]
+    Output,
+}
+
+impl Learner {
+    /// The name used on the command line and in the table metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Learner::Maddness => "maddness",
+            Learner::Output => "output",
+        }
+    }
+}
+
+impl std::str::FromStr for Learner {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Learner> {
+        match s {
+            "maddness" => Ok(Learner::Maddness),
+            "output" => Ok(Learner::Output),
+            other => Err(Error::Argument(format!(
+                "learner {other:?}; expected maddness or output"
+            ))),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -68,7 +199,84 @@ impl Default for TrainConfig {
             max_windows: Some(200_000),
             seed: 0,
             keep_f32_tables: true,
+            learner: Learner::default(),
+            grouping: None,
+            shortlist: 24,
+            rank: 16,
+            tree_rows: 16_384,
+            min_leaf: 8,
+            shrinkage: 0.5,
+            start: Start::default(),
+            passes: 1,
+            refit_offsets: true,
         }
+    }
+}
+
+impl TrainConfig {
+    /// The grouping in force: [`grouping`](Self::grouping) or the learner's default.
+    pub fn grouping(&self) -> Grouping {
+        self.grouping.unwrap_or(match self.learner {
+            Learner::Maddness => Grouping::Contiguous,
+            Learner::Output => Grouping::Free,
+        })
+    }
+
+    /// A one-line description of the learner and its settings (stored in the table metadata).
+    pub fn describe(&self) -> String {
+        match self.learner {
+            Learner::Maddness => format!(
+                "maddness grouping={} lambda={} refit_offsets={}",
+                self.grouping().name(),
+                self.lambda,
+                self.refit_offsets
+            ),
+            Learner::Output => format!(
+                "output start={} passes={} grouping={} shortlist={} rank={} tree_rows={} \
+                 min_leaf={} shrinkage={} lambda={} refit_offsets={}",
+                self.start.name(),
+                self.passes,
+                self.grouping().name(),
+                self.shortlist,
+                self.rank,
+                self.tree_rows,
+                self.min_leaf,
+                self.shrinkage,
+                self.lambda,
+                self.refit_offsets
+            ),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        check_lambda(self.lambda)?;
+        let bad = |m: String| Err(Error::Argument(m));
+        if self.learner == Learner::Maddness && self.grouping() == Grouping::Free {
+            return bad(
+                "grouping free needs the output-aware learner; MADDNESS trees split inside \
+                 their codebook's dimensions"
+                    .into(),
+            );
+        }
+        if self.shortlist == 0 {
+            return bad("shortlist = 0; at least 1 candidate dimension is needed".into());
+        }
+        if self.tree_rows < 16 {
+            return bad(format!(
+                "tree_rows = {}; at least 16 rows are needed to grow a tree",
+                self.tree_rows
+            ));
+        }
+        if self.min_leaf == 0 {
+            return bad("min_leaf = 0; it must be at least 1".into());
+        }
+        if !(self.shrinkage > 0.0 && self.shrinkage <= 1.0) {
+            return bad(format!(
+                "shrinkage = {}; it must be in (0, 1]",
+                self.shrinkage
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -154,6 +362,10 @@ pub struct TrainReport {
     pub level_sse: Vec<[f64; TREE_DEPTH + 1]>,
     /// Time per stage.
     pub seconds: StageSeconds,
+    /// Output-aware learner, per group: the training SSE of the output residual on the tree
+    /// rows before any codebook (index 0) and after each one ([`Boosted::sse`]). Never
+    /// increases along the array.
+    pub boost_sse: Vec<Vec<f64>>,
 }
 
 /// Training windows of one group: an `N×D` f32 matrix, row-major, rows channel-first
@@ -353,30 +565,43 @@ pub struct Trees {
 
 /// Learns one tree per codebook range over `windows` (see the module docs).
 pub fn learn_trees(windows: &Windows, ranges: &[Range<usize>]) -> Result<Trees> {
-    learn_trees_with_progress(windows, ranges, &mut |_, _| {})
+    learn_trees_in_groups(windows, &ranges_to_groups(ranges), &mut |_, _| {})
 }
 
-fn learn_trees_with_progress(
+/// The dimensions of each range, as lists.
+pub fn ranges_to_groups(ranges: &[Range<usize>]) -> Vec<Vec<u32>> {
+    ranges
+        .iter()
+        .map(|r| r.clone().map(|j| j as u32).collect())
+        .collect()
+}
+
+/// [`learn_trees`] over codebooks that cover any lists of dimensions (`groups[c]`, each
+/// non-empty, in `0..D`), with progress reports `(done, total)` in codebooks.
+pub fn learn_trees_in_groups(
     windows: &Windows,
-    ranges: &[Range<usize>],
+    groups: &[Vec<u32>],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Trees> {
-    if let Some(r) = ranges.iter().find(|r| r.is_empty() || r.end > windows.dim) {
+    if let Some(r) = groups
+        .iter()
+        .find(|r| r.is_empty() || r.iter().any(|&j| j as usize >= windows.dim))
+    {
         return Err(Error::Argument(format!(
-            "codebook range {r:?} is empty or outside the window (D = {})",
+            "codebook dimensions {r:?} are empty or outside the window (D = {})",
             windows.dim
         )));
     }
-    let c_total = ranges.len();
+    let c_total = groups.len();
     // Chunks of codebooks between progress reports; a multiple of the thread count.
     let chunk = (rayon::current_num_threads() * 4).max(8);
     let mut results: Vec<(Tree, Vec<u8>)> = Vec::with_capacity(c_total);
     progress(0, c_total);
     for start in (0..c_total).step_by(chunk) {
         let end = (start + chunk).min(c_total);
-        let part: Vec<(Tree, Vec<u8>)> = ranges[start..end]
+        let part: Vec<(Tree, Vec<u8>)> = groups[start..end]
             .par_iter()
-            .map(|r| learn_tree(windows, r.clone()))
+            .map(|r| learn_tree(windows, r))
             .collect();
         results.extend(part);
         progress(end, c_total);
@@ -458,16 +683,16 @@ fn key_value(k: u32) -> f32 {
 }
 
 /// One column of a codebook's rows in increasing order.
-struct SortedColumn {
+pub(crate) struct SortedColumn {
     /// Row indices, ties in increasing row order.
-    order: Vec<u32>,
+    pub(crate) order: Vec<u32>,
     /// The column's values in that order.
-    values: Vec<f32>,
+    pub(crate) values: Vec<f32>,
 }
 
 /// Sorts column `j` of the `n×w` matrix `x`: a stable LSD radix sort on [`order_key`]
 /// (3 passes of 11 bits, passes where every key shares the digit skipped).
-fn sort_column(x: &[f32], w: usize, j: usize) -> SortedColumn {
+pub(crate) fn sort_column(x: &[f32], w: usize, j: usize) -> SortedColumn {
     const BITS: u32 = 11;
     const RADIX: usize = 1 << BITS;
     let n = x.len() / w;
@@ -508,7 +733,7 @@ fn sort_column(x: &[f32], w: usize, j: usize) -> SortedColumn {
 /// A threshold `t` with `lo ≤ t < hi` (so `lo` goes left and `hi` right): the midpoint where
 /// f32 rounding allows, else `lo`.
 #[inline]
-fn midpoint(lo: f32, hi: f32) -> f32 {
+pub(crate) fn midpoint(lo: f32, hi: f32) -> f32 {
     let m = ((lo as f64 + hi as f64) * 0.5) as f32;
     if m >= lo && m < hi {
         m
@@ -627,15 +852,17 @@ fn best_splits(
 }
 
 /// Learns the tree of one codebook; returns it with the codes of the rows.
-fn learn_tree(windows: &Windows, range: Range<usize>) -> (Tree, Vec<u8>) {
+fn learn_tree(windows: &Windows, group: &[u32]) -> (Tree, Vec<u8>) {
     let n = windows.rows;
-    let w = range.len();
+    let w = group.len();
     let mut x = vec![0.0f32; n * w];
     for (dst, src) in x
         .chunks_exact_mut(w)
         .zip(windows.data.chunks_exact(windows.dim))
     {
-        dst.copy_from_slice(&src[range.clone()]);
+        for (v, &j) in dst.iter_mut().zip(group) {
+            *v = src[j as usize];
+        }
     }
     let mut mu = vec![0.0f64; w];
     for row in x.chunks_exact(w) {
@@ -719,7 +946,7 @@ fn learn_tree(windows: &Windows, range: Range<usize>) -> (Tree, Vec<u8>) {
         for (b, row) in bucket.iter_mut().zip(x.chunks_exact(w)) {
             *b = 2 * *b + u8::from(row[j] > thr[*b as usize]);
         }
-        tree.split_dims[t] = (range.start + j) as u32;
+        tree.split_dims[t] = group[j];
         tree.thresholds[t][..buckets].copy_from_slice(&thr[..buckets]);
         tree.level_sse[t + 1] = loss;
     }
@@ -803,9 +1030,9 @@ fn gt_a(windows: &Windows, codes: &[u8], c_total: usize) -> Vec<f64> {
 
 /// The bucket means `P0` (`16C × D`, zero outside each codebook's range); an empty bucket takes
 /// the mean of its nearest ancestor (in its tree) that has rows.
-fn bucket_means(gta: &[f64], counts: &[f64], ranges: &[Range<usize>], d: usize) -> Vec<f64> {
-    let mut p0 = vec![0.0f64; BUCKETS * ranges.len() * d];
-    for (c, r) in ranges.iter().enumerate() {
+fn bucket_means(gta: &[f64], counts: &[f64], groups: &[Vec<u32>], d: usize) -> Vec<f64> {
+    let mut p0 = vec![0.0f64; BUCKETS * groups.len() * d];
+    for (c, r) in groups.iter().enumerate() {
         for k in 0..BUCKETS {
             // Subtrees from the leaf upwards: 1, 2, 4, 8, 16 leaves.
             for level in 0..=TREE_DEPTH {
@@ -816,12 +1043,12 @@ fn bucket_means(gta: &[f64], counts: &[f64], ranges: &[Range<usize>], d: usize) 
                     let dst = &mut p0[(BUCKETS * c + k) * d..][..d];
                     for l in leaves {
                         let src = &gta[(BUCKETS * c + l) * d..][..d];
-                        for j in r.clone() {
-                            dst[j] += src[j];
+                        for &j in r {
+                            dst[j as usize] += src[j as usize];
                         }
                     }
-                    for j in r.clone() {
-                        dst[j] /= n;
+                    for &j in r {
+                        dst[j as usize] /= n;
                     }
                     break;
                 }
@@ -913,18 +1140,27 @@ enum Projection<'a> {
     Weight(&'a [f32], usize),
 }
 
+/// Where the ridge refinement starts from (and shrinks towards).
+enum Prior<'a> {
+    /// MADDNESS: the bucket means of the windows on each codebook's dimensions.
+    BucketMeans(&'a [Vec<u32>]),
+    /// Given tables `[C, 16, M]` (only with [`Projection::Weight`]).
+    Tables(&'a [f64]),
+}
+
 /// The ridge refinement of one group, projected: returns `(P0·T, W·T)`, both `16C × K`, where
-/// `W` solves `(GᵀG + λI)·W = Gᵀ(A − G·P0)`.
+/// `W` solves `(GᵀG + λI)·W = Gᵀ(A − G·P0)`; with a table prior `T0`, `(T0, W)` where
+/// `(GᵀG + λI)·W = GᵀA·wᵀ − GᵀG·T0`, i.e. `T0 + W` minimises `‖A·wᵀ − G·T‖² + λ‖T − T0‖²`.
 fn ridge(
     windows: &Windows,
     codes: &[u8],
-    ranges: &[Range<usize>],
+    c_total: usize,
+    prior: Prior<'_>,
     lambda: f64,
     proj: Projection<'_>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     const STEPS: usize = 4;
-    let c_total = ranges.len();
     let n_sys = BUCKETS * c_total;
     let d = windows.dim;
     progress(0, STEPS);
@@ -932,28 +1168,35 @@ fn ridge(
     let gta = gt_a(windows, codes, c_total);
     progress(1, STEPS);
     let counts: Vec<f64> = (0..n_sys).map(|i| g[i * n_sys + i]).collect();
-    let p0 = bucket_means(&gta, &counts, ranges, d);
     // Project P0 and GᵀA: (16C × D)·T.
-    let (k, p0t, gtat) = match proj {
-        Projection::Identity => (d, p0, gta),
-        Projection::Weight(w, m) => {
+    let (k, p0t, gtat) = match (proj, prior) {
+        (Projection::Identity, Prior::BucketMeans(groups)) => {
+            (d, bucket_means(&gta, &counts, groups, d), gta)
+        }
+        (Projection::Identity, Prior::Tables(_)) => {
+            return Err(Error::Argument(
+                "a table prior needs the weight projection".into(),
+            ))
+        }
+        (Projection::Weight(w, m), prior) => {
             let w64: Vec<f64> = w.iter().map(|&v| v as f64).collect();
-            let project = |src: &[f64], only_range: bool| -> Vec<f64> {
-                let mut out = vec![0.0f64; n_sys * m];
-                out.par_chunks_mut(m).enumerate().for_each(|(i, o)| {
-                    let r = if only_range {
-                        ranges[i / BUCKETS].clone()
-                    } else {
-                        0..d
-                    };
-                    let s = &src[i * d..(i + 1) * d][r.clone()];
-                    for (mm, o) in o.iter_mut().enumerate() {
-                        *o = dot(s, &w64[mm * d..(mm + 1) * d][r.clone()]);
-                    }
-                });
-                out
+            let p0t = match prior {
+                Prior::Tables(t0) => t0.to_vec(),
+                Prior::BucketMeans(groups) => {
+                    let p0 = bucket_means(&gta, &counts, groups, d);
+                    let mut out = vec![0.0f64; n_sys * m];
+                    out.par_chunks_mut(m).enumerate().for_each(|(i, o)| {
+                        let s = &p0[i * d..(i + 1) * d];
+                        let dims = &groups[i / BUCKETS];
+                        for (mm, o) in o.iter_mut().enumerate() {
+                            let wr = &w64[mm * d..(mm + 1) * d];
+                            *o = dims.iter().map(|&j| s[j as usize] * wr[j as usize]).sum();
+                        }
+                    });
+                    out
+                }
             };
-            (m, project(&p0, true), project(&gta, false))
+            (m, p0t, project_rows(&gta, d, &w64, m))
         }
     };
     // Right-hand side: Gᵀ(A − G·P0)·T = GᵀA·T − GᵀG·(P0·T).
@@ -979,6 +1222,19 @@ fn ridge(
     Ok((p0t, rhs))
 }
 
+/// `src·wᵀ` for `src` (`rows×d`, f64) and `w` (`m×d`): `rows×m`.
+fn project_rows(src: &[f64], d: usize, w64: &[f64], m: usize) -> Vec<f64> {
+    let rows = src.len() / d;
+    let mut out = vec![0.0f64; rows * m];
+    out.par_chunks_mut(m).enumerate().for_each(|(i, o)| {
+        let s = &src[i * d..(i + 1) * d];
+        for (mm, o) in o.iter_mut().enumerate() {
+            *o = dot(s, &w64[mm * d..(mm + 1) * d]);
+        }
+    });
+    out
+}
+
 /// Dense prototypes of one group.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prototypes {
@@ -1002,7 +1258,8 @@ pub fn learn_prototypes(
     let (p0, w) = ridge(
         windows,
         &trees.codes,
-        ranges,
+        ranges.len(),
+        Prior::BucketMeans(&ranges_to_groups(ranges)),
         lambda as f64,
         Projection::Identity,
         &mut |_, _| {},
@@ -1092,7 +1349,7 @@ pub fn train_with_report(
     super::check_spec_sizes(spec)?;
     spec.check_weight(weight.shape())?;
     spec.check_bias(bias.map(|b| b.shape()))?;
-    check_lambda(config.lambda)?;
+    config.check()?;
     weight.check_finite("weight")?;
     if let Some(b) = bias {
         b.check_finite("bias")?;
@@ -1116,15 +1373,26 @@ pub fn train_with_report(
     let geom = spec.geometry(inputs[0].shape())?;
     let d = geom.window_len();
     let c_total = config.codebooks.unwrap_or_else(|| default_codebooks(d));
-    if c_total > MAX_TRAIN_CODEBOOKS {
+    if config.learner == Learner::Maddness && c_total > MAX_TRAIN_CODEBOOKS {
         return Err(Error::TooLarge {
             what: "codebooks".into(),
             value: c_total as u64,
             limit: MAX_TRAIN_CODEBOOKS as u64,
-            why: "the ridge system is 16C×16C doubles".into(),
+            why: "MADDNESS's ridge system is 16C×16C doubles (the output-aware learner, \
+                  --learner output, takes more)"
+                .into(),
         });
     }
-    let ranges = codebook_ranges(d, c_total)?;
+    if c_total > MAX_CODEBOOKS_U32_SUM {
+        return Err(Error::TooLarge {
+            what: "codebooks".into(),
+            value: c_total as u64,
+            limit: MAX_CODEBOOKS_U32_SUM as u64,
+            why: "exact u32 sums of 8-bit table entries".into(),
+        });
+    }
+    codebook_ranges(d, c_total)?;
+    let area: usize = spec.kernel.iter().product();
     let groups = spec.groups;
     let mg = spec.out_channels / groups;
 
@@ -1182,9 +1450,112 @@ pub fn train_with_report(
         );
 
         let t = Stopwatch::start();
-        let trees = learn_trees_with_progress(&windows, &ranges, &mut |done, total| {
-            report_stage(progress, TrainStage::Trees, done, total)
-        })?;
+        let w_g = &weight.data()[g * mg * d..(g + 1) * mg * d];
+        let groups_g = super::grouping::groups(config.grouping(), d, area, c_total, &windows)?;
+        let mut tree_progress =
+            |done, total| report_stage(progress, TrainStage::Trees, done, total);
+        let (trees, boosted_prior) = match config.learner {
+            Learner::Maddness => {
+                let groups_g = groups_g.as_deref().unwrap_or_default();
+                (
+                    learn_trees_in_groups(&windows, groups_g, &mut tree_progress)?,
+                    None,
+                )
+            }
+            Learner::Output => {
+                // The tree rows (the same seeded subset `boost` draws).
+                let tree_seed = config.seed ^ 0x7472_6565;
+                let sub;
+                let tree_windows = if windows.rows > config.tree_rows {
+                    let rows =
+                        sample_positions(windows.rows as u64, Some(config.tree_rows), tree_seed);
+                    let mut data = vec![0.0f32; rows.len() * d];
+                    data.par_chunks_mut(d)
+                        .zip(rows.par_iter())
+                        .for_each(|(dst, &r)| dst.copy_from_slice(windows.row(r as usize)));
+                    sub = Windows::new(rows.len(), d, data)?;
+                    &sub
+                } else {
+                    &windows
+                };
+                // The starting point: MADDNESS's trees and tables (learned on the tree rows),
+                // or nothing.
+                let maddness_start = || -> Result<(Vec<Tree>, Vec<f64>)> {
+                    let g0 = match &groups_g {
+                        Some(g) => g.clone(),
+                        None => ranges_to_groups(&codebook_ranges(d, c_total)?),
+                    };
+                    let t = learn_trees_in_groups(tree_windows, &g0, &mut |_, _| {})?;
+                    let tables = if c_total > MAX_TRAIN_CODEBOOKS {
+                        let t0 = bucket_mean_tables(tree_windows, &t.codes, &g0, w_g, mg);
+                        refit_with(
+                            tree_windows,
+                            &t.codes,
+                            c_total,
+                            &t0,
+                            config.lambda as f64,
+                            w_g,
+                            mg,
+                            Solver::ConjugateGradient,
+                            &mut |_, _| {},
+                        )?
+                    } else {
+                        let (l0, lw) = ridge(
+                            tree_windows,
+                            &t.codes,
+                            c_total,
+                            Prior::BucketMeans(&g0),
+                            config.lambda as f64,
+                            Projection::Weight(w_g, mg),
+                            &mut |_, _| {},
+                        )?;
+                        l0.iter().zip(&lw).map(|(a, b)| a + b).collect()
+                    };
+                    Ok((t.trees, tables))
+                };
+                let params = BoostParams {
+                    codebooks: c_total,
+                    groups: groups_g.clone(),
+                    shortlist: config.shortlist,
+                    rank: config.rank,
+                    tree_rows: config.tree_rows,
+                    score_rows: SCORE_ROWS,
+                    min_leaf: config.min_leaf,
+                    shrinkage: config.shrinkage as f64,
+                    passes: config.passes,
+                    seed: tree_seed,
+                };
+                let mut run = |start: Start| -> Result<Boosted> {
+                    match start {
+                        Start::Empty => boost(&windows, w_g, mg, &params, None, &mut tree_progress),
+                        _ => {
+                            let (trees, tables) = maddness_start()?;
+                            let init = Init {
+                                trees: &trees,
+                                tables: &tables,
+                            };
+                            boost(&windows, w_g, mg, &params, Some(init), &mut tree_progress)
+                        }
+                    }
+                };
+                let b = match config.start {
+                    Start::Best => {
+                        // Both starts; the one that fits the tree rows better wins.
+                        let a = run(Start::Maddness)?;
+                        let e = run(Start::Empty)?;
+                        let last = |b: &Boosted| b.sse.last().copied().unwrap_or(f64::INFINITY);
+                        if last(&e) < last(&a) {
+                            e
+                        } else {
+                            a
+                        }
+                    }
+                    start => run(start)?,
+                };
+                report.boost_sse.push(b.sse);
+                (b.trees, Some(b.prior))
+            }
+        };
         let mut sse = [0.0f64; TREE_DEPTH + 1];
         for tree in &trees.trees {
             for (s, v) in sse.iter_mut().zip(tree.level_sse) {
@@ -1200,18 +1571,43 @@ pub fn train_with_report(
         );
 
         let t = Stopwatch::start();
-        let w_g = &weight.data()[g * mg * d..(g + 1) * mg * d];
-        let (l0, lw) = ridge(
-            &windows,
-            &trees.codes,
-            &ranges,
-            config.lambda as f64,
-            Projection::Weight(w_g, mg),
-            &mut |done, total| report_stage(progress, TrainStage::Ridge, done, total),
-        )?;
+        let prior = match (&boosted_prior, &groups_g) {
+            (Some(t0), _) => Prior::Tables(t0),
+            (None, Some(groups_g)) => Prior::BucketMeans(groups_g),
+            (None, None) => {
+                return Err(Error::Argument(
+                    "MADDNESS needs a grouping of the dimensions".into(),
+                ))
+            }
+        };
+        let mut ridge_progress =
+            |done, total| report_stage(progress, TrainStage::Ridge, done, total);
+        let (l0, lw) = if let Some(t0) = &boosted_prior {
+            let t = refit_with(
+                &windows,
+                &trees.codes,
+                c_total,
+                t0,
+                config.lambda as f64,
+                w_g,
+                mg,
+                Solver::Auto,
+                &mut ridge_progress,
+            )?;
+            (vec![0.0; t.len()], t)
+        } else {
+            ridge(
+                &windows,
+                &trees.codes,
+                c_total,
+                prior,
+                config.lambda as f64,
+                Projection::Weight(w_g, mg),
+                &mut ridge_progress,
+            )?
+        };
         report.seconds.ridge += t.seconds();
         log::info!("group {g}: prototypes and ridge in {:.2} s", t.seconds());
-        drop(windows);
 
         let t = Stopwatch::start();
         for tree in &trees.trees {
@@ -1232,6 +1628,10 @@ pub fn train_with_report(
             luts_f32[base + i] = v;
         }
         quantize_group(&mut tables, &luts_f32, g);
+        if config.refit_offsets {
+            refit_offsets(&mut tables, &luts_f32, g, &trees.codes, windows.rows);
+        }
+        drop(windows);
         report_stage(progress, TrainStage::Tables, g + 1, groups);
         report.seconds.tables += t.seconds();
     }
@@ -1249,6 +1649,7 @@ pub fn train_with_report(
         train_seconds: report.seconds.total,
         heldout: None::<HeldOut>,
         trainer_version: env!("CARGO_PKG_VERSION").to_string(),
+        learner: config.describe(),
     };
     tables.validate()?;
     log::info!(
@@ -1260,6 +1661,341 @@ pub fn train_with_report(
         report.seconds.tables
     );
     Ok((tables, report))
+}
+
+/// The solver of [`refit_tables`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Solver {
+    /// Cholesky up to [`MAX_TRAIN_CODEBOOKS`] codebooks, conjugate gradients above.
+    #[default]
+    Auto,
+    /// Forms `GᵀG` (`16C × 16C` doubles) and factorises it.
+    Cholesky,
+    /// Preconditioned conjugate gradients on the codes, never forming `GᵀG`.
+    ConjugateGradient,
+}
+
+/// The tables (`[C, 16, M]`) minimising `‖A·wᵀ − G·T‖² + λ‖T − T0‖²` over the training windows
+/// `A` (`N×D`) encoded by `trees`, for the weight `w` (`M×D`, row-major) and the prior `T0`
+/// (`[C, 16, M]`). For any `λ > 0` its training error `‖A·wᵀ − G·T‖²` is at most that of `T0`.
+pub fn refit_tables(
+    windows: &Windows,
+    trees: &Trees,
+    prior: &[f64],
+    lambda: f32,
+    weight: &[f32],
+    m: usize,
+    solver: Solver,
+) -> Result<Vec<f64>> {
+    check_lambda(lambda)?;
+    let c_total = trees.trees.len();
+    if trees.codes.len() != windows.rows * c_total
+        || prior.len() != c_total * BUCKETS * m
+        || weight.len() != m * windows.dim
+    {
+        return Err(Error::Argument(format!(
+            "refit: {} codes, {} prior values and {} weights do not fit {} windows of D = {}, \
+             {c_total} codebooks and M = {m}",
+            trees.codes.len(),
+            prior.len(),
+            weight.len(),
+            windows.rows,
+            windows.dim
+        )));
+    }
+    refit_with(
+        windows,
+        &trees.codes,
+        c_total,
+        prior,
+        lambda as f64,
+        weight,
+        m,
+        solver,
+        &mut |_, _| {},
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn refit_with(
+    windows: &Windows,
+    codes: &[u8],
+    c_total: usize,
+    prior: &[f64],
+    lambda: f64,
+    weight: &[f32],
+    m: usize,
+    solver: Solver,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f64>> {
+    let cg = match solver {
+        Solver::Auto => c_total > MAX_TRAIN_CODEBOOKS,
+        Solver::Cholesky => false,
+        Solver::ConjugateGradient => true,
+    };
+    if cg {
+        refit_cg(windows, codes, c_total, prior, lambda, weight, m, progress)
+    } else {
+        let (t0, w) = ridge(
+            windows,
+            codes,
+            c_total,
+            Prior::Tables(prior),
+            lambda,
+            Projection::Weight(weight, m),
+            progress,
+        )?;
+        Ok(t0.iter().zip(&w).map(|(a, b)| a + b).collect())
+    }
+}
+
+/// MADDNESS's bucket-mean tables `P0·wᵀ` (`[C, 16, M]`) computed sparsely: each codebook's
+/// bucket sums only over its own dimensions (`16·D` values in all when the groups partition
+/// the window), an empty bucket taking its nearest non-empty ancestor's mean.
+fn bucket_mean_tables(
+    windows: &Windows,
+    codes: &[u8],
+    groups: &[Vec<u32>],
+    weight: &[f32],
+    m: usize,
+) -> Vec<f64> {
+    let c_total = groups.len();
+    let d = windows.dim;
+    let per: Vec<Vec<f64>> = groups
+        .par_iter()
+        .enumerate()
+        .map(|(c, g)| {
+            let w = g.len();
+            let mut sums = vec![0.0f64; BUCKETS * w];
+            let mut counts = [0.0f64; BUCKETS];
+            for r in 0..windows.rows {
+                let k = codes[r * c_total + c] as usize;
+                counts[k] += 1.0;
+                let row = windows.row(r);
+                for (s, &j) in sums[k * w..(k + 1) * w].iter_mut().zip(g) {
+                    *s += row[j as usize] as f64;
+                }
+            }
+            let mut out = vec![0.0f64; BUCKETS * m];
+            for k in 0..BUCKETS {
+                for level in 0..=TREE_DEPTH {
+                    let first = (k >> level) << level;
+                    let leaves = first..first + (1 << level);
+                    let n: f64 = leaves.clone().map(|l| counts[l]).sum();
+                    if n > 0.0 {
+                        let mut mean = vec![0.0f64; w];
+                        for l in leaves {
+                            for (a, &b) in mean.iter_mut().zip(&sums[l * w..(l + 1) * w]) {
+                                *a += b;
+                            }
+                        }
+                        for (mm, o) in out[k * m..(k + 1) * m].iter_mut().enumerate() {
+                            *o = mean
+                                .iter()
+                                .zip(g)
+                                .map(|(&a, &j)| a / n * weight[mm * d + j as usize] as f64)
+                                .sum();
+                        }
+                        break;
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    per.concat()
+}
+
+/// Rounding-aware offsets: after [`quantize_group`], each (codebook, output) offset of group `g`
+/// moves by the mean rounding error of that codebook's entries, weighted by how often the
+/// training windows (`codes`, `[n, C]`) fall in each bucket, so that the 8-bit tables are
+/// unbiased on the training data. Lowers (or keeps) the training error of each codebook's
+/// dequantized column (the weighted mean is its least-squares offset).
+fn refit_offsets(tables: &mut Tables, luts_f32: &[f32], g: usize, codes: &[u8], n: usize) {
+    let c_total = tables.codebooks;
+    let mg = tables.out_per_group();
+    let mut counts = vec![0usize; c_total * BUCKETS];
+    for row in codes.chunks_exact(c_total).take(n) {
+        for (c, &k) in row.iter().enumerate() {
+            counts[c * BUCKETS + k as usize] += 1;
+        }
+    }
+    for c in 0..c_total {
+        let gc = g * c_total + c;
+        let total: usize = counts[c * BUCKETS..(c + 1) * BUCKETS].iter().sum();
+        if total == 0 {
+            continue;
+        }
+        for m in 0..mg {
+            let scale = tables.scales[g * mg + m];
+            let off = tables.lut_offsets[gc * mg + m];
+            let mut err = 0.0f64;
+            for k in 0..BUCKETS {
+                let i = (gc * BUCKETS + k) * mg + m;
+                let deq = off as f64 + tables.luts[i] as f64 / scale as f64;
+                err += counts[c * BUCKETS + k] as f64 * (luts_f32[i] as f64 - deq);
+            }
+            tables.lut_offsets[gc * mg + m] = (off as f64 + err / total as f64) as f32;
+        }
+    }
+}
+
+/// Ridge refit of the tables by preconditioned conjugate gradients, for systems too large to
+/// factorise (`C` above [`MAX_TRAIN_CODEBOOKS`]): solves `(GᵀG + λI)·T = Gᵀ·Y + λ·T0` with
+/// `Y = A·wᵀ`, starting from `T0`, never forming `GᵀG` (each product `GᵀG·X` is one gather and
+/// one scatter over the codes), Jacobi preconditioner `diag(GᵀG) + λ` (`GᵀG`'s diagonal blocks
+/// are diagonal). Returns `T` (`[C, 16, M]`).
+#[allow(clippy::too_many_arguments)]
+fn refit_cg(
+    windows: &Windows,
+    codes: &[u8],
+    c_total: usize,
+    t0: &[f64],
+    lambda: f64,
+    w: &[f32],
+    m: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f64>> {
+    const MAX_ITERS: usize = 60;
+    const TOL: f64 = 1e-5;
+    const CHUNKS: usize = 8;
+    let n = windows.rows;
+    let d = windows.dim;
+    let n_sys = BUCKETS * c_total;
+    progress(0, MAX_ITERS + 1);
+    let y = super::boost::matmul_nt(&windows.data, n, d, w, m);
+    let rows_per = n.div_ceil(CHUNKS).max(1);
+    // GᵀY and the counts, by chunks of rows (fixed order).
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..n.div_ceil(rows_per))
+        .into_par_iter()
+        .map(|ch| {
+            let mut acc = vec![0.0f64; n_sys * m];
+            let mut cnt = vec![0.0f64; n_sys];
+            for r in ch * rows_per..((ch + 1) * rows_per).min(n) {
+                let yr = &y[r * m..(r + 1) * m];
+                for (c, &k) in codes[r * c_total..(r + 1) * c_total].iter().enumerate() {
+                    let i = BUCKETS * c + k as usize;
+                    cnt[i] += 1.0;
+                    for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(yr) {
+                        *a += v as f64;
+                    }
+                }
+            }
+            (acc, cnt)
+        })
+        .collect();
+    drop(y);
+    let mut b = vec![0.0f64; n_sys * m];
+    let mut counts = vec![0.0f64; n_sys];
+    for (acc, cnt) in parts {
+        b.iter_mut().zip(acc).for_each(|(x, v)| *x += v);
+        counts.iter_mut().zip(cnt).for_each(|(x, v)| *x += v);
+    }
+    b.iter_mut().zip(t0).for_each(|(x, &t)| *x += lambda * t);
+    // (GᵀG + λI)·X.
+    let apply = |x: &[f64]| -> Vec<f64> {
+        let parts: Vec<Vec<f64>> = (0..n.div_ceil(rows_per))
+            .into_par_iter()
+            .map(|ch| {
+                let mut acc = vec![0.0f64; n_sys * m];
+                let mut s = vec![0.0f64; m];
+                for r in ch * rows_per..((ch + 1) * rows_per).min(n) {
+                    let row = &codes[r * c_total..(r + 1) * c_total];
+                    s.fill(0.0);
+                    for (c, &k) in row.iter().enumerate() {
+                        let i = BUCKETS * c + k as usize;
+                        for (a, &v) in s.iter_mut().zip(&x[i * m..(i + 1) * m]) {
+                            *a += v;
+                        }
+                    }
+                    for (c, &k) in row.iter().enumerate() {
+                        let i = BUCKETS * c + k as usize;
+                        for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(&s) {
+                            *a += v;
+                        }
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut out: Vec<f64> = x.iter().map(|&v| lambda * v).collect();
+        for p in parts {
+            out.iter_mut().zip(p).for_each(|(o, v)| *o += v);
+        }
+        out
+    };
+    let col_dots = |a: &[f64], b: &[f64]| -> Vec<f64> {
+        let mut s = vec![0.0f64; m];
+        for (ra, rb) in a.chunks_exact(m).zip(b.chunks_exact(m)) {
+            for ((s, &x), &y) in s.iter_mut().zip(ra).zip(rb) {
+                *s += x * y;
+            }
+        }
+        s
+    };
+    let inv_diag: Vec<f64> = counts.iter().map(|&c| 1.0 / (c + lambda)).collect();
+    let precond = |r: &[f64]| -> Vec<f64> {
+        r.chunks_exact(m)
+            .zip(&inv_diag)
+            .flat_map(|(row, &p)| row.iter().map(move |&v| v * p))
+            .collect()
+    };
+    let b_norm = b
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    let mut x = t0.to_vec();
+    let ax = apply(&x);
+    let mut r: Vec<f64> = b.iter().zip(&ax).map(|(b, a)| b - a).collect();
+    let mut z = precond(&r);
+    let mut p = z.clone();
+    let mut rz = col_dots(&r, &z);
+    for iter in 0..MAX_ITERS {
+        let r_norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if r_norm <= TOL * b_norm {
+            break;
+        }
+        let q = apply(&p);
+        let pq = col_dots(&p, &q);
+        let alpha: Vec<f64> = rz
+            .iter()
+            .zip(&pq)
+            .map(|(&a, &b)| if b > 0.0 { a / b } else { 0.0 })
+            .collect();
+        for ((xr, rr), (pr, qr)) in x
+            .chunks_exact_mut(m)
+            .zip(r.chunks_exact_mut(m))
+            .zip(p.chunks_exact(m).zip(q.chunks_exact(m)))
+        {
+            for j in 0..m {
+                xr[j] += alpha[j] * pr[j];
+                rr[j] -= alpha[j] * qr[j];
+            }
+        }
+        z = precond(&r);
+        let rz_new = col_dots(&r, &z);
+        let beta: Vec<f64> = rz_new
+            .iter()
+            .zip(&rz)
+            .map(|(&a, &b)| if b > 0.0 { a / b } else { 0.0 })
+            .collect();
+        for (pr, zr) in p.chunks_exact_mut(m).zip(z.chunks_exact(m)) {
+            for j in 0..m {
+                pr[j] = zr[j] + beta[j] * pr[j];
+            }
+        }
+        rz = rz_new;
+        progress(iter + 1, MAX_ITERS + 1);
+    }
+    progress(MAX_ITERS + 1, MAX_ITERS + 1);
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Training(format!(
+            "the conjugate-gradient refit diverged (entry {i}); use a larger lambda"
+        )));
+    }
+    Ok(x)
 }
 
 /// 8-bit tables of group `g` from the float tables: per (c, m) offset = min over buckets, per

@@ -47,11 +47,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::spec::ConvSpec;
 
+pub mod boost;
 pub mod file;
+pub mod grouping;
 pub mod learn;
 pub mod mirror;
 
-pub use learn::{train, train_with_report, TrainConfig, TrainProgress, TrainReport, TrainStage};
+pub use learn::{
+    train, train_with_report, Grouping, Learner, Start, TrainConfig, TrainProgress, TrainReport,
+    TrainStage,
+};
 
 /// Depth of every hash tree.
 pub const TREE_DEPTH: usize = 4;
@@ -111,6 +116,10 @@ pub struct TableMeta {
     pub heldout: Option<HeldOut>,
     /// Version of maddconv that trained the tables.
     pub trainer_version: String,
+    /// The learner and its settings ([`TrainConfig::describe`](learn::TrainConfig::describe));
+    /// empty in files written before it was recorded.
+    #[serde(default)]
+    pub learner: String,
 }
 
 /// The error of the tables on inputs not used for training (DESIGN.md §5).

@@ -1,0 +1,214 @@
+//! "Beyond MADDNESS" ablation: held-out quality of every real layer of the data folder for
+//! faithful MADDNESS and each added step of the output-aware learner, 8-bit and float tables.
+//! Trains on `train.npy`, scores on `test.npy` against `test_expected.npy` (computed by another
+//! engine), and prints a markdown table (one row per layer, codebook count and step).
+//!
+//! ```text
+//! cargo run --release --example ablation -- [--data ../shared/data] [--codebooks 8,16,32,64]
+//!     [--layers NAME,NAME] [--steps maddness,output-range,output] [--seed 0]
+//!     [--shortlist N] [--rank K] [--tree-rows N] [--min-leaf N] [--shrinkage NU] [--lambda L]
+//!     [--train-error]
+//! ```
+//!
+//! Steps (each a `TrainConfig`; the output-aware settings can be overridden by the flags):
+//!
+//! * `maddness` — faithful MADDNESS, plain 8-bit rounding (`--learner maddness --no-refit-offsets`);
+//! * `maddness+offsets` — the same with rounding-aware offsets (`--learner maddness`);
+//! * `boost-ranges` — output-aware trees grown forward on the output residual (boosting),
+//!   inside MADDNESS's contiguous ranges, then the ridge refit (`--start empty --passes 0
+//!   --grouping contiguous`);
+//! * `boost-free` — the same, splitting on any dimension (`--start empty --passes 0`);
+//! * `boost-free+backfit` — plus one backfitting pass (`--start empty`);
+//! * `maddness+backfit` — MADDNESS's trees and tables, then one backfitting pass on the output
+//!   residual with free splits (`--start maddness`);
+//! * `output` — the default learner (`--start best`: both of the last two, the one that fits
+//!   the training windows better);
+//! * `maddness-channels`, `maddness-correlation`, `output-ranges`, `output-channels`,
+//!   `output-correlation` — other groupings of the dimensions.
+//!
+//! `--train-error` also prints the NMSE on the training input (float tables).
+//!
+//! `--validation F` never reads the test files: it holds out the last fraction `F` of the
+//! samples of `train.npy` (a contiguous block: other photos or clips than the rest, since the
+//! samples are stored source by source), trains on the others and scores on the held-out block
+//! against the exact f64 convolution. This is how the learner's settings were tuned.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use maddconv::data::LayerDir;
+use maddconv::maddness::learn::{self, Grouping, Learner, Start, TrainConfig};
+use maddconv::maddness::mirror;
+use maddconv::metrics::nmse;
+use maddconv::reference::conv_reference;
+
+fn step_config(step: &str, base: &TrainConfig) -> Result<TrainConfig> {
+    let maddness = |grouping, refit_offsets| TrainConfig {
+        learner: Learner::Maddness,
+        grouping: Some(grouping),
+        refit_offsets,
+        lambda: 1.0,
+        ..base.clone()
+    };
+    let output = |grouping, start, passes| TrainConfig {
+        learner: Learner::Output,
+        grouping: Some(grouping),
+        start,
+        passes,
+        ..base.clone()
+    };
+    Ok(match step {
+        "maddness" => maddness(Grouping::Contiguous, false),
+        "maddness+offsets" => maddness(Grouping::Contiguous, true),
+        "maddness-channels" => maddness(Grouping::Channels, true),
+        "maddness-correlation" => maddness(Grouping::Correlation, true),
+        "boost-ranges" => output(Grouping::Contiguous, Start::Empty, 0),
+        "boost-free" => output(Grouping::Free, Start::Empty, 0),
+        "boost-free+backfit" => output(Grouping::Free, Start::Empty, base.passes.max(1)),
+        "maddness+backfit" => output(Grouping::Free, Start::Maddness, base.passes.max(1)),
+        "output" => output(
+            base.grouping.unwrap_or(Grouping::Free),
+            base.start,
+            base.passes,
+        ),
+        "output-ranges" => output(Grouping::Contiguous, base.start, base.passes),
+        "output-channels" => output(Grouping::Channels, base.start, base.passes),
+        "output-correlation" => output(Grouping::Correlation, base.start, base.passes),
+        other => bail!("unknown step {other:?}"),
+    })
+}
+
+fn main() -> Result<()> {
+    let mut data = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data"));
+    let mut codebooks = vec![8usize, 16, 32, 64];
+    let mut only: Option<Vec<String>> = None;
+    let mut steps: Vec<String> = [
+        "maddness",
+        "maddness+offsets",
+        "boost-ranges",
+        "boost-free",
+        "boost-free+backfit",
+        "maddness+backfit",
+        "output",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut base = TrainConfig::default();
+    let mut train_error = false;
+    let mut validation: Option<f64> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--data" => data = PathBuf::from(value()?),
+            "--codebooks" => {
+                codebooks = value()?
+                    .split(',')
+                    .map(|v| v.parse().with_context(|| format!("codebooks {v:?}")))
+                    .collect::<Result<_>>()?
+            }
+            "--layers" => only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--steps" => steps = value()?.split(',').map(str::to_string).collect(),
+            "--seed" => base.seed = value()?.parse()?,
+            "--shortlist" => base.shortlist = value()?.parse()?,
+            "--rank" => base.rank = value()?.parse()?,
+            "--tree-rows" => base.tree_rows = value()?.parse()?,
+            "--min-leaf" => base.min_leaf = value()?.parse()?,
+            "--shrinkage" => base.shrinkage = value()?.parse()?,
+            "--max-windows" => base.max_windows = Some(value()?.parse()?),
+            "--lambda" => base.lambda = value()?.parse()?,
+            "--passes" => base.passes = value()?.parse()?,
+            "--start" => base.start = value()?.parse()?,
+            "--grouping" => base.grouping = Some(value()?.parse()?),
+            "--train-error" => train_error = true,
+            "--validation" => validation = Some(value()?.parse()?),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let layers = LayerDir::list(data.join("layers"))?;
+    println!(
+        "| layer | D | M | C | step | 1−NMSE 8-bit | 1−NMSE f32 tables | {}train s |",
+        if train_error {
+            "train 1−NMSE f32 | "
+        } else {
+            ""
+        }
+    );
+    println!(
+        "|---|---|---|---|---|---|---|{}---|",
+        if train_error { "---|" } else { "" }
+    );
+    for layer in layers {
+        if let Some(names) = &only {
+            if !names.contains(&layer.name) {
+                continue;
+            }
+        }
+        let weight = layer.weight()?;
+        let bias = layer.bias()?;
+        let (train, test, expected) = match validation {
+            None => (layer.train()?, layer.test()?, layer.test_expected()?),
+            Some(f) => {
+                let all = layer.train()?;
+                let n = all.shape()[0];
+                let k = ((n as f64 * f).round() as usize).clamp(1, n - 1);
+                let (tr, va) = (all.slice_batch(0, n - k)?, all.slice_batch(n - k, n)?);
+                let exact = conv_reference(&layer.spec, &va, &weight, bias.as_ref())?;
+                (tr, va, exact)
+            }
+        };
+        let train_exact = if train_error {
+            Some(conv_reference(&layer.spec, &train, &weight, bias.as_ref())?)
+        } else {
+            None
+        };
+        let d = layer.spec.in_channels / layer.spec.groups
+            * layer.spec.kernel.iter().product::<usize>();
+        for &c in &codebooks {
+            if c > d {
+                continue;
+            }
+            for step in &steps {
+                let config = TrainConfig {
+                    codebooks: Some(c),
+                    ..step_config(step, &base)?
+                };
+                if config.learner == Learner::Maddness && c > learn::MAX_TRAIN_CODEBOOKS {
+                    continue;
+                }
+                let t = Instant::now();
+                let tables = learn::train(
+                    &layer.spec,
+                    &weight,
+                    bias.as_ref(),
+                    std::slice::from_ref(&train),
+                    &config,
+                    &mut |_| {},
+                )?;
+                let secs = t.elapsed().as_secs_f64();
+                let e8 = nmse(layer.spec.kind, &mirror::apply(&tables, &test)?, &expected)?;
+                let ef = nmse(
+                    layer.spec.kind,
+                    &mirror::apply_f32(&tables, &test)?,
+                    &expected,
+                )?;
+                let tr = match &train_exact {
+                    Some(y) => format!(
+                        "{:.3} | ",
+                        1.0 - nmse(layer.spec.kind, &mirror::apply_f32(&tables, &train)?, y)?
+                    ),
+                    None => String::new(),
+                };
+                println!(
+                    "| {} | {d} | {} | {c} | {step} | {:.3} | {:.3} | {tr}{secs:.2} |",
+                    layer.name,
+                    layer.spec.out_channels,
+                    1.0 - e8,
+                    1.0 - ef
+                );
+            }
+        }
+    }
+    Ok(())
+}
