@@ -302,7 +302,7 @@ fn bench_report_writes_json_and_plots() {
         .unwrap();
     let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!((info.width, info.height), (1000, 700));
+    assert_eq!((info.width, info.height), (1280, 720));
     let white = buf.iter().filter(|&&b| b == 255).count();
     let coloured = buf
         .chunks_exact(3)

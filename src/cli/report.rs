@@ -21,7 +21,9 @@ pub const SVG: &str = "speedup_vs_accuracy.svg";
 pub const PNG: &str = "speedup_vs_accuracy.png";
 
 /// Plot size in pixels (SVG user units).
-const SIZE: (u32, u32) = (1000, 700);
+const SIZE: (u32, u32) = (1280, 720);
+/// Width of the legend column right of the chart.
+const LEGEND_WIDTH: u32 = 330;
 
 /// What `bench.json` holds.
 #[derive(Serialize)]
@@ -216,7 +218,7 @@ fn points(rows: &[Row], x_min: f64) -> (Vec<(String, Vec<Point>)>, Vec<String>) 
             label,
         };
         let name = if r.trained_on_test {
-            format!("{} (trained on the timed input)", r.layer)
+            format!("{} *", r.layer)
         } else {
             r.layer.clone()
         };
@@ -258,9 +260,14 @@ where
     // A little room right of 1 − NMSE = 1 for the markers and their labels.
     let x_max = 1.0 + (1.0 - x0) * 0.06;
 
-    let (plot_area, footer) = root.split_vertically(SIZE.1 - 40);
+    let body = root
+        .margin(12, 0, 4, 4)
+        .titled(title, ("sans-serif", 20).into_font())
+        .map_err(err)?;
+    let (main, footer) = body.split_vertically(body.dim_in_pixel().1 as i32 - 36);
+    let (plot_area, legend_area) =
+        main.split_horizontally(main.dim_in_pixel().0 as i32 - LEGEND_WIDTH as i32);
     let mut chart = ChartBuilder::on(&plot_area)
-        .caption(title, ("sans-serif", 20).into_font())
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
@@ -268,7 +275,7 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("1 − NMSE on the timed input (held out unless marked; 1 = exact)")
+        .x_desc("1 − NMSE on the timed input (held out unless marked *; 1 = exact)")
         .y_desc("speedup over the fastest exact direct kernel (×, log scale)")
         .y_label_formatter(&|v| {
             let s = format!("{v:.2}");
@@ -286,9 +293,21 @@ where
             [(x0, 1.0), (x_max, 1.0)],
             BLACK.mix(0.6).stroke_width(1),
         ))
-        .map_err(err)?
-        .label("exact direct kernel (speedup 1)")
-        .legend(|(x, y)| PathElement::new(vec![(x - 8, y), (x + 8, y)], BLACK.mix(0.6)));
+        .map_err(err)?;
+    // The legend, in its own column so that it never hides a point.
+    let legend_font = ("sans-serif", 14).into_font();
+    let line_h = 22;
+    let mut y = 28;
+    legend_area
+        .draw(&PathElement::new(vec![(6, y), (24, y)], BLACK.mix(0.6)))
+        .map_err(err)?;
+    legend_area
+        .draw(&Text::new(
+            "exact direct kernel (speedup 1)",
+            (34, y - 8),
+            legend_font.clone(),
+        ))
+        .map_err(err)?;
     for (i, (layer, pts)) in layers.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let shape = MARKERS[(i / COLOURS.len()) % MARKERS.len()];
@@ -298,9 +317,18 @@ where
                 shape,
                 colour,
             }))
-            .map_err(err)?
-            .label(layer.as_str())
-            .legend(move |at| Mark { at, shape, colour });
+            .map_err(err)?;
+        y += line_h;
+        legend_area
+            .draw(&Mark {
+                at: (15, y),
+                shape,
+                colour,
+            })
+            .map_err(err)?;
+        legend_area
+            .draw(&Text::new(layer.clone(), (34, y - 8), legend_font.clone()))
+            .map_err(err)?;
         // Thin line through the layer's points in C order, then the C labels.
         if pts.len() > 1 {
             chart
@@ -321,24 +349,19 @@ where
             }))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(200, 200, 200))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(err)?;
-    let note = if off.is_empty() {
-        "Each point: one layer at one codebook count C (labelled); medians of interleaved runs."
-            .to_string()
-    } else {
-        format!("Not shown (left of the axis): {}", off.join("; "))
-    };
+    let mut note = "Each point: one layer at one codebook count C (labelled); medians of \
+                    interleaved runs."
+        .to_string();
+    if rows.iter().any(|r| r.trained_on_test) {
+        note.push_str(" * tables trained on the timed input itself (no held-out data).");
+    }
+    if !off.is_empty() {
+        note.push_str(&format!(" Not shown (left of the axis): {}.", off.join("; ")));
+    }
     footer
         .draw(&Text::new(
             note,
-            (16, 10),
+            (16, 8),
             ("sans-serif", 13).into_font().color(&BLACK.mix(0.8)),
         ))
         .map_err(err)?;
