@@ -2,7 +2,8 @@
 //! time from timestamp queries when the adapter has them (wall time of submit + wait
 //! otherwise), and a markdown table printer.
 //!
-//! Tests never assert on time; benchmarks print tables.
+//! Tests never assert on time; benchmarks print tables. Also the workloads the benchmarks share
+//! (a layer, a timed input, training inputs) and the synthetic batch-8 CNN shapes.
 
 // std's Instant panics on wasm32-unknown-unknown; web-time reads performance.now() there.
 #[cfg(not(target_arch = "wasm32"))]
@@ -12,6 +13,8 @@ use web_time::Instant;
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer};
+use crate::spec::ConvSpec;
+use crate::tensor::Tensor;
 
 /// Repetition counts.
 #[derive(Clone, Copy, Debug)]
@@ -168,5 +171,110 @@ impl Table {
             out.push_str(&line(r));
         }
         out
+    }
+}
+
+/// One benchmark workload: a layer, an input to time it on, and inputs to train tables on.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Name in reports (layer folder or CNN shape).
+    pub name: String,
+    /// The layer.
+    pub spec: ConvSpec,
+    /// `O×(C/g)×KH×KW` or `O×(C/g)×K`.
+    pub weight: Tensor,
+    /// `O`, present iff `spec.bias`.
+    pub bias: Option<Tensor>,
+    /// The timed input, `N×C×H×W` or `N×C×L`.
+    pub input: Tensor,
+    /// Training inputs for the MADDNESS tables (never the timed input, except for the
+    /// repository's fixtures, which have no training file: then the row says so).
+    pub train: Tensor,
+    /// True when `train` is the timed input itself (no held-out data).
+    pub trained_on_test: bool,
+}
+
+/// A dense 3×3, padding 1 layer with `c` channels in and out on an `n×c×hw×hw` input, weights
+/// and inputs drawn from a fixed seed: He-scaled random weights; inputs are "random but
+/// structured" — each channel a rectified mix of two of 8 latent plane waves plus noise, so that
+/// channels are correlated as real feature maps are. The training inputs are 2n further samples
+/// from the same distribution.
+pub fn cnn_workload(c: usize, hw: usize, n: usize) -> Workload {
+    let mut spec = ConvSpec::conv2d(c, c, 3, 3);
+    spec.padding = vec![1; 4];
+    spec.bias = true;
+    let mut rng = SplitMix(c as u64 * 1000 + hw as u64);
+    let scale = (2.0 / (c * 9) as f64).sqrt() as f32;
+    let weight: Vec<f32> = (0..c * c * 9).map(|_| rng.normal() * scale).collect();
+    let bias: Vec<f32> = (0..c).map(|_| rng.normal() * 0.1).collect();
+    let mix: Vec<(usize, usize, f32)> = (0..c)
+        .map(|_| {
+            (
+                (rng.next() % 8) as usize,
+                (rng.next() % 8) as usize,
+                rng.uniform(),
+            )
+        })
+        .collect();
+    let sample = |rng: &mut SplitMix| -> Vec<f32> {
+        let latent: Vec<(f32, f32, f32)> = (0..8)
+            .map(|_| {
+                (
+                    rng.uniform() * 0.6,
+                    rng.uniform() * 0.6,
+                    rng.uniform() * 6.0,
+                )
+            })
+            .collect();
+        let mut x = Vec::with_capacity(c * hw * hw);
+        for &(a, b, t) in &mix {
+            for y in 0..hw {
+                for xx in 0..hw {
+                    let wave =
+                        |(fx, fy, ph): (f32, f32, f32)| (xx as f32 * fx + y as f32 * fy + ph).sin();
+                    let v = t * wave(latent[a]) + (1.0 - t) * wave(latent[b]);
+                    x.push(v.max(0.0) + 0.1 * rng.normal());
+                }
+            }
+        }
+        x
+    };
+    let input: Vec<f32> = (0..n).flat_map(|_| sample(&mut rng)).collect();
+    let train: Vec<f32> = (0..2 * n).flat_map(|_| sample(&mut rng)).collect();
+    Workload {
+        name: format!("cnn{c}x{hw}x{hw}_b{n}"),
+        weight: Tensor::new(vec![c, c, 3, 3], weight)
+            .expect("the length is the product of the shape"),
+        bias: Some(Tensor::new(vec![c], bias).expect("the length is the product of the shape")),
+        input: Tensor::new(vec![n, c, hw, hw], input)
+            .expect("the length is the product of the shape"),
+        train: Tensor::new(vec![2 * n, c, hw, hw], train)
+            .expect("the length is the product of the shape"),
+        trained_on_test: false,
+        spec,
+    }
+}
+
+/// A small seeded generator (SplitMix64) for the synthetic workloads.
+pub struct SplitMix(pub u64);
+impl SplitMix {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.uniform().max(1e-7);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
     }
 }

@@ -13,10 +13,13 @@
 //! * [`maddness`] — learned hash trees and look-up tables: training, the CPU mirror of
 //!   inference, the table file.
 //! * [`metrics`] — the error of an approximate layer (NMSE, DESIGN.md §5).
+//! * [`filters`] — fixed filters as conv layers for demos and tests (Sobel and Gaussian image
+//!   filters, a band-pass FIR bank).
 
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod filters;
 pub mod gpu;
 pub mod maddness;
 pub mod metrics;

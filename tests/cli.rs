@@ -209,3 +209,114 @@ fn run_and_eval_agree_between_gpu_and_mirror() {
     assert!(err.contains("bogus.safetensors"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn bench_report_writes_json_and_plots() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tmp("report");
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = maddconv()
+        .args(["bench", "--small", "--reps", "2", "--report"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The JSON: every fixture layer and the small CNN shape, each with its exact kernels and
+    // MADDNESS at C = 8 and 16 (the --small default; all fixtures have D ≥ 16).
+    let text = std::fs::read_to_string(dir.join("bench.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        json["command"].as_str().unwrap().contains("--report"),
+        "command: {}",
+        json["command"]
+    );
+    assert_eq!(
+        json["date"].as_str().unwrap().len(),
+        10,
+        "date {}",
+        json["date"]
+    );
+    assert!(!json["adapter"].as_str().unwrap().is_empty());
+    let rows = json["rows"].as_array().unwrap();
+    let mut layers: Vec<String> = std::fs::read_dir(common::fixtures().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    layers.push("cnn16x14x14_b8".into());
+    for layer in &layers {
+        let of = |method: &str| {
+            rows.iter()
+                .filter(|r| r["layer"] == layer.as_str() && r["method"] == method)
+                .collect::<Vec<_>>()
+        };
+        let direct = of("direct");
+        assert!(!direct.is_empty(), "{layer}: no direct row");
+        let fastest = direct
+            .iter()
+            .map(|r| r["speedup_vs_direct"].as_f64().unwrap())
+            .fold(0.0f64, f64::max);
+        assert!(
+            (fastest - 1.0).abs() < 1e-9,
+            "{layer}: fastest direct at {fastest}×"
+        );
+        let mut cs: Vec<u64> = of("maddness")
+            .iter()
+            .map(|r| r["codebooks"].as_u64().unwrap())
+            .collect();
+        cs.sort();
+        assert_eq!(cs, [8, 16], "{layer}: MADDNESS codebooks");
+        for r in of("maddness") {
+            let e = r["one_minus_nmse"].as_f64().unwrap();
+            let s = r["speedup_vs_direct"].as_f64().unwrap();
+            assert!(e.is_finite() && e <= 1.0, "{layer}: 1 − NMSE {e}");
+            assert!(s.is_finite() && s > 0.0, "{layer}: speedup {s}");
+        }
+    }
+    assert_eq!(
+        rows.len(),
+        rows.iter()
+            .filter(|r| layers.iter().any(|l| r["layer"] == l.as_str()))
+            .count(),
+        "rows of unknown layers"
+    );
+
+    // The SVG names every layer; the PNG decodes to the plot size and is not blank.
+    let svg = std::fs::read_to_string(dir.join("speedup_vs_accuracy.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.len() > 5_000,
+        "SVG of {} bytes",
+        svg.len()
+    );
+    for layer in &layers {
+        assert!(
+            svg.contains(layer.as_str()),
+            "the SVG does not name {layer}"
+        );
+    }
+    let png = std::fs::read(dir.join("speedup_vs_accuracy.png")).unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1280, 720));
+    let white = buf.iter().filter(|&&b| b == 255).count();
+    let coloured = buf
+        .chunks_exact(3)
+        .filter(|p| p[0].abs_diff(p[1]) > 60 || p[1].abs_diff(p[2]) > 60)
+        .count();
+    assert!(white < buf.len() * 99 / 100, "the PNG is nearly blank");
+    assert!(
+        coloured > 200,
+        "only {coloured} coloured pixels: no markers drawn?"
+    );
+    // No temporary files left behind.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "files in the report folder: {names:?}");
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the web demo into web/dist/, a static folder to serve over http(s):
-#   dist/index.html, main.js, style.css, assets/ (photos), pkg/ (wasm-bindgen --target web output).
+#   dist/index.html, main.js, style.css, assets/ (photos, from ../assets), pkg/ (wasm-bindgen --target web output).
 # Needs: the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown) and
 # wasm-bindgen-cli of the same version as the wasm-bindgen crate in web/Cargo.lock
 # (ci.sh installs both). wasm-opt is not run (Debian 12's binaryen 108 output breaks in
@@ -28,6 +28,6 @@ if [ -n "${WASM_OPT:-}" ]; then
     -o dist/pkg/maddconv_web_bg.wasm dist/pkg/maddconv_web_bg.wasm
 fi
 cp index.html main.js style.css dist/
-cp -r assets dist/
+cp -r ../assets dist/   # the photos, shared with the root crate's examples
 echo "built $(pwd)/dist ($(du -sh dist/pkg/maddconv_web_bg.wasm | cut -f1) of wasm);" \
   "serve it, e.g.: python3 -m http.server -d $(pwd)/dist -b 127.0.0.1 8000"

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use maddconv::bench::{time_interleaved, Record, Repetitions, Table};
+use maddconv::bench::{cnn_workload, time_interleaved, Record, Repetitions, Table, Workload};
 use maddconv::data::LayerDir;
 use maddconv::gpu::direct::{DirectConv, DirectKernel};
 use maddconv::gpu::maddness::{MaddnessConv, MaddnessKernels};
@@ -14,7 +14,6 @@ use maddconv::gpu::{Context, GpuTimer};
 use maddconv::maddness::{train, TrainConfig};
 use maddconv::metrics::nmse;
 use maddconv::reference::{conv_reference, relative_l2};
-use maddconv::{ConvSpec, Tensor};
 use serde::Serialize;
 
 /// Arguments of `maddconv bench`.
@@ -55,20 +54,11 @@ pub struct BenchArgs {
     /// Print one JSON array of rows instead of the table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// One benchmark workload: a layer, an input to time it on, and inputs to train tables on.
-pub struct Workload {
-    pub name: String,
-    pub spec: ConvSpec,
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-    pub input: Tensor,
-    /// Training inputs for the MADDNESS tables (never the timed input, except for the
-    /// repository's fixtures, which have no training file: then the row says so).
-    pub train: Tensor,
-    /// True when `train` is the timed input itself (no held-out data).
-    pub trained_on_test: bool,
+    /// Also write the report into this folder: bench.json (the rows, with the command, date,
+    /// adapter and clock) and speedup_vs_accuracy.svg / .png (speedup over the fastest exact
+    /// kernel, log scale, against 1 − NMSE; one colour per layer, points labelled with C).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 /// One row of output.
@@ -164,84 +154,6 @@ pub fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
     Ok(out)
 }
 
-/// A dense 3×3, padding 1 layer with `c` channels in and out on an `n×c×hw×hw` input, weights
-/// and inputs drawn from a fixed seed: He-scaled random weights; inputs are "random but
-/// structured" — each channel a rectified mix of two of 8 latent plane waves plus noise, so that
-/// channels are correlated as real feature maps are. The training inputs are 2n further samples
-/// from the same distribution.
-pub fn cnn_workload(c: usize, hw: usize, n: usize) -> Workload {
-    let mut spec = ConvSpec::conv2d(c, c, 3, 3);
-    spec.padding = vec![1; 4];
-    spec.bias = true;
-    let mut rng = SplitMix(c as u64 * 1000 + hw as u64);
-    let scale = (2.0 / (c * 9) as f64).sqrt() as f32;
-    let weight: Vec<f32> = (0..c * c * 9).map(|_| rng.normal() * scale).collect();
-    let bias: Vec<f32> = (0..c).map(|_| rng.normal() * 0.1).collect();
-    let mix: Vec<(usize, usize, f32)> = (0..c)
-        .map(|_| {
-            (
-                (rng.next() % 8) as usize,
-                (rng.next() % 8) as usize,
-                rng.uniform(),
-            )
-        })
-        .collect();
-    let sample = |rng: &mut SplitMix| -> Vec<f32> {
-        let latent: Vec<(f32, f32, f32)> = (0..8)
-            .map(|_| {
-                (
-                    rng.uniform() * 0.6,
-                    rng.uniform() * 0.6,
-                    rng.uniform() * 6.0,
-                )
-            })
-            .collect();
-        let mut x = Vec::with_capacity(c * hw * hw);
-        for &(a, b, t) in &mix {
-            for y in 0..hw {
-                for xx in 0..hw {
-                    let wave =
-                        |(fx, fy, ph): (f32, f32, f32)| (xx as f32 * fx + y as f32 * fy + ph).sin();
-                    let v = t * wave(latent[a]) + (1.0 - t) * wave(latent[b]);
-                    x.push(v.max(0.0) + 0.1 * rng.normal());
-                }
-            }
-        }
-        x
-    };
-    let input: Vec<f32> = (0..n).flat_map(|_| sample(&mut rng)).collect();
-    let train: Vec<f32> = (0..2 * n).flat_map(|_| sample(&mut rng)).collect();
-    Workload {
-        name: format!("cnn{c}x{hw}x{hw}_b{n}"),
-        weight: Tensor::new(vec![c, c, 3, 3], weight).expect("shape"),
-        bias: Some(Tensor::new(vec![c], bias).expect("shape")),
-        input: Tensor::new(vec![n, c, hw, hw], input).expect("shape"),
-        train: Tensor::new(vec![2 * n, c, hw, hw], train).expect("shape"),
-        trained_on_test: false,
-        spec,
-    }
-}
-
-/// A small seeded generator for the synthetic workloads.
-pub struct SplitMix(pub u64);
-impl SplitMix {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    pub fn normal(&mut self) -> f32 {
-        let u1 = self.uniform().max(1e-7);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-    }
-}
-
 /// Runs the benchmark and prints the table (or JSON).
 pub fn run(args: BenchArgs) -> Result<()> {
     let ctx = super::gpu()?;
@@ -285,6 +197,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
             reps,
             &adapter,
         )?);
+    }
+    if let Some(dir) = &args.report {
+        let report = super::report::Report {
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            date: super::report::today(),
+            adapter: adapter.clone(),
+            clock: rows.first().map(|r| r.clock.clone()).unwrap_or_default(),
+            repetitions: reps.timed,
+            rows: &rows,
+        };
+        let files = super::report::write(dir, &report)
+            .with_context(|| format!("writing the report into {}", dir.display()))?;
+        for f in files {
+            eprintln!("wrote {}", f.display());
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

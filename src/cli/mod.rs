@@ -4,6 +4,7 @@ pub mod bench;
 pub mod conv;
 pub mod eval;
 pub mod info;
+pub mod report;
 pub mod run;
 pub mod train;
 

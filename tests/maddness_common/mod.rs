@@ -2,6 +2,8 @@
 //! re-implementations of the window and tree definitions.
 #![allow(dead_code)]
 
+#[path = "../../examples/common/imageio.rs"]
+pub mod imageio;
 pub mod images;
 
 use maddconv::maddness::Tables;

@@ -26,12 +26,12 @@
 //! Async only at the edges: device creation and runs (upload, dispatch, readback) return
 //! promises; everything else is synchronous.
 
-mod demo;
 mod tables;
 
 use std::rc::Rc;
 
 use maddconv::bench::{self, Repetitions};
+use maddconv::filters::{ColourMix, ImageFilter};
 use maddconv::gpu::direct::DirectConv;
 use maddconv::gpu::maddness::MaddnessConv;
 use maddconv::gpu::{Context, GpuTensor, GpuTimer};
@@ -411,9 +411,10 @@ impl Layer {
         Ok(Layer { spec, weight, bias })
     }
 
-    /// One of the demo's filter banks as a conv2d with 3 input channels (R, G, B) and 6
-    /// outputs, two per colour channel (output `2·c + j` is filter `j` on channel `c`), zero
-    /// padding of half the kernel so the output has the input's size, no bias:
+    /// One of the demo's filter banks (the library's `maddconv::filters::ImageFilter`, read per
+    /// colour channel) as a conv2d with 3 input channels (R, G, B) and 6 outputs, two per
+    /// colour channel (output `2·c + j` is filter `j` on channel `c`), zero padding of half the
+    /// kernel so the output has the input's size, no bias:
     /// * `"sobel"`: 3×3 Sobel x and y (horizontal and vertical gradients);
     /// * `"gaussian"`: 5×5 Gaussian blurs with σ = 1 and σ = 2 (their difference is a band-pass).
     ///
@@ -422,7 +423,8 @@ impl Layer {
     /// of codebooks.
     #[wasm_bindgen(js_name = demoFilter)]
     pub fn demo_filter(name: &str) -> Result<Layer, JsError> {
-        let (spec, weight) = demo::filter_bank(name).map_err(js_err)?;
+        let filter = ImageFilter::parse(name).map_err(js_err)?;
+        let (spec, weight) = filter.layer(ColourMix::PerChannel, filter.kernel_size() / 2);
         Layer::from_tensors(spec, weight, None).map_err(js_err)
     }
 

@@ -1,0 +1,169 @@
+//! Helpers shared by the examples: the GPU context, running the exact direct kernel and a
+//! MADDNESS layer on the same input and timing them interleaved, argument parsing.
+#![allow(dead_code)]
+
+pub mod imageio;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context as _, Result};
+use maddconv::bench::{time_interleaved, Record, Repetitions, Timing};
+use maddconv::gpu::direct::DirectConv;
+use maddconv::gpu::maddness::MaddnessConv;
+use maddconv::gpu::{Context, ContextOptions, GpuTimer};
+use maddconv::maddness::Tables;
+use maddconv::{ConvSpec, Tensor};
+
+/// The GPU context, with a hint when there is none.
+pub fn gpu() -> Result<Context> {
+    Context::new_blocking(ContextOptions::default()).context(
+        "no usable GPU adapter (on a machine without a GPU, install Mesa's lavapipe Vulkan \
+         driver and set WGPU_BACKEND=vulkan; see the README)",
+    )
+}
+
+/// The adapter and the clock the timings use, for the examples' first lines.
+pub fn describe_adapter(ctx: &Context) -> String {
+    format!(
+        "{}; kernel times from {}",
+        ctx.summary(),
+        if ctx.has_timestamps() {
+            "GPU timestamp queries"
+        } else {
+            "submit + wait wall time (no timestamp queries)"
+        }
+    )
+}
+
+/// The exact layer and the MADDNESS layer applied on the GPU to one input, and their kernel
+/// times measured interleaved in this process.
+pub struct Compared {
+    /// Output of the exact direct kernel.
+    pub exact: Tensor,
+    /// Output of the MADDNESS kernels (8-bit tables).
+    pub approx: Tensor,
+    /// Which direct kernel ran ("tiled", "subgroup", ...).
+    pub direct_kernel: &'static str,
+    /// Which MADDNESS kernels ran ("two-pass", "fused", "shuffle").
+    pub maddness_kernels: &'static str,
+    /// Direct kernel time.
+    pub direct: Timing,
+    /// MADDNESS time (all its passes).
+    pub maddness: Timing,
+}
+
+/// Runs the exact direct kernel (the device's default one) and `tables` on `input` on the GPU,
+/// reads both outputs back (outputs poisoned with NaN first), then times both methods
+/// interleaved (`reps`), kernel time only (no upload or readback).
+pub fn compare(
+    ctx: &Context,
+    spec: &ConvSpec,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    tables: &Tables,
+    input: &Tensor,
+    reps: Repetitions,
+) -> Result<Compared> {
+    let direct = DirectConv::new(ctx, spec, weight, bias)?;
+    let madd = MaddnessConv::new(ctx, tables)?;
+    let out_shape = spec.output_shape(input.shape())?;
+    let x = ctx.upload("example input", input)?;
+    let y_exact = ctx.create_tensor("exact output", &out_shape)?;
+    let y_approx = ctx.create_tensor("approximate output", &out_shape)?;
+    ctx.fill(&y_exact, f32::NAN);
+    ctx.fill(&y_approx, f32::NAN);
+    let mut enc = ctx.encoder("example check");
+    direct.encode(ctx, &mut enc, &x, &y_exact, None)?;
+    madd.encode(ctx, &mut enc, &x, &y_approx, None)?;
+    ctx.submit(enc);
+    let exact = pollster::block_on(ctx.download(&y_exact))?;
+    let approx = pollster::block_on(ctx.download(&y_approx))?;
+    ctx.check_errors()?;
+
+    let mut run_direct = |enc: &mut wgpu::CommandEncoder, timer: Option<&mut GpuTimer>| {
+        direct.encode(ctx, enc, &x, &y_exact, timer.and_then(|t| t.pass()))
+    };
+    let mut run_madd = |enc: &mut wgpu::CommandEncoder, timer: Option<&mut GpuTimer>| {
+        madd.encode(ctx, enc, &x, &y_approx, timer)
+    };
+    let mut methods: [&mut Record; 2] = [&mut run_direct, &mut run_madd];
+    let timings = pollster::block_on(time_interleaved(
+        ctx,
+        &mut methods,
+        &[1, madd.passes()],
+        reps,
+    ))?;
+    let [direct_t, madd_t]: [Timing; 2] = timings
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the timing harness returned the wrong number of rows"))?;
+    Ok(Compared {
+        exact,
+        approx,
+        direct_kernel: direct.kernel().name(),
+        maddness_kernels: madd.kernels().name(),
+        direct: direct_t,
+        maddness: madd_t,
+    })
+}
+
+/// Parses `text` as the value of `flag`, with an error naming both.
+pub fn parse<T: FromStr>(flag: &str, text: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{flag}: {text:?} is not valid here ({e})"))
+}
+
+/// Parses a comma-separated list for `flag`.
+pub fn parse_list<T: FromStr>(flag: &str, text: &str) -> Result<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    text.split(',').map(|v| parse(flag, v)).collect()
+}
+
+/// The repository root (where `Cargo.toml` is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/data` beside the repository, or `MADDCONV_DATA` when set.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("MADDCONV_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"))
+}
+
+/// Creates the output folder, with a message naming it on failure.
+pub fn make_out_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// `1 − NMSE` (DESIGN.md §5) of `approx` against `exact` over several outputs of different
+/// sizes taken together (per-channel means over all of them): each tensor is `1×O×…`.
+pub fn one_minus_nmse_over(pairs: &[(&Tensor, &Tensor)]) -> Result<f64> {
+    let o = pairs
+        .first()
+        .map(|(_, e)| e.shape()[1])
+        .context("no outputs to compare")?;
+    let (mut a, mut e) = (vec![Vec::new(); o], vec![Vec::new(); o]);
+    for (approx, exact) in pairs {
+        anyhow::ensure!(
+            exact.shape()[0] == 1 && exact.shape()[1] == o,
+            "outputs of shape {:?} mixed with {o} channels",
+            exact.shape()
+        );
+        let p = exact.len() / o;
+        for m in 0..o {
+            a[m].extend_from_slice(&approx.data()[m * p..(m + 1) * p]);
+            e[m].extend_from_slice(&exact.data()[m * p..(m + 1) * p]);
+        }
+    }
+    let p = e[0].len();
+    let flat = |v: Vec<Vec<f32>>| Tensor::new(vec![1, o, p], v.concat());
+    let nmse = maddconv::metrics::nmse(maddconv::ConvKind::Conv1d, &flat(a)?, &flat(e)?)?;
+    Ok(1.0 - nmse)
+}
