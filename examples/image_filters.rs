@@ -6,6 +6,8 @@
 //! cargo run --release --example image_filters -- [--data ../shared/data] [--side 512]
 //! ```
 
+#[path = "common/imageio.rs"]
+mod imageio;
 #[path = "../tests/maddness_common/images.rs"]
 mod images;
 

@@ -14,6 +14,7 @@ use maddconv::gpu::{Context, GpuTimer};
 use maddconv::maddness::{train, TrainConfig};
 use maddconv::metrics::nmse;
 use maddconv::reference::{conv_reference, relative_l2};
+use maddconv::Tensor;
 use serde::Serialize;
 
 /// Arguments of `maddconv bench`.

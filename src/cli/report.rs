@@ -356,7 +356,10 @@ where
         note.push_str(" * tables trained on the timed input itself (no held-out data).");
     }
     if !off.is_empty() {
-        note.push_str(&format!(" Not shown (left of the axis): {}.", off.join("; ")));
+        note.push_str(&format!(
+            " Not shown (left of the axis): {}.",
+            off.join("; ")
+        ));
     }
     footer
         .draw(&Text::new(
