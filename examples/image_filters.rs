@@ -14,7 +14,7 @@ mod images;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use maddconv::maddness::learn::TrainConfig;
+use maddconv::maddness::learn::{Grouping, Learner, TrainConfig};
 
 const TRAIN: [&str; 3] = ["astronaut", "chelsea", "coffee"];
 const TEST: [&str; 2] = ["rocket", "camera"];
@@ -52,8 +52,13 @@ fn main() -> Result<()> {
             if c > d {
                 continue;
             }
+            // Faithful MADDNESS with plain 8-bit rounding, as in BENCHMARKS.md's CPU section
+            // (the default output-aware learner is measured by examples/ablation.rs).
             let config = TrainConfig {
                 codebooks: Some(c),
+                learner: Learner::Maddness,
+                grouping: Some(Grouping::Contiguous),
+                refit_offsets: false,
                 ..Default::default()
             };
             let (e8, ef, secs) = images::experiment(&filters, &train, &test, &config)?;

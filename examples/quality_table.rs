@@ -70,10 +70,15 @@ fn main() -> Result<()> {
             if c > d {
                 continue;
             }
+            // Faithful MADDNESS with plain 8-bit rounding (the baseline of BENCHMARKS.md's CPU
+            // section; the default output-aware learner is measured by examples/ablation.rs).
             let config = learn::TrainConfig {
                 codebooks: Some(c),
                 seed,
                 max_windows,
+                learner: learn::Learner::Maddness,
+                grouping: Some(learn::Grouping::Contiguous),
+                refit_offsets: false,
                 ..Default::default()
             };
             let t = Instant::now();

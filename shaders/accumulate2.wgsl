@@ -1,5 +1,7 @@
-// accumulate2 — `accumulate` with TWO positions per invocation (an experiment: it halves the
-// invocations that stage each table slice per position; measured in BENCHMARKS.md).
+// accumulate2 — `accumulate` with TWO positions per invocation, which share each table word
+// they read from workgroup memory (only their codes differ). The default look-up kernel on
+// devices without subgroups (browsers included): 1.1–1.6× faster than one position per
+// invocation on lavapipe (BENCHMARKS.md, `maddconv bench --variants`).
 // Otherwise as accumulate.wgsl:
 // MADDNESS table look-ups: for each output position and output channel, the sum
 // over codebooks of the 8-bit table entry its code selects, summed exactly, then scaled:

@@ -45,7 +45,7 @@ pub struct Compared {
     pub approx: Tensor,
     /// Which direct kernel ran ("tiled", "subgroup", ...).
     pub direct_kernel: &'static str,
-    /// Which MADDNESS kernels ran ("two-pass", "fused", "shuffle").
+    /// Which MADDNESS kernels ran ("two-pass", "fused", "shuffle", "two-positions").
     pub maddness_kernels: &'static str,
     /// Direct kernel time.
     pub direct: Timing,

@@ -45,7 +45,7 @@ pub struct BenchArgs {
     /// Most training windows for the MADDNESS tables.
     #[arg(long, default_value_t = 50_000)]
     pub max_windows: usize,
-    /// Time every MADDNESS kernel variant (two-pass, fused, shuffle) instead of only the
+    /// Time every MADDNESS kernel variant (two-pass, two-positions, fused, shuffle) instead of only the
     /// default one for this adapter.
     #[arg(long)]
     pub variants: bool,
@@ -71,8 +71,8 @@ pub struct Row {
     pub shape: String,
     /// "direct" (exact) or "maddness".
     pub method: String,
-    /// Which kernels: direct "tiled", "subgroup" or "naive"; MADDNESS "two-pass", "fused" or
-    /// "shuffle".
+    /// Which kernels: direct "tiled", "subgroup" or "naive"; MADDNESS "two-pass", "two-positions",
+    /// "fused" or "shuffle".
     pub kernels: Option<String>,
     /// Codebooks per group (MADDNESS rows).
     pub codebooks: Option<usize>,

@@ -86,15 +86,17 @@ pub enum MaddnessKernels {
     /// `fused`: one dispatch, codes in workgroup memory. Falls back to two passes when the
     /// codes of a tile do not fit (more than 2048 code words per workgroup).
     Fused,
-    /// `encode` then `accumulate_shuffle`: look-ups by subgroup shuffles. Falls back to two
-    /// passes on devices without subgroups.
+    /// `encode` then `accumulate_shuffle`: look-ups by subgroup shuffles (the default where
+    /// the device has subgroups). Falls back to `TwoPositions` on devices without subgroups.
     Shuffle,
-    /// `encode` then `accumulate2`: two positions per invocation (an experiment).
+    /// `encode` then `accumulate2`: `accumulate` with two positions per invocation sharing the
+    /// table reads (the default on devices without subgroups: 1.1–1.6× faster than `TwoPass`
+    /// on lavapipe, BENCHMARKS.md).
     TwoPositions,
 }
 
 impl MaddnessKernels {
-    /// Short name for reports: "two-pass", "fused" or "shuffle".
+    /// Short name for reports: "two-pass", "fused", "shuffle" or "two-positions".
     pub fn name(self) -> &'static str {
         match self {
             MaddnessKernels::TwoPass => "two-pass",
@@ -175,11 +177,12 @@ impl MaddnessConv {
         let consts = tables.inference_constants();
         debug_assert_eq!(tables.thresholds.len(), g * cb * TREE_DEPTH * LEVEL_SLOTS);
         Ok(MaddnessConv {
-            // The shuffle look-ups measured fastest where subgroups exist (BENCHMARKS.md).
+            // Measured fastest (BENCHMARKS.md): the shuffle look-ups where subgroups exist,
+            // else two positions per invocation.
             kernels: if luts_by_code.is_some() {
                 MaddnessKernels::Shuffle
             } else {
-                MaddnessKernels::TwoPass
+                MaddnessKernels::TwoPositions
             },
             splits: ctx.storage("maddness splits", &splits)?,
             thresholds: ctx.storage("maddness thresholds", &tables.thresholds)?,
@@ -198,14 +201,15 @@ impl MaddnessConv {
         &self.tables
     }
 
-    /// Chooses the kernels (by default `Shuffle` on devices with subgroups, else `TwoPass`).
+    /// Chooses the kernels (by default `Shuffle` on devices with subgroups, else
+    /// `TwoPositions`).
     pub fn with_kernels(mut self, kernels: MaddnessKernels) -> Self {
         self.kernels = kernels;
         self
     }
 
     /// The kernels that [`Self::encode`] records for this layer: `Fused` only when its tiles
-    /// fit; otherwise `TwoPass`.
+    /// fit (else `TwoPass`), `Shuffle` only with subgroups (else `TwoPositions`).
     pub fn kernels(&self) -> MaddnessKernels {
         match self.kernels {
             MaddnessKernels::Fused
@@ -215,8 +219,10 @@ impl MaddnessConv {
                 MaddnessKernels::Fused
             }
             MaddnessKernels::Shuffle if self.luts_by_code.is_some() => MaddnessKernels::Shuffle,
-            MaddnessKernels::TwoPositions => MaddnessKernels::TwoPositions,
-            _ => MaddnessKernels::TwoPass,
+            MaddnessKernels::Shuffle | MaddnessKernels::TwoPositions => {
+                MaddnessKernels::TwoPositions
+            }
+            MaddnessKernels::Fused | MaddnessKernels::TwoPass => MaddnessKernels::TwoPass,
         }
     }
 

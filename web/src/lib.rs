@@ -516,7 +516,8 @@ pub struct MaddnessLayer {
 
 #[wasm_bindgen]
 impl MaddnessLayer {
-    /// Which kernels run: "two-pass" (`encode` + `accumulate`), "fused" or "shuffle".
+    /// Which kernels run: "two-positions" (`encode` + `accumulate2`, the default
+    /// without subgroups), "two-pass" (`encode` + `accumulate`), "fused" or "shuffle".
     #[wasm_bindgen(getter)]
     pub fn kernels(&self) -> String {
         self.conv.kernels().name().to_string()
