@@ -14,26 +14,8 @@ use std::time::Instant;
 use anyhow::Context;
 
 use maddconv::maddness::learn::{train_with_report, TrainConfig};
+use maddconv::rng::SplitMix64 as Rng;
 use maddconv::{ConvSpec, Tensor};
-
-/// SplitMix64 → uniform and normal numbers (deterministic, dependency-free).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform().max(1e-7), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     let small = std::env::args().any(|a| a == "--small");

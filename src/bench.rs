@@ -13,6 +13,7 @@ use web_time::Instant;
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTimer};
+use crate::rng::SplitMix64;
 use crate::spec::ConvSpec;
 use crate::tensor::Tensor;
 
@@ -203,20 +204,20 @@ pub fn cnn_workload(c: usize, hw: usize, n: usize) -> Workload {
     let mut spec = ConvSpec::conv2d(c, c, 3, 3);
     spec.padding = vec![1; 4];
     spec.bias = true;
-    let mut rng = SplitMix(c as u64 * 1000 + hw as u64);
+    let mut rng = SplitMix64(c as u64 * 1000 + hw as u64);
     let scale = (2.0 / (c * 9) as f64).sqrt() as f32;
     let weight: Vec<f32> = (0..c * c * 9).map(|_| rng.normal() * scale).collect();
     let bias: Vec<f32> = (0..c).map(|_| rng.normal() * 0.1).collect();
     let mix: Vec<(usize, usize, f32)> = (0..c)
         .map(|_| {
             (
-                (rng.next() % 8) as usize,
-                (rng.next() % 8) as usize,
+                (rng.next_u64() % 8) as usize,
+                (rng.next_u64() % 8) as usize,
                 rng.uniform(),
             )
         })
         .collect();
-    let sample = |rng: &mut SplitMix| -> Vec<f32> {
+    let sample = |rng: &mut SplitMix64| -> Vec<f32> {
         let latent: Vec<(f32, f32, f32)> = (0..8)
             .map(|_| {
                 (
@@ -252,29 +253,5 @@ pub fn cnn_workload(c: usize, hw: usize, n: usize) -> Workload {
             .expect("the length is the product of the shape"),
         trained_on_test: false,
         spec,
-    }
-}
-
-/// A small seeded generator (SplitMix64) for the synthetic workloads.
-pub struct SplitMix(pub u64);
-impl SplitMix {
-    /// The next 64 random bits.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f32 {
-        let u1 = self.uniform().max(1e-7);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
     }
 }

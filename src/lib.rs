@@ -24,6 +24,7 @@ pub mod gpu;
 pub mod maddness;
 pub mod metrics;
 pub mod reference;
+pub mod rng;
 pub mod spec;
 pub mod tensor;
 

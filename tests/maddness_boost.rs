@@ -18,7 +18,7 @@ use maddconv::maddness::mirror;
 use maddconv::metrics::nmse;
 use maddconv::reference::conv_reference;
 use maddconv::{ConvSpec, Error, Tensor};
-use maddness_common::Rng;
+use maddness_common::{Rng, TensorRng};
 
 fn fixture() -> LayerDir {
     LayerDir::open(common::fixtures().join("layers/mtcnn_pnet_conv3_trainable")).unwrap()

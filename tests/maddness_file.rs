@@ -10,7 +10,7 @@ use maddconv::maddness::file::{FORMAT_NAME, FORMAT_VERSION};
 use maddconv::maddness::learn::{train, TrainConfig};
 use maddconv::maddness::{HeldOut, Tables};
 use maddconv::{ConvSpec, Error};
-use maddness_common::Rng;
+use maddness_common::{Rng, TensorRng};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 

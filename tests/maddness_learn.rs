@@ -13,7 +13,7 @@ use maddconv::maddness::learn::{
 use maddconv::maddness::{mirror, Tables};
 use maddconv::metrics::nmse;
 use maddconv::{ConvSpec, Error, Tensor};
-use maddness_common::{grouped_sse, Rng};
+use maddness_common::{grouped_sse, Rng, TensorRng};
 
 fn no_progress(_: TrainProgress) {}
 

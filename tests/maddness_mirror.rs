@@ -9,7 +9,7 @@ use maddconv::maddness::learn::{train, TrainConfig};
 use maddconv::maddness::{mirror, Tables};
 use maddconv::metrics::nmse;
 use maddconv::{ConvSpec, Tensor};
-use maddness_common::{code_by_hand, out_hw, window_by_hand, Rng};
+use maddness_common::{code_by_hand, out_hw, window_by_hand, Rng, TensorRng};
 
 /// Specs that exercise padding (asymmetric), stride, dilation, groups, conv1d, C not a
 /// multiple of 8.

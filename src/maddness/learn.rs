@@ -54,6 +54,7 @@ use super::MAX_CODEBOOKS_U32_SUM;
 pub use super::grouping::Grouping;
 use super::{HeldOut, TableMeta, Tables, BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
 use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
 use crate::spec::{ConvSpec, Geometry};
 use crate::tensor::Tensor;
 
@@ -404,35 +405,6 @@ impl Windows {
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
-    }
-}
-
-/// A small deterministic generator (SplitMix64): stable across versions of every dependency,
-/// so that a seed names the same window sample forever.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..=bound` (Lemire's method with rejection, no bias).
-    fn below_or_eq(&mut self, bound: u64) -> u64 {
-        let range = bound.wrapping_add(1);
-        if range == 0 {
-            return self.next_u64();
-        }
-        let threshold = range.wrapping_neg() % range;
-        loop {
-            let m = u128::from(self.next_u64()) * u128::from(range);
-            if (m as u64) >= threshold {
-                return (m >> 64) as u64;
-            }
-        }
     }
 }
 

@@ -9,31 +9,16 @@ pub mod images;
 use maddconv::maddness::Tables;
 use maddconv::{ConvKind, ConvSpec, Tensor};
 
-/// SplitMix64: seeded uniform and normal numbers.
-pub struct Rng(pub u64);
+/// The library's seeded generator (SplitMix64), under the tests' name.
+pub use maddconv::rng::SplitMix64 as Rng;
 
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    /// Standard normal.
-    pub fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform().max(1e-7), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-    /// Uniform integer in 0..n.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    pub fn tensor(&mut self, shape: &[usize]) -> Tensor {
+/// Random tensors of standard normal values.
+pub trait TensorRng {
+    fn tensor(&mut self, shape: &[usize]) -> Tensor;
+}
+
+impl TensorRng for Rng {
+    fn tensor(&mut self, shape: &[usize]) -> Tensor {
         let len = shape.iter().product();
         Tensor::new(shape.to_vec(), (0..len).map(|_| self.normal()).collect()).unwrap()
     }
