@@ -302,7 +302,7 @@ impl Gpu {
 
 #[wasm_bindgen]
 impl Gpu {
-    /// Uploads trained tables for the MADDNESS kernels (`encode` then `accumulate`).
+    /// Uploads trained tables for the MADDNESS kernels (`encode`, then the look-ups).
     pub fn maddness(&self, tables: &Tables) -> Result<MaddnessLayer, JsError> {
         let conv = MaddnessConv::new(&self.ctx, &tables.inner).map_err(js_err)?;
         Ok(MaddnessLayer {
@@ -506,8 +506,8 @@ impl DirectLayer {
     }
 }
 
-/// A MADDNESS layer on the GPU (`shaders/encode.wgsl` + `shaders/accumulate.wgsl`), tables
-/// resident.
+/// A MADDNESS layer on the GPU (`shaders/encode.wgsl` + `shaders/accumulate2.wgsl` in
+/// browsers, which expose no subgroups to wgpu), tables resident.
 #[wasm_bindgen]
 pub struct MaddnessLayer {
     ctx: Rc<Context>,
