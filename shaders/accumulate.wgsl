@@ -5,12 +5,14 @@
 // A workgroup covers QT = floor(256 / MCH) positions × MCH chunks of 16 outputs; invocation
 // (pq, mc) owns one position and one chunk: per codebook it reads the code and ONE vec4<u32>
 // table word (16 packed u8 entries) and adds them byte-lane-wise: even bytes and odd bytes into
-// two vec4<u32> of 16-bit lane sums (exact: at most 255·256 per lane before a flush into full
-// u32 sums every 256 codebooks). Table rows of CC codebooks × 16 codes × MCH chunks are staged
+// two vec4<u32> of 16-bit lane sums, flushed into full u32 sums (common/maddness_sums.wgsl). Table rows of CC codebooks × 16 codes × MCH chunks are staged
 // in workgroup memory (CC·MCH ≤ 64 → at most 16 KiB, the WebGPU default).
 //
+// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl
+// and common/maddness_sums.wgsl.
+//
 // Bindings (group 0):
-//   0 params:    uniform MaddParams (as in encode.wgsl)
+//   0 params:    uniform MaddParams (common/maddness_params.wgsl)
 //   1 codes:     array<u32>, [G, Q, W] packed 4-bit codes (see encode.wgsl)
 //   2 luts:      array<vec4<u32>>, [G, CB, 16, MW]: MW = ceil(Mg/16) chunks of 16 u8 entries
 //                per (codebook, code), entry m in chunk m/16, word (m%16)/4, byte m%4; zero-padded
@@ -24,32 +26,8 @@
 
 override MCH: u32 = 4u;       // 16-output chunks per workgroup, 1..=16
 override CC: u32 = 16u;       // codebooks staged at a time, multiple of 8, CC·MCH ≤ 64
-override RAW_SUMS: u32 = 0u;  // 1: write the integer sums (tests)
 
-struct MaddParams {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    out_h: u32,
-    out_w: u32,
-    groups: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_per_group: u32,
-    out_per_group: u32,
-    codebooks: u32,
-    words: u32,
-    q_len: u32,
-    m_chunks: u32,
-    q_tiles: u32,
-    m_tiles: u32,
-}
 
-@group(0) @binding(0) var<uniform> params: MaddParams;
 @group(0) @binding(1) var<storage, read> codes: array<u32>;
 @group(0) @binding(2) var<storage, read> luts: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> inv_scale: array<f32>;
@@ -57,8 +35,6 @@ struct MaddParams {
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
 
 var<workgroup> lut_tile: array<vec4<u32>, 1024>;  // [CC, 16, MCH]
-
-const LANES: u32 = 0x00FF00FFu;
 
 @compute @workgroup_size(256)
 fn accumulate(
@@ -85,12 +61,7 @@ fn accumulate(
     let live = q < params.q_len && mc < MCH && mc0 + mc < mw;
     let code_base = (g * params.q_len + min(q, params.q_len - 1u)) * params.words;
 
-    var lo = vec4<u32>(0u);            // 16-bit lane sums of bytes 0 and 2 of each word
-    var hi = vec4<u32>(0u);            // ... of bytes 1 and 3
-    var s0 = vec4<u32>(0u);            // full sums, outputs 4j + 0 of word j
-    var s1 = vec4<u32>(0u);            // 4j + 1
-    var s2 = vec4<u32>(0u);            // 4j + 2
-    var s3 = vec4<u32>(0u);            // 4j + 3
+    var acc = sums_zero();
     var since_flush = 0u;
 
     for (var c0 = 0u; c0 < cb; c0 += CC) {
@@ -113,54 +84,18 @@ fn accumulate(
                 let n_in_word = min(8u, c_end - cw);
                 for (var b = 0u; b < n_in_word; b++) {
                     let code = (word >> (4u * b)) & 15u;
-                    let v = lut_tile[((cw + b) * 16u + code) * MCH + mc];
-                    lo += v & vec4<u32>(LANES);
-                    hi += (v >> vec4<u32>(8u)) & vec4<u32>(LANES);
+                    sums_add(&acc, lut_tile[((cw + b) * 16u + code) * MCH + mc]);
                 }
                 since_flush += n_in_word;
-                if since_flush >= 248u {
-                    s0 += lo & vec4<u32>(0xFFFFu);
-                    s1 += hi & vec4<u32>(0xFFFFu);
-                    s2 += lo >> vec4<u32>(16u);
-                    s3 += hi >> vec4<u32>(16u);
-                    lo = vec4<u32>(0u);
-                    hi = vec4<u32>(0u);
+                if since_flush >= FLUSH_EVERY {
+                    sums_flush(&acc);
                     since_flush = 0u;
                 }
             }
         }
         workgroupBarrier();
     }
-    if !live {
-        return;
-    }
-    s0 += lo & vec4<u32>(0xFFFFu);
-    s1 += hi & vec4<u32>(0xFFFFu);
-    s2 += lo >> vec4<u32>(16u);
-    s3 += hi >> vec4<u32>(16u);
-
-    let mg = params.out_per_group;
-    let positions = params.out_h * params.out_w;
-    let n = q / positions;
-    let p = q % positions;
-    let m_first = (mc0 + mc) * 16u;
-    for (var j = 0u; j < 4u; j++) {
-        for (var b = 0u; b < 4u; b++) {
-            let m = m_first + 4u * j + b;
-            if m >= mg {
-                break;
-            }
-            var s = s0[j];
-            if b == 1u { s = s1[j]; }
-            if b == 2u { s = s2[j]; }
-            if b == 3u { s = s3[j]; }
-            let o = g * mg + m;
-            let at = (n * params.out_channels + o) * positions + p;
-            if RAW_SUMS == 1u {
-                output[at] = bitcast<f32>(s);
-            } else {
-                output[at] = f32(s) * inv_scale[o] + offset[o];
-            }
-        }
+    if live {
+        store_sums(acc, g, q, (mc0 + mc) * 16u);
     }
 }

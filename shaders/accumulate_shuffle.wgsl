@@ -10,8 +10,11 @@
 // each exactly as `accumulate` does (16-bit lane sums flushed into u32 every 248 codebooks).
 // (Two positions per invocation measured 1.4–3× faster than one on lavapipe; BENCHMARKS.md.)
 //
+// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl
+// and common/maddness_sums.wgsl.
+//
 // Bindings (group 0):
-//   0 params:    uniform MaddParams (as in encode.wgsl; q_tiles counts 512-position tiles,
+//   0 params:    uniform MaddParams (common/maddness_params.wgsl; q_tiles counts 512-position tiles,
 //                m_tiles equals m_chunks)
 //   1 codes:     array<u32>, [G, Q, W] packed 4-bit codes (see encode.wgsl)
 //   2 luts:      array<u32>, [G, CB, 4·MW, 16]: word j (outputs 4j .. 4j+4, one u8 each, output
@@ -24,39 +27,11 @@
 // prepends that line; naga takes the built-ins without it). CPU mirror:
 // maddness::mirror::accumulate_sums and apply.
 
-override RAW_SUMS: u32 = 0u;
-
-struct MaddParams {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    out_h: u32,
-    out_w: u32,
-    groups: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_per_group: u32,
-    out_per_group: u32,
-    codebooks: u32,
-    words: u32,
-    q_len: u32,
-    m_chunks: u32,
-    q_tiles: u32,
-    m_tiles: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: MaddParams;
 @group(0) @binding(1) var<storage, read> codes: array<u32>;
 @group(0) @binding(2) var<storage, read> luts: array<u32>;
 @group(0) @binding(3) var<storage, read> inv_scale: array<f32>;
 @group(0) @binding(4) var<storage, read> offset: array<f32>;
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
-
-const LANES: u32 = 0x00FF00FFu;
 
 @compute @workgroup_size(256)
 fn accumulate_shuffle(
@@ -84,18 +59,8 @@ fn accumulate_shuffle(
     let code_base_b = (g * params.q_len + min(qb, params.q_len - 1u)) * params.words;
     let rounds = (16u + sg - 1u) / sg;
 
-    var lo = vec4<u32>(0u);
-    var hi = vec4<u32>(0u);
-    var lo_b = vec4<u32>(0u);
-    var hi_b = vec4<u32>(0u);
-    var s0 = vec4<u32>(0u);
-    var s1 = vec4<u32>(0u);
-    var s2 = vec4<u32>(0u);
-    var s3 = vec4<u32>(0u);
-    var t0 = vec4<u32>(0u);
-    var t1 = vec4<u32>(0u);
-    var t2 = vec4<u32>(0u);
-    var t3 = vec4<u32>(0u);
+    var acc = sums_zero();             // position q
+    var acc_b = sums_zero();           // position qb
     var word = 0u;
     var word_b = 0u;
     var since_flush = 0u;
@@ -115,74 +80,16 @@ fn accumulate_shuffle(
             v = select(v, subgroupShuffle(held, code % sg), code / sg == r);
             u = select(u, subgroupShuffle(held, code_b % sg), code_b / sg == r);
         }
-        lo += v & vec4<u32>(LANES);
-        hi += (v >> vec4<u32>(8u)) & vec4<u32>(LANES);
-        lo_b += u & vec4<u32>(LANES);
-        hi_b += (u >> vec4<u32>(8u)) & vec4<u32>(LANES);
+        sums_add(&acc, v);
+        sums_add(&acc_b, u);
         since_flush += 1u;
-        if since_flush == 248u {
-            s0 += lo & vec4<u32>(0xFFFFu);
-            s1 += hi & vec4<u32>(0xFFFFu);
-            s2 += lo >> vec4<u32>(16u);
-            s3 += hi >> vec4<u32>(16u);
-            t0 += lo_b & vec4<u32>(0xFFFFu);
-            t1 += hi_b & vec4<u32>(0xFFFFu);
-            t2 += lo_b >> vec4<u32>(16u);
-            t3 += hi_b >> vec4<u32>(16u);
-            lo = vec4<u32>(0u);
-            hi = vec4<u32>(0u);
-            lo_b = vec4<u32>(0u);
-            hi_b = vec4<u32>(0u);
+        if since_flush == FLUSH_EVERY {
+            sums_flush(&acc);
+            sums_flush(&acc_b);
             since_flush = 0u;
         }
     }
-    if !live {
-        return;
-    }
-    s0 += lo & vec4<u32>(0xFFFFu);
-    s1 += hi & vec4<u32>(0xFFFFu);
-    s2 += lo >> vec4<u32>(16u);
-    s3 += hi >> vec4<u32>(16u);
-    t0 += lo_b & vec4<u32>(0xFFFFu);
-    t1 += hi_b & vec4<u32>(0xFFFFu);
-    t2 += lo_b >> vec4<u32>(16u);
-    t3 += hi_b >> vec4<u32>(16u);
-
-    let mg = params.out_per_group;
-    let positions = params.out_h * params.out_w;
-    let n = q / positions;
-    let p = q % positions;
-    let n_b = qb / positions;
-    let p_b = qb % positions;
-    for (var j = 0u; j < 4u; j++) {
-        for (var b = 0u; b < 4u; b++) {
-            let m = mc * 16u + 4u * j + b;
-            if m >= mg {
-                break;
-            }
-            var s = s0[j];
-            if b == 1u { s = s1[j]; }
-            if b == 2u { s = s2[j]; }
-            if b == 3u { s = s3[j]; }
-            let o = g * mg + m;
-            let at = (n * params.out_channels + o) * positions + p;
-            if RAW_SUMS == 1u {
-                output[at] = bitcast<f32>(s);
-            } else {
-                output[at] = f32(s) * inv_scale[o] + offset[o];
-            }
-            if live_b {
-                var t = t0[j];
-                if b == 1u { t = t1[j]; }
-                if b == 2u { t = t2[j]; }
-                if b == 3u { t = t3[j]; }
-                let at_b = (n_b * params.out_channels + o) * positions + p_b;
-                if RAW_SUMS == 1u {
-                    output[at_b] = bitcast<f32>(t);
-                } else {
-                    output[at_b] = f32(t) * inv_scale[o] + offset[o];
-                }
-            }
-        }
+    if live {
+        store_sums2(acc, acc_b, live_b, g, q, qb, mc * 16u);
     }
 }

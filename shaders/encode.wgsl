@@ -7,8 +7,11 @@
 // where a[d] = input[n, g·C/groups + ci, oy·stride_h − pad_top + dy, ox·stride_w − pad_left + dx],
 // or 0 where that falls into the padding.
 //
+// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl
+// and common/maddness_tree.wgsl.
+//
 // Bindings (group 0):
-//   0 params:     uniform MaddParams
+//   0 params:    uniform MaddParams (common/maddness_params.wgsl)
 //   1 input:      array<f32>, [N, C, H, W] (conv1d: H = 1), NCHW
 //   2 splits:     array<vec4<i32>>, [G, CB, 4]: (ci, dy, dx, 0) of the dimension each level tests
 //   3 thresholds: array<f32>, [G, CB, 4, 16]: level t uses slots 0..2^t
@@ -18,30 +21,6 @@
 // index over G × Q × W (words fastest).
 // CPU mirror: maddness::mirror::encode.
 
-struct MaddParams {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    out_h: u32,
-    out_w: u32,
-    groups: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_per_group: u32,
-    out_per_group: u32,
-    codebooks: u32,     // CB, per group
-    words: u32,         // W = ceil(CB/8)
-    q_len: u32,         // Q = N·OH·OW
-    m_chunks: u32,      // MW = ceil((O/groups)/16): 16-output chunks of a table row
-    q_tiles: u32,       // accumulate: position tiles
-    m_tiles: u32,       // accumulate: chunk tiles
-}
-
-@group(0) @binding(0) var<uniform> params: MaddParams;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> splits: array<vec4<i32>>;
 @group(0) @binding(3) var<storage, read> thresholds: array<f32>;
@@ -61,29 +40,5 @@ fn encode(
     let w = idx % words;
     let q = (idx / words) % params.q_len;
     let g = idx / (words * params.q_len);
-    let positions = params.out_h * params.out_w;
-    let n = q / positions;
-    let p = q % positions;
-    let iy0 = i32((p / params.out_w) * params.stride_h) - i32(params.pad_top);
-    let ix0 = i32((p % params.out_w) * params.stride_w) - i32(params.pad_left);
-    let plane = params.in_h * params.in_w;
-    let base = (n * params.in_channels + g * params.in_per_group) * plane;
-    let c_end = min(params.codebooks, 8u * w + 8u);
-    var word = 0u;
-    for (var c = 8u * w; c < c_end; c++) {
-        let gc = g * params.codebooks + c;
-        var i = 0u;
-        for (var t = 0u; t < 4u; t++) {
-            let s = splits[gc * 4u + t];
-            let iy = iy0 + s.y;
-            let ix = ix0 + s.z;
-            var a = 0.0;
-            if iy >= 0 && ix >= 0 && u32(iy) < params.in_h && u32(ix) < params.in_w {
-                a = input[base + u32(s.x) * plane + u32(iy) * params.in_w + u32(ix)];
-            }
-            i = 2u * i + select(0u, 1u, a > thresholds[(gc * 4u + t) * 16u + i]);
-        }
-        word |= i << (4u * (c % 8u));
-    }
-    codes[idx] = word;
+    codes[idx] = code_word(g, q, w);
 }

@@ -31,9 +31,41 @@ fn every_shader_file_is_a_registered_kernel() {
     let mut registered: Vec<String> = kernel::ALL.iter().map(|k| k.name.to_string()).collect();
     registered.sort();
     assert_eq!(files, registered, "shaders/ and kernel::ALL differ");
+    // Each source is its own file, after zero or more of the common files (whole, in the
+    // order of `shaders/common`'s file names), and every common file is used by some kernel.
+    let common_dir = dir.join("common");
+    let mut common: Vec<(String, String)> = std::fs::read_dir(&common_dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    common.sort();
+    let mut used = vec![false; common.len()];
     for k in kernel::ALL {
         let on_disk = std::fs::read_to_string(dir.join(format!("{}.wgsl", k.name))).unwrap();
-        assert_eq!(on_disk, k.source, "{} is not the file it claims", k.name);
+        let prelude = k
+            .source
+            .strip_suffix(on_disk.as_str())
+            .unwrap_or_else(|| panic!("{}: the source does not end with shaders/{0}.wgsl", k.name));
+        let mut rest = prelude;
+        for (i, (_, text)) in common.iter().enumerate() {
+            if let Some(r) = rest.strip_prefix(text.as_str()) {
+                rest = r;
+                used[i] = true;
+            }
+        }
+        assert!(
+            rest.is_empty(),
+            "{}: the source has {} bytes before its file that are not shaders/common files",
+            k.name,
+            rest.len()
+        );
+    }
+    for ((name, _), used) in common.iter().zip(used) {
+        assert!(used, "shaders/common/{name} is used by no kernel");
     }
 }
 

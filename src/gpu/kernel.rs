@@ -1,7 +1,8 @@
 //! The registry of WGSL kernels: source, entry point and the bind-group layout the host uses.
 //!
 //! One kernel per `shaders/*.wgsl`; the file stem names the entry point and labels every wgpu
-//! object made for it. Tests parse each source with naga and check that the bindings declared
+//! object made for it. Code shared by several kernels lives in `shaders/common/*.wgsl` and is
+//! prepended to their source at compile time. Tests parse each source with naga and check that the bindings declared
 //! here match the shader's globals (binding index, address space, access).
 
 /// How a kernel binding is used. Every binding lives in group 0.
@@ -20,7 +21,8 @@ pub enum Binding {
 pub struct Kernel {
     /// File stem of `shaders/NAME.wgsl` and name of its entry point.
     pub name: &'static str,
-    /// The WGSL source.
+    /// The WGSL source: `shaders/NAME.wgsl`, after the `shaders/common/*.wgsl` files it uses
+    /// (WGSL has no includes, so they are concatenated at compile time).
     pub source: &'static str,
     /// Bindings in order `@binding(0)`, `@binding(1)`, ... of `@group(0)`.
     pub bindings: &'static [Binding],
@@ -150,7 +152,8 @@ impl Kernel {
         Ok(module)
     }
 
-    /// `shaders/NAME.wgsl`.
+    /// `shaders/NAME.wgsl`. Where common files are prepended, error line numbers count from the
+    /// start of the composed [`source`](Self::source).
     pub fn file(&self) -> String {
         format!("shaders/{}.wgsl", self.name)
     }
@@ -192,7 +195,11 @@ pub const DIRECT_SUBGROUP: Kernel = Kernel {
 /// MADDNESS hashing: 4-bit codes per (position, codebook), packed 8 per word.
 pub const ENCODE: Kernel = Kernel {
     name: "encode",
-    source: include_str!("../../shaders/encode.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/common/maddness_params.wgsl"),
+        include_str!("../../shaders/common/maddness_tree.wgsl"),
+        include_str!("../../shaders/encode.wgsl")
+    ),
     bindings: &[U, R, R, R, RW],
     params_size: size_of::<MaddParams>(),
     subgroups: false,
@@ -201,7 +208,11 @@ pub const ENCODE: Kernel = Kernel {
 /// MADDNESS table look-ups: exact u32 sums of u8 entries, then scale, offset and bias.
 pub const ACCUMULATE: Kernel = Kernel {
     name: "accumulate",
-    source: include_str!("../../shaders/accumulate.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/common/maddness_params.wgsl"),
+        include_str!("../../shaders/common/maddness_sums.wgsl"),
+        include_str!("../../shaders/accumulate.wgsl")
+    ),
     bindings: &[U, R, R, R, R, RW],
     params_size: size_of::<MaddParams>(),
     subgroups: false,
@@ -210,7 +221,12 @@ pub const ACCUMULATE: Kernel = Kernel {
 /// MADDNESS encode and accumulate in one dispatch, codes in workgroup memory.
 pub const FUSED: Kernel = Kernel {
     name: "fused",
-    source: include_str!("../../shaders/fused.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/common/maddness_params.wgsl"),
+        include_str!("../../shaders/common/maddness_sums.wgsl"),
+        include_str!("../../shaders/common/maddness_tree.wgsl"),
+        include_str!("../../shaders/fused.wgsl")
+    ),
     bindings: &[U, R, R, R, R, R, R, RW],
     params_size: size_of::<MaddParams>(),
     subgroups: false,
@@ -219,7 +235,11 @@ pub const FUSED: Kernel = Kernel {
 /// MADDNESS table look-ups through subgroup shuffles (adapters with subgroups).
 pub const ACCUMULATE_SHUFFLE: Kernel = Kernel {
     name: "accumulate_shuffle",
-    source: include_str!("../../shaders/accumulate_shuffle.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/common/maddness_params.wgsl"),
+        include_str!("../../shaders/common/maddness_sums.wgsl"),
+        include_str!("../../shaders/accumulate_shuffle.wgsl")
+    ),
     bindings: &[U, R, R, R, R, RW],
     params_size: size_of::<MaddParams>(),
     subgroups: true,
@@ -228,7 +248,11 @@ pub const ACCUMULATE_SHUFFLE: Kernel = Kernel {
 /// `accumulate` with two positions per invocation (an experiment, see BENCHMARKS.md).
 pub const ACCUMULATE2: Kernel = Kernel {
     name: "accumulate2",
-    source: include_str!("../../shaders/accumulate2.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/common/maddness_params.wgsl"),
+        include_str!("../../shaders/common/maddness_sums.wgsl"),
+        include_str!("../../shaders/accumulate2.wgsl")
+    ),
     bindings: &[U, R, R, R, R, RW],
     params_size: size_of::<MaddParams>(),
     subgroups: false,
