@@ -10,8 +10,12 @@
 // and a BK × BN slice of X are staged in workgroup memory as vec4s, so the inner step is two
 // vec4 loads and four vec4 multiply-adds. Sums are in f32, in increasing k.
 //
+// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// KH, KW).
+//
 // Bindings (group 0):
-//   0 params: uniform Params
+//   0 params: uniform Params (common/conv_params.wgsl; m_tiles = ceil(O/groups / BM),
+//             n_tiles = ceil(q_len / BN))
 //   1 input:  array<f32>, [N, C, H, W] (conv1d: H = 1), NCHW
 //   2 weight: array<vec4<f32>>, [groups, K, O4/4] — the OIHW weight transposed on the host so
 //             that output channels are contiguous, each group's channels zero-padded to
@@ -22,37 +26,11 @@
 // (q tiles fastest); indices past the total return at once.
 // CPU mirror: reference::conv_reference (f64; this kernel is exact up to f32 rounding).
 
-override KH: u32 = 1u;     // kernel height
-override KW: u32 = 1u;     // kernel width
 override WG_M: u32 = 16u;  // invocations along m (4, 8 or 16); WG_N = 256 / WG_M
 override BK: u32 = 16u;    // reduction slice; BK·WG_M ≤ 256 and BK·WG_N ≤ 512
 
 const WG: u32 = 256u;
 
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    out_h: u32,
-    out_w: u32,
-    groups: u32,
-    stride_h: u32,
-    stride_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_per_group: u32,
-    out_per_group: u32,
-    k_len: u32,        // K
-    q_len: u32,        // N·OH·OW
-    m_tiles: u32,      // ceil(O/groups / BM)
-    n_tiles: u32,      // ceil(q_len / BN)
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

@@ -2,8 +2,11 @@
 // straight from global memory. Kept only as the benchmarks' "untiled" row, to show what the
 // tiling of `direct` gains; `direct` is the baseline every speedup is quoted against.
 //
+// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// KH, KW).
+//
 // Bindings (group 0):
-//   0 params: uniform Params (the same struct as `direct`; the tile counts are unused)
+//   0 params: uniform Params (common/conv_params.wgsl; the tile counts are unused)
 //   1 input:  array<f32>, [N, C, H, W] (conv1d: H = 1), NCHW
 //   2 weight: array<f32>, [O, C/groups, KH, KW], OIHW as given by the user
 //   3 bias:   array<f32>, [O] (zeros when the layer has none)
@@ -11,33 +14,6 @@
 // Invocations: linear index (wid.x + wid.y·num_workgroups.x)·256 + local index over N·O·OH·OW.
 // CPU mirror: reference::conv_reference.
 
-override KH: u32 = 1u;
-override KW: u32 = 1u;
-
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    out_h: u32,
-    out_w: u32,
-    groups: u32,
-    stride_h: u32,
-    stride_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_per_group: u32,
-    out_per_group: u32,
-    k_len: u32,
-    q_len: u32,
-    m_tiles: u32,
-    n_tiles: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

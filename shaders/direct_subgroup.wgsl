@@ -12,8 +12,11 @@
 // Per group g: Y_g[m, q] = Σ_k Wt_g[k, m] · X_g[k, q], k = (ci·KH + ky)·KW + kx, summed in f32 in
 // increasing k; a workgroup computes 512 positions × 8 channels.
 //
+// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// KH, KW).
+//
 // Bindings (group 0):
-//   0 params: uniform Params (the struct of `direct`; n_tiles counts 512-position tiles and
+//   0 params: uniform Params (common/conv_params.wgsl; n_tiles counts 512-position tiles and
 //             m_tiles 8-channel tiles)
 //   1 input:  array<f32>, [N, C, H, W] (conv1d: H = 1), NCHW
 //   2 weight: array<f32>, [groups, K, O8] — transposed on the host, each group's channels
@@ -24,33 +27,6 @@
 // (position tiles fastest). Needs the `subgroups` feature and subgroups of ≥ 8 invocations.
 // CPU mirror: reference::conv_reference (f64; this kernel is exact up to f32 rounding).
 
-override KH: u32 = 1u;   // kernel height
-override KW: u32 = 1u;   // kernel width
-
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    out_h: u32,
-    out_w: u32,
-    groups: u32,
-    stride_h: u32,
-    stride_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_per_group: u32,
-    out_per_group: u32,
-    k_len: u32,
-    q_len: u32,
-    m_tiles: u32,
-    n_tiles: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

@@ -167,7 +167,10 @@ use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
 /// Exact convolution, implicit GEMM tiled through workgroup memory.
 pub const DIRECT: Kernel = Kernel {
     name: "direct",
-    source: include_str!("../../shaders/direct.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/common/conv_params.wgsl"),
+        include_str!("../../shaders/direct.wgsl")
+    ),
     bindings: &[U, R, R, R, RW],
     params_size: size_of::<ConvParams>(),
     subgroups: false,
@@ -176,7 +179,10 @@ pub const DIRECT: Kernel = Kernel {
 /// Exact convolution, one output per invocation, no tiling: the naive baseline for benchmarks.
 pub const DIRECT_NAIVE: Kernel = Kernel {
     name: "direct_naive",
-    source: include_str!("../../shaders/direct_naive.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/common/conv_params.wgsl"),
+        include_str!("../../shaders/direct_naive.wgsl")
+    ),
     bindings: &[U, R, R, R, RW],
     params_size: size_of::<ConvParams>(),
     subgroups: false,
@@ -186,7 +192,10 @@ pub const DIRECT_NAIVE: Kernel = Kernel {
 /// broadcast (adapters with subgroups of ≥ 8 invocations).
 pub const DIRECT_SUBGROUP: Kernel = Kernel {
     name: "direct_subgroup",
-    source: include_str!("../../shaders/direct_subgroup.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/common/conv_params.wgsl"),
+        include_str!("../../shaders/direct_subgroup.wgsl")
+    ),
     bindings: &[U, R, R, R, RW],
     params_size: size_of::<ConvParams>(),
     subgroups: true,
