@@ -38,9 +38,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use maddconv::data::LayerDir;
+use maddconv::maddness::evaluate;
 use maddconv::maddness::learn::{self, Grouping, Learner, Start, TrainConfig};
-use maddconv::maddness::mirror;
-use maddconv::metrics::nmse;
 use maddconv::reference::conv_reference;
 
 fn step_config(step: &str, base: &TrainConfig) -> Result<TrainConfig> {
@@ -187,25 +186,23 @@ fn main() -> Result<()> {
                     &mut |_| {},
                 )?;
                 let secs = t.elapsed().as_secs_f64();
-                let e8 = nmse(layer.spec.kind, &mirror::apply(&tables, &test)?, &expected)?;
-                let ef = nmse(
-                    layer.spec.kind,
-                    &mirror::apply_f32(&tables, &test)?,
-                    &expected,
-                )?;
+                let held = evaluate(&tables, &test, &expected, "test")?;
                 let tr = match &train_exact {
-                    Some(y) => format!(
-                        "{:.3} | ",
-                        1.0 - nmse(layer.spec.kind, &mirror::apply_f32(&tables, &train)?, y)?
-                    ),
+                    Some(y) => {
+                        let fit = evaluate(&tables, &train, y, "train")?;
+                        format!(
+                            "{:.3} | ",
+                            fit.one_minus_nmse_f32_tables().unwrap_or(f64::NAN)
+                        )
+                    }
                     None => String::new(),
                 };
                 println!(
                     "| {} | {d} | {} | {c} | {step} | {:.3} | {:.3} | {tr}{secs:.2} |",
                     layer.name,
                     layer.spec.out_channels,
-                    1.0 - e8,
-                    1.0 - ef
+                    held.one_minus_nmse(),
+                    held.one_minus_nmse_f32_tables().unwrap_or(f64::NAN)
                 );
             }
         }

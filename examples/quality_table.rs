@@ -15,8 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use maddconv::data::LayerDir;
-use maddconv::maddness::{learn, mirror};
-use maddconv::metrics::nmse;
+use maddconv::maddness::{evaluate, learn};
 
 fn main() -> Result<()> {
     let mut data = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data"));
@@ -91,17 +90,14 @@ fn main() -> Result<()> {
                 &mut |_| {},
             )?;
             let secs = t.elapsed().as_secs_f64();
-            let y8 = mirror::apply(&tables, &test)?;
-            let yf = mirror::apply_f32(&tables, &test)?;
-            let e8 = nmse(layer.spec.kind, &y8, &expected)?;
-            let ef = nmse(layer.spec.kind, &yf, &expected)?;
+            let held = evaluate(&tables, &test, &expected, "test")?;
             println!(
                 "| {} | {d} | {} | {} | {c} | {:.3} | {:.3} | {secs:.2} |",
                 layer.name,
                 layer.spec.out_channels,
                 tables.meta.windows_trained,
-                1.0 - e8,
-                1.0 - ef
+                held.one_minus_nmse(),
+                held.one_minus_nmse_f32_tables().unwrap_or(f64::NAN)
             );
         }
     }

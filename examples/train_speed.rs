@@ -159,11 +159,11 @@ fn main() -> anyhow::Result<()> {
     // Training-set quality, to show the run learned something.
     let probe = input.slice_batch(0, 1)?;
     let exact = maddconv::reference::conv_reference(&spec, &probe, &weight, Some(&bias))?;
-    let approx = maddconv::maddness::mirror::apply(&tables, &probe)?;
-    let nmse = maddconv::metrics::nmse(spec.kind, &approx, &exact)?;
+    let fit = maddconv::maddness::evaluate(&tables, &probe, &exact, "training sample")?;
     println!(
-        "training-sample NMSE {nmse:.4} (1 − NMSE {:.4})",
-        1.0 - nmse
+        "training-sample NMSE {:.4} (1 − NMSE {:.4})",
+        fit.nmse,
+        fit.one_minus_nmse()
     );
     Ok(())
 }

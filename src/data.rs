@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::layer::ConvLayer;
 use crate::spec::ConvSpec;
 use crate::tensor::Tensor;
 
@@ -73,6 +74,11 @@ impl LayerDir {
         let b = self.npy("bias.npy")?;
         self.spec.check_bias(Some(b.shape()))?;
         Ok(Some(b))
+    }
+
+    /// The layer: spec, weight and bias, checked ([`ConvLayer::new`]).
+    pub fn layer(&self) -> Result<ConvLayer> {
+        ConvLayer::new(self.spec.clone(), self.weight()?, self.bias()?)
     }
 
     /// Training inputs (`train.npy`).

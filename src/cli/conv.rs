@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use maddconv::gpu::direct::DirectConv;
-use maddconv::Tensor;
+use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv conv`.
 #[derive(Args, Debug)]
@@ -36,18 +36,22 @@ pub fn run(args: ConvArgs) -> Result<()> {
     let weight = Tensor::read_npy(&args.weight)?;
     let bias = args.bias.as_ref().map(Tensor::read_npy).transpose()?;
     let spec = args.spec.spec(weight.shape(), bias.is_some())?;
+    let layer = ConvLayer::new(spec, weight, bias)?;
+    let spec = layer.spec();
     let out_shape = spec
         .output_shape(input.shape())
         .with_context(|| format!("input {}", args.input.display()))?;
+    layer.check_input(&input, &format!("input {}", args.input.display()))?;
     let t = Instant::now();
     let y = if args.cpu {
-        maddconv::reference::conv_reference(&spec, &input, &weight, bias.as_ref())?
+        layer.exact(&input)?
     } else {
         let ctx = super::gpu()?;
-        let layer = DirectConv::new(&ctx, &spec, &weight, bias.as_ref())?;
-        pollster::block_on(layer.run(&ctx, &input))?
+        let gpu = DirectConv::new(&ctx, spec, layer.weight(), layer.bias())?;
+        pollster::block_on(gpu.run(&ctx, &input))?
     };
     let secs = t.elapsed().as_secs_f64();
+    super::check_output_finite(&y, "the convolution")?;
     y.write_npy(&args.output)?;
     eprintln!(
         "{} on {:?} -> {:?} ({}, {:.3} s) written to {}",

@@ -7,9 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use maddconv::gpu::maddness::MaddnessConv;
-use maddconv::maddness::{mirror, Tables};
-use maddconv::metrics::nmse;
-use maddconv::Tensor;
+use maddconv::maddness::{mirror, HeldOut, Tables};
+use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv eval`.
 #[derive(Args, Debug)]
@@ -100,7 +99,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 .as_ref()
                 .map(|b| Tensor::new(vec![b.len()], b.clone()))
                 .transpose()?;
-            maddconv::reference::conv_reference(spec, &input, &weight, bias.as_ref())
+            let layer = ConvLayer::new(spec.clone(), weight, bias)
+                .with_context(|| format!("the weight {} for these tables", w.display()))?;
+            layer
+                .exact(&input)
                 .context("exact convolution of the input")?
         }
         (None, None) => bail!(
@@ -111,12 +113,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let t = Instant::now();
     let approx = approximate(&tables, &input, args.cpu)?;
     let seconds = t.elapsed().as_secs_f64();
-    let e8 = nmse(spec.kind, &approx.y8, &exact)?;
-    let ef = approx
-        .yf
-        .as_ref()
-        .map(|y| nmse(spec.kind, y, &exact))
-        .transpose()?;
+    let heldout = HeldOut::measure(
+        spec.kind,
+        &approx.y8,
+        approx.yf.as_ref(),
+        &exact,
+        &args.input.display().to_string(),
+    )?;
+    let (e8, ef) = (heldout.nmse, heldout.nmse_f32_tables);
     let m = &tables.meta;
     if args.json {
         let v = serde_json::json!({

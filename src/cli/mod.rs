@@ -74,3 +74,25 @@ pub fn gpu() -> Result<Context> {
          set WGPU_BACKEND=vulkan; or pass --cpu where the command has it)",
     )
 }
+
+/// Refuses an output with NaN or infinite values computed from finite inputs (an f32 overflow
+/// of the sums): such a result is never written as if it were correct.
+pub fn check_output_finite(y: &maddconv::Tensor, what: &str) -> Result<()> {
+    let bad: Vec<usize> = y
+        .data()
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(i, _)| i)
+        .collect();
+    if let Some(&first) = bad.first() {
+        bail!(
+            "{what} gave {} non-finite output value(s) from finite inputs (first: {} at flat \
+             index {first} of {}): the sums overflow f32; scale the input or the weight down",
+            bad.len(),
+            y.data()[first],
+            y.len()
+        );
+    }
+    Ok(())
+}

@@ -35,9 +35,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         .spec
         .output_shape(input.shape())
         .with_context(|| format!("input {}", args.input.display()))?;
+    input.check_finite("input")?;
     let t = Instant::now();
     let (y, backend) = if args.cpu {
-        input.check_finite("input")?;
         (mirror::apply(&tables, &input)?, "CPU mirror".to_string())
     } else {
         let ctx = super::gpu()?;
@@ -46,6 +46,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         (y, format!("GPU, {}", ctx.summary()))
     };
     let secs = t.elapsed().as_secs_f64();
+    super::check_output_finite(&y, "the approximate layer")?;
     y.write_npy(&args.output)?;
     eprintln!(
         "{} with {} codebooks on {:?} -> {:?} ({backend}, {secs:.3} s) written to {}",

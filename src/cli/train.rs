@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use maddconv::maddness;
 use maddconv::maddness::learn::{self, TrainConfig, TrainProgress};
-use maddconv::maddness::{mirror, HeldOut};
-use maddconv::Tensor;
+use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv train`.
 #[derive(Args, Debug)]
@@ -109,23 +109,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let weight = read(&args.weight, "weight")?;
     let bias = args.bias.as_ref().map(|p| read(p, "bias")).transpose()?;
     let spec = args.spec.spec(weight.shape(), bias.is_some())?;
+    let layer = ConvLayer::new(spec, weight, bias)?;
+    let spec = layer.spec();
     let inputs = args
         .input
         .iter()
-        .map(|p| read(p, "training input"))
+        .map(|p| {
+            let x = read(p, "training input")?;
+            spec.geometry(x.shape())
+                .with_context(|| format!("training input {}", p.display()))?;
+            Ok(x)
+        })
         .collect::<Result<Vec<_>>>()?;
-    for (p, x) in args.input.iter().zip(&inputs) {
-        spec.geometry(x.shape())
-            .with_context(|| format!("training input {}", p.display()))?;
-    }
     let test = args
         .test
         .as_ref()
         .map(|p| -> Result<Tensor> {
             let t = read(p, "test input")?;
-            spec.geometry(t.shape())
-                .with_context(|| format!("test input {}", p.display()))?;
-            t.check_finite("test input")?;
+            layer.check_input(&t, &format!("test input {}", p.display()))?;
             Ok(t)
         })
         .transpose()?;
@@ -173,9 +174,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bar.set_position(p.done as u64);
     };
     let result = learn::train(
-        &spec,
-        &weight,
-        bias.as_ref(),
+        spec,
+        layer.weight(),
+        layer.bias(),
         &inputs,
         &config,
         &mut on_progress,
@@ -194,28 +195,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
 
     if let (Some(test), Some(path)) = (&test, &args.test) {
-        let exact = maddconv::reference::conv_reference(&spec, test, &weight, bias.as_ref())?;
-        let y8 = mirror::apply(&tables, test)?;
-        let nmse = maddconv::metrics::nmse(spec.kind, &y8, &exact)?;
-        let nmse_f32_tables = if tables.luts_f32.is_some() {
-            let yf = mirror::apply_f32(&tables, test)?;
-            Some(maddconv::metrics::nmse(spec.kind, &yf, &exact)?)
-        } else {
-            None
-        };
+        let exact = layer.exact(test)?;
+        let heldout = maddness::evaluate(&tables, test, &exact, &file_name(path))?;
         println!(
-            "held-out NMSE on {}: {nmse:.4} (1 − NMSE {:.4}){}",
-            file_name(path),
-            1.0 - nmse,
-            nmse_f32_tables
+            "held-out NMSE on {}: {:.4} (1 − NMSE {:.4}){}",
+            heldout.source,
+            heldout.nmse,
+            heldout.one_minus_nmse(),
+            heldout
+                .nmse_f32_tables
                 .map(|v| format!("; float tables {v:.4} (1 − NMSE {:.4})", 1.0 - v))
                 .unwrap_or_default()
         );
-        tables.meta.heldout = Some(HeldOut {
-            source: file_name(path),
-            nmse,
-            nmse_f32_tables,
-        });
+        tables.meta.heldout = Some(heldout);
     }
     tables
         .save(&args.output)

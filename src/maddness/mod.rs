@@ -41,6 +41,7 @@
 //! * [`learn`] — learning trees, prototypes and tables from a layer's weight and real inputs.
 //! * [`mirror`] — the CPU mirror of inference (encode, exact accumulate, scale/offset/bias).
 //! * [`file`](mod@file) — the `.safetensors` table file.
+//! * [`evaluate`](fn@evaluate) — the held-out error of trained tables.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,11 +49,13 @@ use crate::error::{Error, Result};
 use crate::spec::ConvSpec;
 
 pub mod boost;
+mod evaluate;
 pub mod file;
 pub mod grouping;
 pub mod learn;
 pub mod mirror;
 
+pub use evaluate::evaluate;
 pub use learn::{
     train, train_with_report, Grouping, Learner, Start, TrainConfig, TrainProgress, TrainReport,
     TrainStage,
