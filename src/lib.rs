@@ -17,6 +17,8 @@
 //! * [`filters`] — fixed filters as conv layers for demos and tests (Sobel and Gaussian image
 //!   filters, a band-pass FIR bank).
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod data;
 pub mod error;

@@ -2,7 +2,7 @@
 # Builds the web demo into web/dist/, a static folder to serve over http(s):
 #   dist/index.html, main.js, style.css, assets/ (photos, from ../assets), pkg/ (wasm-bindgen --target web output).
 # Needs: the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown) and
-# wasm-bindgen-cli of the same version as the wasm-bindgen crate in web/Cargo.lock
+# wasm-bindgen-cli of the same version as the wasm-bindgen crate in Cargo.lock at the repository root
 # (ci.sh installs both). wasm-opt is not run (Debian 12's binaryen 108 output breaks in
 # Chromium 156); set WASM_OPT=/path/to/wasm-opt to use a recent one.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 
 # Share compiled dependencies with the root crate unless told otherwise.
 TARGET_DIR=${CARGO_TARGET_DIR:-../target}
-want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' ../Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
 if [ "$have" != "$want" ]; then
   echo "build.sh: wasm-bindgen-cli $want is needed (found '${have:-none}'):" >&2

@@ -10,7 +10,7 @@
 #
 # Needs: Node.js ≥ 20 with npm (playwright-core 1.65), rustup, network access to Debian,
 # crates.io and npm. wasm-bindgen-cli is built (about 5 min) only when the installed one does
-# not match web/Cargo.lock; keep ~/.cargo/bin between runs to skip that.
+# not match Cargo.lock at the repository root; keep ~/.cargo/bin between runs to skip that.
 set -euo pipefail
 cd "$(dirname "$0")"
 WEB=$(pwd)
@@ -52,7 +52,7 @@ rustup target list --installed | grep -qx wasm32-unknown-unknown ||
   rustup target add wasm32-unknown-unknown
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
-want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' ../Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
 if [ "$have" != "$want" ] || ! command -v wasm-bindgen-test-runner >/dev/null; then
   echo "installing wasm-bindgen-cli $want (found '${have:-none}')"
