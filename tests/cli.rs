@@ -335,3 +335,164 @@ fn bench_report_writes_json_and_plots() {
         .collect();
     assert_eq!(names.len(), 3, "files in the report folder: {names:?}");
 }
+
+/// Output paths are checked before any work: an output that is one of the command's inputs
+/// (also through a symbolic or a hard link) is refused and the input is left as it was; an
+/// output in a missing directory fails at once, before training.
+#[test]
+fn outputs_never_replace_inputs_and_are_checked_first() {
+    let layer = "mtcnn_pnet_conv3_trainable";
+    let dir = tmp("outputs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = |name: &str| {
+        let p = dir.join(name);
+        std::fs::copy(fixture(layer, name), &p).unwrap();
+        p
+    };
+    let (input, weight, bias) = (copy("test.npy"), copy("weight.npy"), copy("bias.npy"));
+    let link = dir.join("link.npy");
+    let hard = dir.join("hard.npy");
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_file(&hard);
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    std::fs::hard_link(&weight, &hard).unwrap();
+    let before: Vec<Vec<u8>> = [&input, &weight, &bias]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let conv = |out: &Path| {
+        maddconv()
+            .args(["conv", "--cpu", "--input"])
+            .arg(&input)
+            .arg("--weight")
+            .arg(&weight)
+            .arg("--bias")
+            .arg(&bias)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    for out in [&input, &weight, &bias, &link, &hard] {
+        let o = conv(out);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "-o {}: {err}", out.display());
+        assert!(
+            err.contains("(the same file)"),
+            "-o {}: {err}",
+            out.display()
+        );
+    }
+    // train -o naming its weight, and run -o naming its table file.
+    let o = maddconv()
+        .arg("train")
+        .arg("--weight")
+        .arg(&weight)
+        .arg("--bias")
+        .arg(&bias)
+        .arg("--input")
+        .arg(&input)
+        .arg("-o")
+        .arg(&weight)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("(the same file)"),
+        "{err}"
+    );
+    let after: Vec<Vec<u8>> = [&input, &weight, &bias]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(before == after, "an input file was changed");
+
+    // A missing output directory fails before the (slow) training starts.
+    let o = maddconv()
+        .arg("train")
+        .arg("--weight")
+        .arg(&weight)
+        .arg("--bias")
+        .arg(&bias)
+        .arg("--input")
+        .arg(fixture(layer, "train.npy"))
+        .arg("-o")
+        .arg(dir.join("no-such-dir/t.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("no-such-dir"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("trained"),
+        "it trained before checking the output: {err}"
+    );
+
+    // A directory as the output.
+    let o = conv(&dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("is a directory"),
+        "{err}"
+    );
+}
+
+/// Finite inputs whose sums overflow f32 give an error naming the count and the first index
+/// (GPU and CPU alike), and inputs with NaN are refused on both paths; no output is written.
+#[test]
+fn overflow_and_nan_are_never_silent() {
+    let layer = "silero_L02_blocks";
+    let x = Tensor::read_npy(fixture(layer, "test.npy")).unwrap();
+    let big = Tensor::new(
+        x.shape().to_vec(),
+        x.data()
+            .iter()
+            .map(|v| if *v >= 0.0 { 3e38 } else { -3e38 })
+            .collect(),
+    )
+    .unwrap();
+    let mut nan = x.clone();
+    nan.data_mut()[5] = f32::NAN;
+    let (big_path, nan_path) = (tmp("big.npy"), tmp("nan.npy"));
+    big.write_npy(&big_path).unwrap();
+    nan.write_npy(&nan_path).unwrap();
+    for cpu in [true, false] {
+        if !cpu && common::gpu().is_none() {
+            continue;
+        }
+        for (input, needle) in [
+            (&big_path, "non-finite output value(s) from finite inputs"),
+            (&nan_path, "non-finite value NaN at flat index 5"),
+        ] {
+            let out = tmp(&format!("overflow_{cpu}.npy"));
+            let mut cmd = maddconv();
+            cmd.args(["conv", "--stride", "2", "--padding", "1", "--input"])
+                .arg(input)
+                .arg("--weight")
+                .arg(fixture(layer, "weight.npy"))
+                .arg("--bias")
+                .arg(fixture(layer, "bias.npy"))
+                .arg("-o")
+                .arg(&out);
+            if cpu {
+                cmd.arg("--cpu");
+            }
+            let o = cmd.output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "cpu={cpu} {}: {err}",
+                input.display()
+            );
+            assert!(
+                err.contains(needle),
+                "cpu={cpu}: expected {needle:?} in {err}"
+            );
+            assert!(!out.exists(), "cpu={cpu}: an output was written");
+        }
+    }
+}

@@ -32,6 +32,9 @@ pub struct ConvArgs {
 
 /// Runs the convolution and writes the output.
 pub fn run(args: ConvArgs) -> Result<()> {
+    let mut inputs = vec![args.input.as_path(), args.weight.as_path()];
+    inputs.extend(args.bias.as_deref());
+    super::check_output_path(&args.output, &inputs)?;
     let input = Tensor::read_npy(&args.input)?;
     let weight = Tensor::read_npy(&args.weight)?;
     let bias = args.bias.as_ref().map(Tensor::read_npy).transpose()?;

@@ -96,3 +96,68 @@ pub fn check_output_finite(y: &maddconv::Tensor, what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Checks an output path before any work is done: its directory exists and can be written, it
+/// is not a directory, and it is none of the command's `inputs` (the same file, also through
+/// symbolic or hard links), so a typo never costs a long run or replaces an input.
+pub fn check_output_path(output: &std::path::Path, inputs: &[&std::path::Path]) -> Result<()> {
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "the output {}: its directory {} does not exist",
+            output.display(),
+            dir.display()
+        );
+    }
+    if output.is_dir() {
+        bail!("the output {} is a directory, not a file", output.display());
+    }
+    // Writable: a probe file that is removed at once (permission bits do not tell, e.g. on a
+    // read-only mount or for root).
+    let probe = dir.join(format!(".maddconv-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => bail!(
+            "the output {}: its directory {} cannot be written ({e})",
+            output.display(),
+            dir.display()
+        ),
+    }
+    if let Ok(out_meta) = std::fs::metadata(output) {
+        for input in inputs {
+            if same_file(&out_meta, output, input) {
+                bail!(
+                    "the output {} is the input {} (the same file); choose another output path",
+                    output.display(),
+                    input.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `a` (with metadata `a_meta`) and `b` name the same file.
+#[cfg(unix)]
+fn same_file(a_meta: &std::fs::Metadata, _a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(b).is_ok_and(|m| a_meta.dev() == m.dev() && a_meta.ino() == m.ino())
+}
+
+/// Whether `a` and `b` name the same file.
+#[cfg(not(unix))]
+fn same_file(_a_meta: &std::fs::Metadata, a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

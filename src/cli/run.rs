@@ -29,6 +29,7 @@ pub struct RunArgs {
 
 /// Applies the approximate layer and writes its output.
 pub fn run(args: RunArgs) -> Result<()> {
+    super::check_output_path(&args.output, &[&args.tables, &args.input])?;
     let tables = Tables::load(&args.tables)?;
     let input = Tensor::read_npy(&args.input).context("reading the input")?;
     let out_shape = tables

@@ -99,6 +99,11 @@ fn file_name(p: &Path) -> String {
 
 /// Trains, optionally measures the held-out error, and writes the table file.
 pub fn run(args: TrainArgs) -> Result<()> {
+    let mut inputs = vec![args.weight.as_path()];
+    inputs.extend(args.bias.as_deref());
+    inputs.extend(args.input.iter().map(|p| p.as_path()));
+    inputs.extend(args.test.as_deref());
+    super::check_output_path(&args.output, &inputs)?;
     let max_windows = match args.max_windows.trim() {
         "all" => None,
         v => match v.parse::<usize>() {
