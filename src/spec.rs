@@ -153,9 +153,9 @@ impl ConvSpec {
                 Ok(())
             }
         };
+        positive("groups", self.groups)?;
         positive("in_channels", self.in_channels)?;
         positive("out_channels", self.out_channels)?;
-        positive("groups", self.groups)?;
         for (i, &k) in self.kernel.iter().enumerate() {
             positive(&format!("kernel[{i}]"), k)?;
         }
@@ -474,7 +474,7 @@ impl Geometry {
             v.iter()
                 .fold(1u128, |acc, &x| acc.saturating_mul(x as u128))
         };
-        let checks: [(&str, u128); 9] = [
+        let checks: [(&str, u128); 11] = [
             (
                 "input element count",
                 prod(&[self.batch, self.in_channels, self.in_h, self.in_w]),
@@ -503,8 +503,16 @@ impl Geometry {
                 "dilated kernel width",
                 prod(&[self.dilation_w, self.kernel_w]),
             ),
-            ("strided output height", prod(&[self.stride_h, self.out_h])),
-            ("strided output width", prod(&[self.stride_w, self.out_w])),
+            ("stride along the height", self.stride_h as u128),
+            ("stride along the width", self.stride_w as u128),
+            (
+                "output height × stride along the height",
+                prod(&[self.stride_h, self.out_h]),
+            ),
+            (
+                "output width × stride along the width",
+                prod(&[self.stride_w, self.out_w]),
+            ),
         ];
         for (what, v) in checks {
             check_index(what, u64::try_from(v).unwrap_or(u64::MAX))?;

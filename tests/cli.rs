@@ -63,14 +63,27 @@ fn conv_reproduces_the_expected_output() {
 #[test]
 fn conv_errors_are_clear_and_leave_no_output() {
     let out = tmp("never.npy");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["--padding", "1,1,1"],
             "--padding takes 1 or 2 comma-separated values",
         ),
         (&["--stride", "x"], "\"x\" is not a non-negative integer"),
+        (
+            &["--stride", "-1"],
+            "--stride: \"-1\" is not a non-negative integer",
+        ),
+        (
+            &["--padding", "-1"],
+            "--padding: \"-1\" is not a non-negative integer",
+        ),
         (&["--stride", "0"], "stride[0] is 0"),
+        (
+            &["--stride", "2147483648"],
+            "stride along the width is 2147483648, above the limit of 2147483647",
+        ),
         (&["--groups", "3"], "not divisible by groups 3"),
+        (&["--groups", "0"], "groups is 0; it must be at least 1"),
     ];
     for (extra, needle) in cases {
         let mut cmd = maddconv();

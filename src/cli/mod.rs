@@ -17,17 +17,17 @@ use maddconv::ConvSpec;
 #[derive(Args, Clone, Debug, Default)]
 pub struct SpecArgs {
     /// Stride: one value for every axis, or one per axis ("2" or "2,1").
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
     pub stride: Option<String>,
     /// Zero padding: one value for every side, or per side in ONNX pads order
     /// (2-D "top,left,bottom,right", 1-D "left,right").
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
     pub padding: Option<String>,
     /// Dilation: one value for every axis, or one per axis.
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", allow_hyphen_values = true)]
     pub dilation: Option<String>,
     /// Groups (in and out channels split into this many independent convolutions).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub groups: usize,
 }
 
