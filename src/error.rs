@@ -54,13 +54,16 @@ pub enum Error {
     Argument(String),
 
     /// Reading or writing a file failed at the operating-system level.
-    #[error("{}: {source}", path.display())]
+    ///
+    /// The message includes the operating system's; the error is not also returned by
+    /// [`source`](std::error::Error::source), so that printing the chain of causes (as
+    /// `anyhow`'s `{:#}` does) shows it once.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A `.npy` file is malformed or of an unsupported kind (dtype, order).
@@ -108,7 +111,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }
