@@ -86,6 +86,23 @@ pub enum Error {
         message: String,
     },
 
+    /// A table file's contents do not match the checksum written with them at training time: a
+    /// byte of a table, a scale or the metadata (e.g. the spec) was changed afterwards.
+    /// Re-create the file with `maddconv train`; do not edit table files by hand.
+    #[error(
+        "the table file was modified after training: {} carries checksum {expected} but its \
+         contents hash to {found}; re-create it with `maddconv train`",
+        path.display()
+    )]
+    TableModified {
+        /// The file involved (the name given when loading from memory).
+        path: PathBuf,
+        /// The checksum stored in the file.
+        expected: String,
+        /// The checksum of the file's contents.
+        found: String,
+    },
+
     /// No GPU adapter could be found (or none of the requested backend).
     /// Check drivers, or `WGPU_BACKEND`; on a machine without a GPU install a software Vulkan
     /// driver (Mesa's lavapipe).
