@@ -7,6 +7,7 @@
 //! Modules:
 //! * [`spec`] — convolution parameters and shape arithmetic (PyTorch/ONNX conventions).
 //! * [`tensor`] — dense f32 tensors and `.npy` files.
+//! * [`io`] — atomic, kill-safe file output.
 //! * [`reference`](mod@reference) — the exact CPU convolution in f64 (the oracle).
 //! * [`gpu`] — GPU context and the kernels' host code.
 //! * [`data`] — layer folders (`layer.json` + `.npy` files).
@@ -21,6 +22,7 @@ pub mod data;
 pub mod error;
 pub mod filters;
 pub mod gpu;
+pub mod io;
 pub mod maddness;
 pub mod metrics;
 pub mod reference;

@@ -5,9 +5,12 @@
 //! weights `O×(C/groups)×KH×KW` or `O×(C/groups)×K`, bias `O`.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
+
+/// Atomic, kill-safe file output (see [`crate::io`]); kept here too, where it has always been.
+pub use crate::io::write_atomic;
 
 /// A dense, C-order f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,7 +143,10 @@ impl Tensor {
             path: path.to_path_buf(),
             message,
         };
-        let mut reader = CountingReader { inner: reader, count: 0 };
+        let mut reader = CountingReader {
+            inner: reader,
+            count: 0,
+        };
         let header = npyz::NpyHeader::from_reader(&mut reader).map_err(|e| {
             npy_err(format!(
                 "not a readable .npy file: {}",
@@ -295,39 +301,4 @@ fn join(dims: &[usize]) -> String {
         .map(|d| d.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Writes a file through `write`, atomically: into a temporary file in the same directory, then
-/// renamed over `path`. On any failure the temporary file is removed and `path` is untouched.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Argument(format!("output path {} names no file", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        {
-            let mut w = std::io::BufWriter::new(&file);
-            write(&mut w)?;
-            w.flush()?;
-        }
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
 }
