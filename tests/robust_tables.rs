@@ -168,7 +168,8 @@ fn edited_tables_are_refused() {
     std::fs::write(&path, &b).unwrap();
     let e = Tables::load(&path).unwrap_err();
     assert!(
-        matches!(e, Error::TableModified { .. }) && e.to_string().contains(&*path.to_string_lossy()),
+        matches!(e, Error::TableModified { .. })
+            && e.to_string().contains(&*path.to_string_lossy()),
         "{e}"
     );
     // The checksum itself edited.
@@ -293,7 +294,11 @@ fn files_that_are_not_tables_are_refused_by_name() {
     if f.set_len(1 << 40).is_ok() {
         drop(f);
         let clock = std::time::Instant::now();
-        let msg = expect_table_error("huge file", Tables::load(&huge), &["data bytes after its header, more than"]);
+        let msg = expect_table_error(
+            "huge file",
+            Tables::load(&huge),
+            &["data bytes after its header, more than"],
+        );
         assert!(clock.elapsed().as_secs() < 5, "took {:?}", clock.elapsed());
         eprintln!("huge file: {msg}");
     }
@@ -340,7 +345,10 @@ fn truncated_npy_names_the_sizes() {
     let path = dir().join("cut.npy");
     std::fs::write(&path, cut).unwrap();
     let msg = Tensor::read_npy(&path).unwrap_err().to_string();
-    assert!(msg.contains("needs 80 data bytes") && msg.contains("holds only 67"), "{msg}");
+    assert!(
+        msg.contains("needs 80 data bytes") && msg.contains("holds only 67"),
+        "{msg}"
+    );
     #[cfg(unix)]
     {
         let fifo = dir().join("cut.fifo");
@@ -351,7 +359,10 @@ fn truncated_npy_names_the_sizes() {
         let writer = std::thread::spawn(move || std::fs::write(f2, data).unwrap());
         let msg = Tensor::read_npy(&fifo).unwrap_err().to_string();
         writer.join().unwrap();
-        assert!(msg.contains("needs 80 data bytes") && msg.contains("holds only 67"), "{msg}");
+        assert!(
+            msg.contains("needs 80 data bytes") && msg.contains("holds only 67"),
+            "{msg}"
+        );
     }
     // Cut inside the header.
     let msg = Tensor::from_npy_bytes(&bytes[..20], "h.npy")
@@ -364,7 +375,10 @@ fn truncated_npy_names_the_sizes() {
 fn os_errors_are_printed_once() {
     let e = Tensor::read_npy(dir().join("missing.npy")).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("missing.npy") && msg.contains("os error 2"), "{msg}");
+    assert!(
+        msg.contains("missing.npy") && msg.contains("os error 2"),
+        "{msg}"
+    );
     // The OS error is in the message, not repeated by the chain of causes.
     assert!(std::error::Error::source(&e).is_none(), "{e:?}");
     let chain = format!("{:#}", anyhow::Error::from(e));

@@ -289,9 +289,11 @@ impl Tables {
             }
             _ => {}
         }
-        if let Some(extra) = raw.tensors.iter().find(|t| {
-            !TENSORS.iter().any(|(n, _)| *n == t.name)
-        }) {
+        if let Some(extra) = raw
+            .tensors
+            .iter()
+            .find(|t| !TENSORS.iter().any(|(n, _)| *n == t.name))
+        {
             return Err(fail(format!("unexpected tensor {:?}", extra.name)));
         }
         for (tname, role) in TENSORS {
@@ -437,13 +439,14 @@ impl RawFile {
     /// the whole file's size.
     fn parse(head: &[u8], file_len: u64) -> std::result::Result<RawFile, String> {
         if head.starts_with(b"\x93NUMPY") {
-            return Err("this is a .npy file, not a table file (table files are made by \
+            return Err(
+                "this is a .npy file, not a table file (table files are made by \
                         `maddconv train`)"
-                .into());
+                    .into(),
+            );
         }
-        let n = header_len_field(head).ok_or_else(|| {
-            format!("{file_len} bytes: too short for a safetensors header")
-        })?;
+        let n = header_len_field(head)
+            .ok_or_else(|| format!("{file_len} bytes: too short for a safetensors header"))?;
         let rest = file_len - 8;
         if n > rest {
             return Err(format!(
@@ -606,7 +609,11 @@ impl RawFile {
                 h.update(d.to_le_bytes());
             }
             // Offsets were checked against the data's length when parsing.
-            field(&mut h, data.get(t.start as usize..t.end as usize).unwrap_or_default());
+            field(
+                &mut h,
+                data.get(t.start as usize..t.end as usize)
+                    .unwrap_or_default(),
+            );
         }
         let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         format!("sha256:{hex}")
