@@ -54,13 +54,16 @@ pub enum Error {
     Argument(String),
 
     /// Reading or writing a file failed at the operating-system level.
-    #[error("{}: {source}", path.display())]
+    ///
+    /// The message includes the operating system's; the error is not also returned by
+    /// [`source`](std::error::Error::source), so that printing the chain of causes (as
+    /// `anyhow`'s `{:#}` does) shows it once.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A `.npy` file is malformed or of an unsupported kind (dtype, order).
@@ -81,6 +84,23 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         message: String,
+    },
+
+    /// A table file's contents do not match the checksum written with them at training time: a
+    /// byte of a table, a scale or the metadata (e.g. the spec) was changed afterwards.
+    /// Re-create the file with `maddconv train`; do not edit table files by hand.
+    #[error(
+        "the table file was modified after training: {} carries checksum {expected} but its \
+         contents hash to {found}; re-create it with `maddconv train`",
+        path.display()
+    )]
+    TableModified {
+        /// The file involved (the name given when loading from memory).
+        path: PathBuf,
+        /// The checksum stored in the file.
+        expected: String,
+        /// The checksum of the file's contents.
+        found: String,
     },
 
     /// No GPU adapter could be found (or none of the requested backend).
@@ -108,7 +128,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

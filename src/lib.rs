@@ -8,6 +8,7 @@
 //! * [`spec`] — convolution parameters and shape arithmetic (PyTorch/ONNX conventions).
 //! * [`tensor`] — dense f32 tensors and `.npy` files.
 //! * [`layer`] — [`ConvLayer`]: a spec with its weight and bias, checked once.
+//! * [`io`] — atomic, kill-safe file output.
 //! * [`reference`](mod@reference) — the exact CPU convolution in f64 (the oracle).
 //! * [`gpu`] — GPU context and the kernels' host code.
 //! * [`data`] — layer folders (`layer.json` + `.npy` files).
@@ -24,6 +25,7 @@ pub mod data;
 pub mod error;
 pub mod filters;
 pub mod gpu;
+pub mod io;
 pub mod layer;
 pub mod maddness;
 pub mod metrics;

@@ -38,6 +38,10 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
         .format_timestamp(None)
         .init();
+    // SIGINT/TERM/HUP mid-write remove the unfinished output's temporary (exit 130/143/129).
+    if let Err(e) = maddconv::io::install_signal_cleanup() {
+        log::warn!("{e}");
+    }
     let result = match args.command {
         Command::Info(a) => cli::info::run(a),
         Command::Conv(a) => cli::conv::run(a),

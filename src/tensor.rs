@@ -5,9 +5,12 @@
 //! weights `O×(C/groups)×KH×KW` or `O×(C/groups)×K`, bias `O`.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
+
+/// Atomic, kill-safe file output (see [`crate::io`]); kept here too, where it has always been.
+pub use crate::io::write_atomic;
 
 /// A dense, C-order f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,21 +124,37 @@ impl Tensor {
     pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        Self::read_npy_from(std::io::BufReader::new(file), path)
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        // The size of a regular file bounds what is read; other files (pipes) are read as a
+        // stream, still element by element, so a lying header cannot make a huge allocation.
+        let len = meta.is_file().then(|| meta.len());
+        Self::read_npy_from(std::io::BufReader::new(file), path, len)
     }
 
     /// Parses `.npy` bytes held in memory (`name` is used in error messages).
     pub fn from_npy_bytes(bytes: &[u8], name: &str) -> Result<Tensor> {
-        Self::read_npy_from(bytes, Path::new(name))
+        Self::read_npy_from(bytes, Path::new(name), Some(bytes.len() as u64))
     }
 
-    fn read_npy_from(reader: impl Read, path: &Path) -> Result<Tensor> {
+    /// `file_len`: the whole file's size where it is known, to refuse a truncated file before
+    /// reading its data.
+    fn read_npy_from(reader: impl Read, path: &Path, file_len: Option<u64>) -> Result<Tensor> {
         let npy_err = |message: String| Error::Npy {
             path: path.to_path_buf(),
             message,
         };
-        let npy = npyz::NpyFile::new(reader)
-            .map_err(|e| npy_err(format!("not a readable .npy file: {e}")))?;
+        let mut reader = CountingReader {
+            inner: reader,
+            count: 0,
+        };
+        let header = npyz::NpyHeader::from_reader(&mut reader).map_err(|e| {
+            npy_err(format!(
+                "not a readable .npy file: {}",
+                describe_header_error(&e, reader.count, file_len)
+            ))
+        })?;
+        let header_len = reader.count;
+        let npy = npyz::NpyFile::with_header(header, &mut reader);
         if npy.order() != npyz::Order::C {
             return Err(npy_err(
                 "array is stored in Fortran order; save it in C order (np.ascontiguousarray)"
@@ -153,24 +172,46 @@ impl Tensor {
             npyz::DType::Plain(ts) => ts.to_string(),
             other => format!("{other:?}"),
         };
-        // The data are read element by element, so a header that claims more elements than the
-        // file holds ends in an error at the end of the file, not in a huge allocation.
-        let data: Vec<f32> = match descr.as_str() {
-            "<f4" | ">f4" => npy
-                .into_vec::<f32>()
-                .map_err(|e| npy_err(format!("reading float32 data: {e}")))?,
-            "<f8" | ">f8" => npy
-                .into_vec::<f64>()
-                .map_err(|e| npy_err(format!("reading float64 data: {e}")))?
-                .into_iter()
-                .map(|v| v as f32)
-                .collect(),
+        let (item, name) = match descr.as_str() {
+            "<f4" | ">f4" => (4u64, "float32"),
+            "<f8" | ">f8" => (8u64, "float64"),
             other => {
                 return Err(npy_err(format!(
                     "dtype {other} is not supported; save float32 (x.astype(np.float32))"
                 )))
             }
         };
+        let need = (count as u64).checked_mul(item).ok_or_else(|| {
+            npy_err(format!(
+                "header shape {shape:?} of {name} needs more bytes than a file can hold"
+            ))
+        })?;
+        let truncated = |held: u64| {
+            npy_err(format!(
+                "truncated file: header shape {shape:?} of {name} needs {need} data bytes after                  the {header_len}-byte header, but the file holds only {held}"
+            ))
+        };
+        if let Some(len) = file_len {
+            let held = len.saturating_sub(header_len);
+            if held < need {
+                return Err(truncated(held));
+            }
+        }
+        // The data are read element by element, so a header that claims more elements than a
+        // stream holds ends in an error at its end, not in a huge allocation.
+        let data: std::io::Result<Vec<f32>> = if item == 4 {
+            npy.into_vec::<f32>()
+        } else {
+            npy.into_vec::<f64>()
+                .map(|v| v.into_iter().map(|v| v as f32).collect())
+        };
+        let data = data.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                truncated(reader.count - header_len)
+            } else {
+                npy_err(format!("reading {name} data: {e}"))
+            }
+        })?;
         if data.len() != count {
             return Err(npy_err(format!(
                 "header shape {shape:?} needs {count} values but the file holds {}",
@@ -209,6 +250,32 @@ impl Tensor {
     }
 }
 
+/// Counts the bytes read through it (to name sizes in error messages).
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// npyz's message for a header it cannot read, with the sizes where the file ended early.
+fn describe_header_error(e: &std::io::Error, read: u64, file_len: Option<u64>) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        match file_len {
+            Some(len) => format!("the file ends inside the .npy header ({len} bytes in all)"),
+            None => format!("the file ends inside the .npy header (after {read} bytes)"),
+        }
+    } else {
+        e.to_string()
+    }
+}
+
 /// Product of a shape's dimensions, failing on overflow.
 pub(crate) fn element_count(shape: &[usize]) -> Result<usize> {
     shape.iter().try_fold(1usize, |acc, &d| {
@@ -234,39 +301,4 @@ fn join(dims: &[usize]) -> String {
         .map(|d| d.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Writes a file through `write`, atomically: into a temporary file in the same directory, then
-/// renamed over `path`. On any failure the temporary file is removed and `path` is untouched.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Argument(format!("output path {} names no file", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        {
-            let mut w = std::io::BufWriter::new(&file);
-            write(&mut w)?;
-            w.flush()?;
-        }
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
 }

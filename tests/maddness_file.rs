@@ -6,7 +6,7 @@ mod maddness_common;
 
 use std::collections::HashMap;
 
-use maddconv::maddness::file::{FORMAT_NAME, FORMAT_VERSION};
+use maddconv::maddness::file::{content_checksum, CHECKSUM_KEY, FORMAT_NAME, FORMAT_VERSION};
 use maddconv::maddness::learn::{train, TrainConfig};
 use maddconv::maddness::{HeldOut, Tables};
 use maddconv::{ConvSpec, Error};
@@ -56,13 +56,30 @@ fn parts(bytes: &[u8]) -> Parts {
     Parts { tensors, meta }
 }
 
-fn build(p: &Parts) -> Vec<u8> {
+/// The file of these parts, as is.
+fn build_raw(p: &Parts) -> Vec<u8> {
     let views: Vec<(String, TensorView<'_>)> = p
         .tensors
         .iter()
         .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
     safetensors::serialize(views, Some(p.meta.clone().into_iter().collect())).unwrap()
+}
+
+/// The file of these parts with its checksum recomputed (if it has one), so that the loader's
+/// other checks are reached.
+fn build(p: &Parts) -> Vec<u8> {
+    let bytes = build_raw(p);
+    if !p.meta.contains_key(CHECKSUM_KEY) {
+        return bytes;
+    }
+    let mut p2 = Parts {
+        tensors: p.tensors.clone(),
+        meta: p.meta.clone(),
+    };
+    p2.meta
+        .insert(CHECKSUM_KEY.into(), content_checksum(&bytes).unwrap());
+    build_raw(&p2)
 }
 
 fn tensor<'a>(p: &'a mut Parts, name: &str) -> &'a mut (String, Dtype, Vec<usize>, Vec<u8>) {

@@ -18,20 +18,30 @@
 //! * `format_version`: [`FORMAT_VERSION`] as a decimal string;
 //! * `maddconv`: a JSON object with `spec` (the [`ConvSpec`], so later commands need no spec
 //!   flags), `codebooks`, and the fields of [`TableMeta`] (λ, windows trained and available,
-//!   seed, max_windows, source file names, train seconds, held-out error, trainer version).
+//!   seed, max_windows, source file names, train seconds, held-out error, trainer version);
+//! * `checksum`: `sha256:` and 64 hex digits, over every tensor (name, dtype, shape, bytes) and
+//!   every other metadata entry, in a canonical order ([`content_checksum`]). Files written
+//!   before checksums existed have none; they load, with a warning.
 //!
-//! Loading ([`Tables::from_bytes`], [`Tables::load`]) checks everything — format and version,
-//! header offsets, the set of tensors, dtypes, shapes against the spec and `C`, split dimensions
-//! in range, finite values, positive scales — and returns [`Error::TableFile`] on any problem; it
-//! never panics on corrupt or truncated bytes (a cargo-fuzz target in `fuzz/` exercises it).
+//! Loading ([`Tables::from_bytes`], [`Tables::load`]) checks everything and never panics on
+//! corrupt or truncated bytes (cargo-fuzz targets in `fuzz/` exercise it). In order: that the
+//! file is a safetensors file and not, say, a `.npy`; the header's length against the file and
+//! [`MAX_HEADER_BYTES`], its offsets against the data; format and version; the data's size
+//! against what tables of the spec can hold — all before [`Tables::load`] reads the data, so a
+//! huge file or a device is refused unread; then the checksum ([`Error::TableModified`] when the
+//! contents were changed after training); then the set of tensors, dtypes, shapes against the
+//! spec and `C`, split dimensions in range, finite values, positive scales. Every problem but a
+//! checksum mismatch is an [`Error::TableFile`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{TableMeta, Tables, BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
 use crate::error::{Error, Result};
@@ -41,6 +51,10 @@ use crate::spec::ConvSpec;
 pub const FORMAT_NAME: &str = "maddconv-tables";
 /// The table-file format version this library writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// The metadata key of the checksum ([`content_checksum`]).
+pub const CHECKSUM_KEY: &str = "checksum";
+/// Longest JSON header a table file may have (a maddconv header takes a few kilobytes).
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
 
 /// The `maddconv` metadata entry.
 #[derive(Serialize, Deserialize)]
@@ -125,13 +139,29 @@ impl Tables {
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Argument(format!("building the table file: {e}")))?;
-        let metadata = [
+        let mut metadata = vec![
             ("format".to_string(), FORMAT_NAME.to_string()),
             ("format_version".to_string(), FORMAT_VERSION.to_string()),
             ("maddconv".to_string(), json),
         ];
-        safetensors::serialize(views, Some(metadata.into_iter().collect()))
-            .map_err(|e| Error::Argument(format!("writing the table file: {e}")))
+        let serialize = |metadata: &[(String, String)]| {
+            let metadata = metadata.iter().cloned().collect();
+            safetensors::serialize(views.iter().map(|(n, v)| (*n, v)), Some(metadata))
+                .map_err(|e| Error::Argument(format!("writing the table file: {e}")))
+        };
+        // The checksum covers the contents, not the layout: computed on the file without it.
+        let sum = content_checksum(&serialize(&metadata)?)?;
+        metadata.push((CHECKSUM_KEY.to_string(), sum));
+        let bytes = serialize(&metadata)?;
+        match header_len_field(&bytes) {
+            Some(n) if n > MAX_HEADER_BYTES => Err(Error::TooLarge {
+                what: "table file header in bytes".into(),
+                value: n,
+                limit: MAX_HEADER_BYTES,
+                why: "the most a table file's header may hold (fewer source names?)".into(),
+            }),
+            _ => Ok(bytes),
+        }
     }
 
     /// Writes the table file atomically (a temporary file renamed over `path` once complete).
@@ -140,51 +170,96 @@ impl Tables {
         crate::tensor::write_atomic(path.as_ref(), |w| std::io::Write::write_all(w, &bytes))
     }
 
-    /// Reads and checks a table file.
+    /// Reads and checks a table file (see [`Tables::from_bytes`]).
+    ///
+    /// The header is read and checked first; the rest only when the file's size is what the
+    /// header describes and what tables of its spec can hold, so a huge file, a device such as
+    /// `/dev/zero` or a pipe is refused without reading it.
     pub fn load(path: impl AsRef<Path>) -> Result<Tables> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Tables::from_bytes(&bytes, &path.display().to_string())
+        let name = path.display().to_string();
+        let fail = |message: String| Error::TableFile {
+            path: path.into(),
+            message,
+        };
+        let io = |e| Error::io(path, e);
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(fail(format!(
+                "not a regular file (a {}); give the path of a table file made by `maddconv \
+                 train`",
+                if meta.is_dir() {
+                    "directory"
+                } else {
+                    "device, pipe or socket"
+                }
+            )));
+        }
+        let file_len = meta.len();
+        let mut bytes = Vec::new();
+        let mut read = |bytes: &mut Vec<u8>, n: u64| -> Result<()> {
+            let want = bytes.len() as u64 + n;
+            bytes.reserve_exact(usize::try_from(n).unwrap_or(usize::MAX));
+            (&mut file).take(n).read_to_end(bytes).map_err(io)?;
+            if bytes.len() as u64 != want {
+                return Err(fail(format!(
+                    "the file changed while it was read (it has {} bytes, not {file_len})",
+                    bytes.len()
+                )));
+            }
+            Ok(())
+        };
+        read(&mut bytes, file_len.min(8))?;
+        if let Some(n) = header_len_field(&bytes) {
+            if n <= MAX_HEADER_BYTES && n <= file_len - 8 {
+                read(&mut bytes, n)?;
+            }
+        }
+        let raw = RawFile::parse(&bytes, file_len).map_err(&fail)?;
+        let header = raw.header().map_err(&fail)?;
+        let rest = file_len - bytes.len() as u64;
+        read(&mut bytes, rest)?;
+        Tables::from_parts(&raw, header, &bytes, &name)
     }
 
     /// Parses and checks the bytes of a table file; `name` (e.g. the file name) appears in error
     /// messages. Never panics, whatever the bytes.
+    ///
+    /// A file whose contents do not match its checksum is refused with
+    /// [`Error::TableModified`]; a file without one (written before checksums were) loads, with
+    /// a warning through `log`. Everything else wrong is an [`Error::TableFile`].
     pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Tables> {
         let fail = |message: String| Error::TableFile {
             path: name.into(),
             message,
         };
-        precheck_header(bytes).map_err(&fail)?;
-        let (header_len, metadata) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
-        let data = bytes.get(8 + header_len..).unwrap_or_default();
-        let meta_map = metadata.metadata().as_ref().ok_or_else(|| {
-            fail("no __metadata__ in the header: not a maddconv table file".into())
-        })?;
-        let get = |key: &str| -> Result<&String> {
-            meta_map
-                .get(key)
-                .ok_or_else(|| fail(format!("metadata key {key:?} is missing")))
+        let raw = RawFile::parse(bytes, bytes.len() as u64).map_err(&fail)?;
+        let header = raw.header().map_err(&fail)?;
+        Tables::from_parts(&raw, header, bytes, name)
+    }
+
+    /// The checks that need the tensors' data, on the whole file's `bytes`.
+    fn from_parts(raw: &RawFile, header: Header, bytes: &[u8], name: &str) -> Result<Tables> {
+        let fail = |message: String| Error::TableFile {
+            path: name.into(),
+            message,
         };
-        let format = get("format")?;
-        if format != FORMAT_NAME {
-            return Err(fail(format!(
-                "format is {format:?}, expected {FORMAT_NAME:?}"
-            )));
-        }
-        let version = get("format_version")?;
-        match version.parse::<u32>() {
-            Ok(FORMAT_VERSION) => {}
-            Ok(v) => {
-                return Err(fail(format!(
-                    "format version {v} is not supported (this maddconv reads version \
-                     {FORMAT_VERSION}); re-create the file with this version's `maddconv train`"
-                )))
+        let data = bytes.get(raw.data_start..).unwrap_or_default();
+        let signed = match raw.metadata.get(CHECKSUM_KEY) {
+            Some(stored) => {
+                let found = raw.digest(data);
+                if *stored != found {
+                    return Err(Error::TableModified {
+                        path: name.into(),
+                        expected: stored.clone(),
+                        found,
+                    });
+                }
+                true
             }
-            Err(_) => return Err(fail(format!("format_version {version:?} is not a number"))),
-        }
-        let header: Header = serde_json::from_str(get("maddconv")?)
-            .map_err(|e| fail(format!("metadata \"maddconv\" is not valid: {e}")))?;
+            None => false,
+        };
         check_meta_numbers(&header.meta).map_err(&fail)?;
         let spec = header.spec;
         super::check_spec_sizes(&spec)
@@ -199,35 +274,68 @@ impl Tables {
         }
         let (g, o) = (spec.groups, spec.out_channels);
         let mg = o / g;
-
-        let mut known: HashMap<String, bool> =
-            metadata.tensors().into_keys().map(|k| (k, false)).collect();
-        let mut take =
-            |tname: &'static str, dtype: Dtype, shape: &[usize]| -> Result<Option<&[u8]>> {
-                let (Some(seen), Some(info)) = (known.get_mut(tname), metadata.info(tname)) else {
-                    return Ok(None);
-                };
-                *seen = true;
-                if info.dtype != dtype {
-                    return Err(fail(format!(
-                        "tensor {tname} has dtype {}, expected {dtype}",
-                        info.dtype
-                    )));
-                }
-                if info.shape != shape {
-                    return Err(fail(format!(
-                        "tensor {tname} has shape {:?}, expected {shape:?} (groups {g}, codebooks \
-                     {c}, outputs {o})",
-                        info.shape
-                    )));
-                }
-                let (start, end) = info.data_offsets;
-                data.get(start..end).map(Some).ok_or_else(|| {
-                    fail(format!(
-                        "tensor {tname}: data offsets {start}..{end} are outside the file"
-                    ))
-                })
+        match (raw.tensor("bias").is_some(), spec.bias) {
+            (false, true) => {
+                return Err(fail(
+                    "the table file has no `bias` tensor, but its spec says the layer has a bias"
+                        .into(),
+                ))
+            }
+            (true, false) => {
+                return Err(fail(
+                    "the table file has a `bias` tensor, but its spec says the layer has no bias"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(extra) = raw
+            .tensors
+            .iter()
+            .find(|t| !TENSORS.iter().any(|(n, _)| *n == t.name))
+        {
+            return Err(fail(format!("unexpected tensor {:?}", extra.name)));
+        }
+        for (tname, role) in TENSORS {
+            if !matches!(tname, "bias" | "luts_f32") && raw.tensor(tname).is_none() {
+                return Err(fail(format!("tensor {tname} ({role}) is missing")));
+            }
+        }
+        if raw.data_end < raw.data_len {
+            return Err(fail(format!(
+                "the file has {} bytes after the {} data bytes its header describes",
+                raw.data_len - raw.data_end,
+                raw.data_end
+            )));
+        }
+        // What the safetensors format itself requires (dtype sizes, contiguous data), checked by
+        // its crate, once the problems a user can act on have been named.
+        let (_, metadata) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
+        let take = |tname: &'static str, dtype: Dtype, shape: &[usize]| -> Result<Option<&[u8]>> {
+            let Some(info) = metadata.info(tname) else {
+                return Ok(None);
             };
+            if info.dtype != dtype {
+                return Err(fail(format!(
+                    "tensor {tname} has dtype {}, expected {dtype}",
+                    info.dtype
+                )));
+            }
+            if info.shape != shape {
+                return Err(fail(format!(
+                    "tensor {tname} has shape {:?}, expected {shape:?} (groups {g}, codebooks \
+                     {c}, outputs {o})",
+                    info.shape
+                )));
+            }
+            let (start, end) = info.data_offsets;
+            data.get(start..end).map(Some).ok_or_else(|| {
+                fail(format!(
+                    "tensor {tname}: data offsets {start}..{end} are outside the file"
+                ))
+            })
+        };
         let required = |v: Option<&[u8]>, tname: &str| -> Result<Vec<u8>> {
             v.map(<[u8]>::to_vec)
                 .ok_or_else(|| fail(format!("tensor {tname} is missing")))
@@ -249,9 +357,6 @@ impl Tables {
         let scales = f32s(&required(take("scales", Dtype::F32, &[o])?, "scales")?);
         let bias = take("bias", Dtype::F32, &[o])?.map(f32s);
         let luts_f32 = take("luts_f32", Dtype::F32, &lut_shape)?.map(f32s);
-        if let Some((extra, _)) = known.iter().find(|(_, &seen)| !seen) {
-            return Err(fail(format!("unexpected tensor {extra:?}")));
-        }
         let tables = Tables {
             spec,
             codebooks: c,
@@ -265,8 +370,269 @@ impl Tables {
             meta: header.meta,
         };
         tables.validate().map_err(|e| fail(e.to_string()))?;
+        if !signed {
+            log::warn!(
+                "table file {name} has no checksum (it was written by a maddconv before 0.1's \
+                 checksums), so changes made to it after training cannot be detected; \
+                 re-create it with `maddconv train` to add one"
+            );
+        }
         Ok(tables)
     }
+}
+
+/// The tensors of a table file, with what each is for (in error messages).
+const TENSORS: [(&str, &str); 7] = [
+    ("split_dims", "the window dimension each tree level tests"),
+    ("thresholds", "the hash trees' thresholds"),
+    ("luts", "the 8-bit look-up tables"),
+    ("lut_offsets", "the look-up tables' offsets"),
+    ("scales", "the look-up tables' scales"),
+    ("bias", "the layer's bias"),
+    ("luts_f32", "the float look-up tables"),
+];
+
+/// The checksum of a table file's contents (`sha256:` and 64 hex digits), whether or not the
+/// file holds one: what [`Tables::to_bytes`] stores under the `checksum` metadata key and the
+/// loaders compare against. It covers every tensor (name, dtype, shape, bytes) and every
+/// metadata entry but the checksum itself, in a canonical order, so it does not depend on how
+/// the header is laid out. Fails when the bytes are not a readable safetensors file.
+pub fn content_checksum(bytes: &[u8]) -> Result<String> {
+    let raw = RawFile::parse(bytes, bytes.len() as u64).map_err(|message| Error::TableFile {
+        path: Default::default(),
+        message,
+    })?;
+    Ok(raw.digest(&bytes[raw.data_start..]))
+}
+
+/// The 8-byte header length at the start of a safetensors file, if there are 8 bytes.
+fn header_len_field(bytes: &[u8]) -> Option<u64> {
+    let len8: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(len8))
+}
+
+/// A tensor's entry in the header.
+struct RawTensor {
+    name: String,
+    dtype: String,
+    shape: Vec<u64>,
+    start: u64,
+    end: u64,
+}
+
+/// The header of a safetensors file, parsed and checked against the file's size before the
+/// safetensors crate sees it (its own check adds the offsets unchecked, which overflows on
+/// crafted offsets near `u64::MAX`) and before the data are read.
+struct RawFile {
+    /// Where the data start: 8 + the header's length.
+    data_start: usize,
+    /// Bytes after the header.
+    data_len: u64,
+    /// Where the last tensor's data end (after the header).
+    data_end: u64,
+    metadata: BTreeMap<String, String>,
+    tensors: Vec<RawTensor>,
+}
+
+impl RawFile {
+    /// `head`: the file's first `8 + header length` bytes (or all of it, if shorter); `file_len`:
+    /// the whole file's size.
+    fn parse(head: &[u8], file_len: u64) -> std::result::Result<RawFile, String> {
+        if head.starts_with(b"\x93NUMPY") {
+            return Err(
+                "this is a .npy file, not a table file (table files are made by \
+                        `maddconv train`)"
+                    .into(),
+            );
+        }
+        let n = header_len_field(head)
+            .ok_or_else(|| format!("{file_len} bytes: too short for a safetensors header"))?;
+        let rest = file_len - 8;
+        if n > rest {
+            return Err(format!(
+                "the header claims {n} bytes but only {rest} follow (truncated file, or not a \
+                 table file?)"
+            ));
+        }
+        if n > MAX_HEADER_BYTES {
+            return Err(format!(
+                "the header claims {n} bytes, more than the {MAX_HEADER_BYTES} a table file's \
+                 header may have (not a table file?)"
+            ));
+        }
+        let data_len = rest - n;
+        let header = head
+            .get(8..8 + n as usize)
+            .ok_or_else(|| "the file ends inside its header".to_string())?;
+        let value: serde_json::Value = serde_json::from_slice(header)
+            .map_err(|e| format!("the header is not valid JSON: {e}"))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| "the header is not a JSON object".to_string())?;
+        let mut metadata = BTreeMap::new();
+        let mut tensors = Vec::new();
+        let mut data_end = 0;
+        for (name, info) in obj {
+            if name == "__metadata__" {
+                let entries = info
+                    .as_object()
+                    .ok_or_else(|| "__metadata__ is not a JSON object".to_string())?;
+                for (k, v) in entries {
+                    let v = v
+                        .as_str()
+                        .ok_or_else(|| format!("metadata entry {k:?} is not a string"))?;
+                    metadata.insert(k.clone(), v.to_string());
+                }
+                continue;
+            }
+            let dtype = info
+                .get("dtype")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("tensor {name:?} has no dtype"))?
+                .to_string();
+            let shape = info
+                .get("shape")
+                .and_then(|v| v.as_array())
+                .and_then(|a| a.iter().map(|d| d.as_u64()).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| format!("tensor {name:?} has no shape (a list of sizes)"))?;
+            let offsets = info
+                .get("data_offsets")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| format!("tensor {name:?} has no data_offsets"))?;
+            let mut ends = [0u64; 2];
+            if offsets.len() != 2 {
+                return Err(format!(
+                    "tensor {name:?} has {} data_offsets, not 2",
+                    offsets.len()
+                ));
+            }
+            for (slot, v) in ends.iter_mut().zip(offsets) {
+                *slot = match v.as_u64() {
+                    Some(x) if x <= data_len => x,
+                    _ => {
+                        return Err(format!(
+                            "tensor {name:?}: data offset {v} is outside the {data_len} data \
+                             bytes (truncated or corrupt file)"
+                        ))
+                    }
+                };
+            }
+            let [start, end] = ends;
+            if start > end {
+                return Err(format!(
+                    "tensor {name:?}: data offsets {start}..{end} are reversed"
+                ));
+            }
+            data_end = data_end.max(end);
+            tensors.push(RawTensor {
+                name: name.clone(),
+                dtype,
+                shape,
+                start,
+                end,
+            });
+        }
+        Ok(RawFile {
+            data_start: 8 + n as usize,
+            data_len,
+            data_end,
+            metadata,
+            tensors,
+        })
+    }
+
+    fn tensor(&self, name: &str) -> Option<&RawTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The metadata a maddconv table file needs before its data are read: format, version, the
+    /// spec; and the data's size within what tables of that spec can hold.
+    fn header(&self) -> std::result::Result<Header, String> {
+        let get = |key: &str| -> std::result::Result<&String, String> {
+            if self.metadata.is_empty() {
+                return Err("no __metadata__ in the header: not a maddconv table file".into());
+            }
+            self.metadata
+                .get(key)
+                .ok_or_else(|| format!("metadata key {key:?} is missing"))
+        };
+        let format = get("format")?;
+        if format != FORMAT_NAME {
+            return Err(format!("format is {format:?}, expected {FORMAT_NAME:?}"));
+        }
+        let version = get("format_version")?;
+        match version.parse::<u32>() {
+            Ok(FORMAT_VERSION) => {}
+            Ok(v) => {
+                return Err(format!(
+                    "format version {v} is not supported (this maddconv reads version \
+                     {FORMAT_VERSION}); re-create the file with this version's `maddconv train`"
+                ))
+            }
+            Err(_) => return Err(format!("format_version {version:?} is not a number")),
+        }
+        let header: Header = serde_json::from_str(get("maddconv")?)
+            .map_err(|e| format!("metadata \"maddconv\" is not valid: {e}"))?;
+        // With some slack, so that a small unexpected tensor or trailing bytes are named by the
+        // later checks.
+        let most = most_data_bytes(&header.spec, header.codebooks).saturating_add(1 << 20);
+        if self.data_len > most {
+            return Err(format!(
+                "the file holds {} data bytes after its header, more than tables of its spec and \
+                 {} codebooks can hold ({most})",
+                self.data_len, header.codebooks
+            ));
+        }
+        Ok(header)
+    }
+
+    /// The checksum of the metadata (but the checksum entry) and the tensors, `data` being
+    /// the bytes after the header.
+    fn digest(&self, data: &[u8]) -> String {
+        fn field(h: &mut Sha256, bytes: &[u8]) {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+        let mut h = Sha256::new();
+        field(&mut h, b"maddconv-tables checksum 1");
+        for (k, v) in self.metadata.iter().filter(|(k, _)| *k != CHECKSUM_KEY) {
+            field(&mut h, k.as_bytes());
+            field(&mut h, v.as_bytes());
+        }
+        let mut order: Vec<&RawTensor> = self.tensors.iter().collect();
+        order.sort_by(|a, b| a.name.cmp(&b.name));
+        for t in order {
+            field(&mut h, t.name.as_bytes());
+            field(&mut h, t.dtype.as_bytes());
+            h.update((t.shape.len() as u64).to_le_bytes());
+            for d in &t.shape {
+                h.update(d.to_le_bytes());
+            }
+            // Offsets were checked against the data's length when parsing.
+            field(
+                &mut h,
+                data.get(t.start as usize..t.end as usize)
+                    .unwrap_or_default(),
+            );
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+}
+
+/// The most data bytes valid tables of this spec and `C` codebooks hold (every tensor present),
+/// saturating; a bound checked before the data are read.
+fn most_data_bytes(spec: &ConvSpec, c: usize) -> u64 {
+    let g = spec.groups.max(1) as u64;
+    let o = spec.out_channels as u64;
+    let gc = g.saturating_mul(c as u64);
+    let mg = o / g;
+    let per_codebook = (TREE_DEPTH as u64 * 4)
+        .saturating_add(TREE_DEPTH as u64 * LEVEL_SLOTS as u64 * 4)
+        .saturating_add((BUCKETS as u64).saturating_mul(mg).saturating_mul(1 + 4))
+        .saturating_add(mg.saturating_mul(4));
+    gc.saturating_mul(per_codebook)
+        .saturating_add(o.saturating_mul(8))
 }
 
 /// The metadata's numbers must be finite (JSON cannot hold NaN or infinity).
@@ -299,54 +665,4 @@ fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
-}
-
-/// Checks the header length and every tensor's data offsets against the buffer before the
-/// safetensors crate sees it: its own check adds the offsets unchecked, which overflows on
-/// crafted offsets near `u64::MAX`.
-fn precheck_header(bytes: &[u8]) -> std::result::Result<(), String> {
-    let len8: [u8; 8] = match bytes.get(..8) {
-        Some(&[a, b, c, d, e, f, g, h]) => [a, b, c, d, e, f, g, h],
-        _ => {
-            return Err(format!(
-                "{} bytes: too short for a safetensors header",
-                bytes.len()
-            ))
-        }
-    };
-    let n = u64::from_le_bytes(len8);
-    let rest = (bytes.len() - 8) as u64;
-    if n > rest {
-        return Err(format!(
-            "the header claims {n} bytes but only {rest} follow (truncated file?)"
-        ));
-    }
-    let data_len = rest - n;
-    let header = &bytes[8..8 + n as usize];
-    let value: serde_json::Value =
-        serde_json::from_slice(header).map_err(|e| format!("the header is not valid JSON: {e}"))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| "the header is not a JSON object".to_string())?;
-    for (name, info) in obj {
-        if name == "__metadata__" {
-            continue;
-        }
-        let offsets = info
-            .get("data_offsets")
-            .and_then(|v| v.as_array())
-            .ok_or_else(|| format!("tensor {name:?} has no data_offsets"))?;
-        for v in offsets {
-            match v.as_u64() {
-                Some(x) if x <= data_len => {}
-                _ => {
-                    return Err(format!(
-                        "tensor {name:?}: data offset {v} is outside the {data_len} data bytes \
-                         (truncated or corrupt file)"
-                    ))
-                }
-            }
-        }
-    }
-    Ok(())
 }
