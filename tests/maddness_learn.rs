@@ -247,27 +247,75 @@ fn training_is_deterministic_under_a_seed() {
     assert_eq!(a.meta.windows_available, 1944);
 }
 
+/// Checks a training run's progress reports: every report names `groups` groups and has
+/// `done ≤ total`; group after group, the stages come as windows, trees, ridge, tables (each a
+/// run of reports); the trees and ridge runs end complete; with `monotone`, `done` never falls
+/// inside a run (the output learner's `Start::Best` counts its two starts from 0 each).
+fn check_progress(what: &str, events: &[TrainProgress], groups: usize, monotone: bool) {
+    let mut runs: Vec<(usize, TrainStage)> = Vec::new();
+    for (i, p) in events.iter().enumerate() {
+        assert!(
+            p.groups == groups && p.done <= p.total,
+            "{what}: report {i} {p:?}"
+        );
+        if runs.last() == Some(&(p.group, p.stage)) {
+            let prev = &events[i - 1];
+            assert!(
+                !monotone || prev.done <= p.done,
+                "{what}: report {i} went back from {prev:?} to {p:?}"
+            );
+        } else {
+            if let Some(prev) = i.checked_sub(1).map(|k| &events[k]) {
+                if matches!(prev.stage, TrainStage::Trees | TrainStage::Ridge) {
+                    assert_eq!(prev.done, prev.total, "{what}: {prev:?} ended incomplete");
+                }
+            }
+            runs.push((p.group, p.stage));
+        }
+    }
+    let stages = [
+        TrainStage::Windows,
+        TrainStage::Trees,
+        TrainStage::Ridge,
+        TrainStage::Tables,
+    ];
+    let want: Vec<(usize, TrainStage)> = (0..groups).flat_map(|g| stages.map(|s| (g, s))).collect();
+    assert_eq!(
+        runs, want,
+        "{what}: (group, stage) runs of the progress reports"
+    );
+}
+
 #[test]
 fn progress_is_reported_in_order() {
     let layer = fixture();
-    let mut events = Vec::new();
-    train(
-        &layer.spec,
-        &layer.weight().unwrap(),
-        layer.bias().unwrap().as_ref(),
-        &[layer.train().unwrap()],
-        &config(40),
-        &mut |p| events.push(p),
-    )
-    .unwrap();
-    let last_trees = events
-        .iter()
-        .rev()
-        .find(|p| p.stage == TrainStage::Trees)
+    let x = layer.train().unwrap();
+    let (w, b) = (layer.weight().unwrap(), layer.bias().unwrap());
+    for (learner, monotone) in [(Learner::Maddness, true), (Learner::Output, false)] {
+        let mut events = Vec::new();
+        let cfg = TrainConfig {
+            learner,
+            ..config(40)
+        };
+        train(
+            &layer.spec,
+            &w,
+            b.as_ref(),
+            std::slice::from_ref(&x),
+            &cfg,
+            &mut |p| events.push(p),
+        )
         .unwrap();
-    assert_eq!(last_trees.done, last_trees.total);
-    assert_eq!(events.last().unwrap().stage, TrainStage::Tables);
-    assert!(events.iter().all(|p| p.done <= p.total && p.groups == 1));
+        check_progress(&format!("{learner:?}"), &events, 1, monotone);
+    }
+    // Three groups: the stages repeat group after group.
+    let mut spec = ConvSpec::conv2d(6, 3, 3, 3);
+    spec.groups = 3;
+    let mut rng = Rng(9);
+    let (gx, gw) = (rng.tensor(&[2, 6, 9, 9]), rng.tensor(&[3, 2, 3, 3]));
+    let mut events = Vec::new();
+    train(&spec, &gw, None, &[gx], &config(4), &mut |p| events.push(p)).unwrap();
+    check_progress("3 groups", &events, 3, true);
 }
 
 /// Grouped and depthwise convolutions: one problem per group; the approximation must follow
