@@ -1,200 +1,31 @@
-//! The output-aware learner (issue 7): every step lowers (or keeps) the training error it
-//! optimises — boosting and backfitting the output residual, the ridge refit of the tables
-//! (Cholesky and conjugate gradients), the rounding-aware 8-bit offsets — the whole learner
-//! beats MADDNESS's training error, groupings partition the window, results are deterministic
-//! under a seed, large codebook counts train, and bad settings are refused clearly.
+//! The output-aware learner (issue 7) through the public API: the whole learner beats
+//! MADDNESS's training error, the rounding-aware 8-bit offsets lower the quantization error,
+//! results are deterministic under a seed, large codebook counts train, and bad settings are
+//! refused clearly. Its steps (boosting and backfitting, the table refits, the groupings) are
+//! tested next to their code in `src/maddness/learn/`.
 
 mod common;
 mod maddness_common;
 
 use maddconv::data::LayerDir;
-use maddconv::maddness::boost::{boost, BoostParams, Init};
-use maddconv::maddness::grouping::{groups, Grouping};
-use maddconv::maddness::learn::{
-    self, codebook_ranges, extract_windows, learn_trees, ranges_to_groups, refit_tables,
-    sample_positions, train, Learner, Solver, Start, TrainConfig, Windows,
-};
-use maddconv::maddness::mirror;
+use maddconv::maddness::learn::{self, train, Grouping, Learner, Start, TrainConfig};
+use maddconv::maddness::{mirror, Tables};
 use maddconv::metrics::nmse;
 use maddconv::reference::conv_reference;
 use maddconv::{ConvSpec, Error, Tensor};
-use maddness_common::{Rng, TensorRng};
+use maddness_common::{train_layer, Rng, TensorRng};
 
 fn fixture() -> LayerDir {
     LayerDir::open(common::fixtures().join("layers/mtcnn_pnet_conv3_trainable")).unwrap()
 }
 
-/// All training windows of the fixture layer (1944 × 144) and its weight (32 × 144).
-fn fixture_windows() -> (Windows, Vec<f32>, usize) {
-    let layer = fixture();
-    let x = layer.train().unwrap();
-    let geom = layer.spec.geometry(x.shape()).unwrap();
-    let pos = sample_positions((geom.batch * geom.positions()) as u64, None, 0);
-    let windows = extract_windows(&layer.spec, std::slice::from_ref(&x), &pos, 0).unwrap();
-    let w = layer.weight().unwrap();
-    (windows, w.data().to_vec(), layer.spec.out_channels)
-}
-
-fn params(c: usize, passes: usize) -> BoostParams {
-    BoostParams {
-        codebooks: c,
-        groups: None,
-        shortlist: 12,
-        rank: 8,
-        tree_rows: 1 << 20,
-        score_rows: 4096,
-        min_leaf: 4,
-        shrinkage: 1.0,
-        passes,
-        seed: 1,
-    }
-}
-
-/// `‖A·wᵀ − Σ_c T[c][code_c]‖²` over the windows, in f64.
-fn output_sse(
-    windows: &Windows,
-    w: &[f32],
-    m: usize,
-    codes: &[u8],
-    c_total: usize,
-    t: &[f64],
-) -> f64 {
-    let d = windows.dim;
-    let mut e = 0.0;
-    for r in 0..windows.rows {
-        let a = windows.row(r);
-        for mm in 0..m {
-            let y: f64 = (0..d).map(|j| a[j] as f64 * w[mm * d + j] as f64).sum();
-            let yh: f64 = (0..c_total)
-                .map(|c| t[(c * 16 + codes[r * c_total + c] as usize) * m + mm])
-                .sum();
-            e += (y - yh).powi(2);
-        }
-    }
-    e
-}
-
-fn assert_non_increasing(what: &str, v: &[f64]) {
-    for i in 1..v.len() {
-        assert!(
-            v[i] <= v[i - 1] * (1.0 + 1e-6) + 1e-9,
-            "{what}: step {i} raised the SSE from {} to {}; all: {v:?}",
-            v[i - 1],
-            v[i]
-        );
-    }
-}
-
-#[test]
-fn boosting_and_backfitting_never_raise_the_training_sse() {
-    let (windows, w, m) = fixture_windows();
-    let b = boost(&windows, &w, m, &params(8, 2), None, &mut |_, _| {}).unwrap();
-    assert_eq!(b.sse.len(), 1 + 8 + 2 * 8);
-    assert_non_increasing("boosting + 2 backfitting passes", &b.sse);
-    // Real gains: boosting explains most of the output; backfitting lowers it further.
-    assert!(b.sse[8] < 0.5 * b.sse[0], "boosting: {:?}", b.sse);
-    assert!(
-        b.sse[24] < b.sse[8],
-        "backfitting gained nothing: {:?}",
-        b.sse
-    );
-    for (c, t) in b.trees.trees.iter().enumerate() {
-        assert_non_increasing(&format!("tree {c} levels"), &t.level_sse);
-    }
-    // The reported SSE is the SSE of the prior tables on the tree rows (all windows here).
-    let e = output_sse(&windows, &w, m, &b.trees.codes, 8, &b.prior);
-    let last = *b.sse.last().unwrap();
-    assert!(
-        (e - last).abs() <= 1e-3 * last,
-        "prior tables' SSE {e} vs reported {last}"
-    );
-}
-
-/// Backfitting from MADDNESS's trees and tables: never worse than where it started.
-#[test]
-fn backfitting_from_maddness_never_raises_the_training_sse() {
-    let (windows, w, m) = fixture_windows();
-    let c = 8;
-    let ranges = codebook_ranges(windows.dim, c).unwrap();
-    let trees = learn_trees(&windows, &ranges).unwrap();
-    // MADDNESS's tables: the refit of its bucket means (λ = 1) from zero tables is the same
-    // least-squares problem up to the prior; any tables will do as a start here.
-    let t0 = refit_tables(
-        &windows,
-        &trees,
-        &vec![0.0; c * 16 * m],
-        1.0,
-        &w,
-        m,
-        Solver::Cholesky,
-    )
-    .unwrap();
-    let start = output_sse(&windows, &w, m, &trees.codes, c, &t0);
-    let init = Init {
-        trees: &trees.trees,
-        tables: &t0,
-    };
-    let b = boost(&windows, &w, m, &params(c, 1), Some(init), &mut |_, _| {}).unwrap();
-    assert_eq!(b.sse.len(), 1 + c);
-    assert!(
-        (b.sse[0] - start).abs() <= 1e-3 * start,
-        "start SSE {} vs the initial tables' {start}",
-        b.sse[0]
-    );
-    assert_non_increasing("backfitting from MADDNESS", &b.sse);
-}
-
-/// The refit minimises `‖Y − G·T‖² + λ‖T − T0‖²`: never above the prior's error; Cholesky and
-/// conjugate gradients agree.
-#[test]
-fn refit_never_raises_training_error_and_solvers_agree() {
-    let (windows, w, m) = fixture_windows();
-    let c = 8;
-    let b = boost(&windows, &w, m, &params(c, 0), None, &mut |_, _| {}).unwrap();
-    let e_prior = output_sse(&windows, &w, m, &b.trees.codes, c, &b.prior);
-    let chol = refit_tables(&windows, &b.trees, &b.prior, 1.0, &w, m, Solver::Cholesky).unwrap();
-    let cg = refit_tables(
-        &windows,
-        &b.trees,
-        &b.prior,
-        1.0,
-        &w,
-        m,
-        Solver::ConjugateGradient,
-    )
-    .unwrap();
-    let e_chol = output_sse(&windows, &w, m, &b.trees.codes, c, &chol);
-    let e_cg = output_sse(&windows, &w, m, &b.trees.codes, c, &cg);
-    assert!(
-        e_chol <= e_prior * (1.0 + 1e-9),
-        "refit {e_chol} > prior {e_prior}"
-    );
-    // Measured: the joint refit removes a fifth of the boosted leaves' error here.
-    assert!(
-        e_chol < 0.95 * e_prior,
-        "refit {e_chol} vs prior {e_prior}: no gain"
-    );
-    assert!(
-        (e_cg - e_chol).abs() <= 1e-3 * e_chol,
-        "conjugate gradients {e_cg} vs Cholesky {e_chol}"
-    );
-}
-
 /// Training NMSE (float or 8-bit tables) of a config on the fixture's train input.
-fn train_nmse(cfg: &TrainConfig, eight_bit: bool) -> (f64, maddconv::maddness::Tables) {
+fn train_nmse(cfg: &TrainConfig, eight_bit: bool) -> (f64, Tables) {
     let layer = fixture();
     let x = layer.train().unwrap();
+    let tables = train_layer(&layer, &x, cfg);
     let w = layer.weight().unwrap();
     let b = layer.bias().unwrap();
-    let tables = train(
-        &layer.spec,
-        &w,
-        b.as_ref(),
-        std::slice::from_ref(&x),
-        cfg,
-        &mut |_| {},
-    )
-    .unwrap();
     let exact = conv_reference(&layer.spec, &x, &w, b.as_ref()).unwrap();
     let y = if eight_bit {
         mirror::apply(&tables, &x).unwrap()
@@ -245,8 +76,6 @@ fn output_learner_beats_maddness_on_training_error() {
 fn rounding_aware_offsets_lower_the_quantization_error() {
     let layer = fixture();
     let x = layer.train().unwrap();
-    let w = layer.weight().unwrap();
-    let b = layer.bias().unwrap();
     let q_err = |refit: bool| -> f64 {
         let cfg = TrainConfig {
             codebooks: Some(16),
@@ -254,15 +83,7 @@ fn rounding_aware_offsets_lower_the_quantization_error() {
             refit_offsets: refit,
             ..Default::default()
         };
-        let t = train(
-            &layer.spec,
-            &w,
-            b.as_ref(),
-            std::slice::from_ref(&x),
-            &cfg,
-            &mut |_| {},
-        )
-        .unwrap();
+        let t = train_layer(&layer, &x, &cfg);
         let y8 = mirror::apply(&t, &x).unwrap();
         let yf = mirror::apply_f32(&t, &x).unwrap();
         y8.data()
@@ -281,9 +102,7 @@ fn rounding_aware_offsets_lower_the_quantization_error() {
 #[test]
 fn output_learner_is_deterministic_under_a_seed() {
     let layer = fixture();
-    let w = layer.weight().unwrap();
-    let b = layer.bias().unwrap();
-    let x = [layer.train().unwrap()];
+    let x = layer.train().unwrap();
     let run = |seed, start| {
         let cfg = TrainConfig {
             codebooks: Some(8),
@@ -293,7 +112,7 @@ fn output_learner_is_deterministic_under_a_seed() {
             start,
             ..Default::default()
         };
-        let mut t = train(&layer.spec, &w, b.as_ref(), &x, &cfg, &mut |_| {}).unwrap();
+        let mut t = train_layer(&layer, &x, &cfg);
         t.meta.train_seconds = 0.0;
         t
     };
@@ -301,92 +120,6 @@ fn output_learner_is_deterministic_under_a_seed() {
         let (a, a2, c) = (run(5, start), run(5, start), run(6, start));
         assert_eq!(a, a2, "{start:?}: same seed, different tables");
         assert_ne!(a.luts, c.luts, "{start:?}: another seed, same tables");
-    }
-}
-
-/// Every grouping partitions `0..D` into `C` non-empty groups; channel groups never straddle a
-/// channel; contiguous groups are MADDNESS's ranges.
-#[test]
-fn groupings_partition_the_window() {
-    let mut rng = Rng(3);
-    let (d, area) = (6 * 9, 9);
-    let data: Vec<f32> = (0..300 * d).map(|_| rng.normal()).collect();
-    let windows = Windows::new(300, d, data).unwrap();
-    for c in [1, 4, 6, 7, 13, 54] {
-        for g in [
-            Grouping::Contiguous,
-            Grouping::Channels,
-            Grouping::Correlation,
-        ] {
-            let groups = groups(g, d, area, c, &windows).unwrap().unwrap();
-            assert_eq!(groups.len(), c, "{g:?} C={c}");
-            let mut all: Vec<u32> = groups.iter().flatten().copied().collect();
-            all.sort_unstable();
-            assert_eq!(all, (0..d as u32).collect::<Vec<_>>(), "{g:?} C={c}");
-            assert!(groups.iter().all(|g| !g.is_empty()), "{g:?} C={c}");
-            if g == Grouping::Channels {
-                for grp in &groups {
-                    let (lo, hi) = (grp[0] as usize / area, *grp.last().unwrap() as usize / area);
-                    assert!(
-                        lo == hi || grp.len() % area == 0,
-                        "C={c}: group {grp:?} straddles channels"
-                    );
-                }
-            }
-            if g == Grouping::Contiguous {
-                let ranges = codebook_ranges(d, c).unwrap();
-                assert_eq!(groups, ranges_to_groups(&ranges));
-            }
-        }
-        assert!(groups(Grouping::Free, d, area, c, &windows)
-            .unwrap()
-            .is_none());
-    }
-}
-
-/// The trained learner honours its grouping: every split dimension of codebook `c` is in
-/// group `c`.
-#[test]
-fn trees_stay_inside_their_groups() {
-    let layer = fixture();
-    let w = layer.weight().unwrap();
-    let b = layer.bias().unwrap();
-    let x = layer.train().unwrap();
-    let (c, area) = (6, 9);
-    for (learner, grouping) in [
-        (Learner::Output, Grouping::Channels),
-        (Learner::Maddness, Grouping::Correlation),
-        (Learner::Output, Grouping::Correlation),
-    ] {
-        let cfg = TrainConfig {
-            codebooks: Some(c),
-            learner,
-            grouping: Some(grouping),
-            ..Default::default()
-        };
-        let t = train(
-            &layer.spec,
-            &w,
-            b.as_ref(),
-            std::slice::from_ref(&x),
-            &cfg,
-            &mut |_| {},
-        )
-        .unwrap();
-        let geom = layer.spec.geometry(x.shape()).unwrap();
-        let pos = sample_positions((geom.batch * geom.positions()) as u64, None, 0);
-        let windows = extract_windows(&layer.spec, std::slice::from_ref(&x), &pos, 0).unwrap();
-        let g = groups(grouping, 144, area, c, &windows).unwrap().unwrap();
-        for (cb, group) in g.iter().enumerate() {
-            for l in 0..4 {
-                let dim = t.split_dims[cb * 4 + l];
-                assert!(
-                    group.contains(&dim),
-                    "{learner:?}/{grouping:?}: codebook {cb} level {l} splits on {dim}, \
-                     outside its group {group:?}"
-                );
-            }
-        }
     }
 }
 
@@ -523,8 +256,6 @@ fn real_layer_output_learner_beats_maddness_heldout() {
         return;
     };
     let layer = LayerDir::open(data.join("layers/ddddocr_det_L05")).unwrap();
-    let w = layer.weight().unwrap();
-    let b = layer.bias().unwrap();
     let x = layer.train().unwrap();
     let test = layer.test().unwrap();
     let expected = layer.test_expected().unwrap();
@@ -534,15 +265,7 @@ fn real_layer_output_learner_beats_maddness_heldout() {
             learner,
             ..Default::default()
         };
-        let t = train(
-            &layer.spec,
-            &w,
-            b.as_ref(),
-            std::slice::from_ref(&x),
-            &cfg,
-            &mut |_| {},
-        )
-        .unwrap();
+        let t = train_layer(&layer, &x, &cfg);
         nmse(
             layer.spec.kind,
             &mirror::apply(&t, &test).unwrap(),

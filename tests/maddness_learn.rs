@@ -1,21 +1,31 @@
-//! The MADDNESS learner: hand-checkable trees, monotone split losses checked against an
-//! independent SSE, the ridge refinement, quality on real layers (held-out), determinism and
-//! input validation.
+//! The MADDNESS learner through the public API: hand-checkable trees, quality on real layers
+//! (held-out), determinism, progress reports and input validation. The split losses and the
+//! ridge refinement are tested next to their code in `src/maddness/learn/`.
 
 mod common;
 mod maddness_common;
 
 use maddconv::data::LayerDir;
 use maddconv::maddness::learn::{
-    self, codebook_ranges, extract_windows, learn_prototypes, learn_trees, sample_positions, train,
-    train_with_report, Learner, TrainConfig, TrainProgress, TrainStage,
+    self, train, train_with_report, Learner, TrainConfig, TrainProgress, TrainStage,
 };
 use maddconv::maddness::{mirror, Tables};
 use maddconv::metrics::nmse;
 use maddconv::{ConvSpec, Error, Tensor};
-use maddness_common::{grouped_sse, Rng, TensorRng};
+use maddness_common::{train_layer, Rng, TensorRng};
 
 fn no_progress(_: TrainProgress) {}
+
+/// [`train`] on one input, without progress reports.
+fn fit(
+    spec: &ConvSpec,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    x: &Tensor,
+    cfg: &TrainConfig,
+) -> maddconv::Result<Tables> {
+    train(spec, w, b, std::slice::from_ref(x), cfg, &mut no_progress)
+}
 
 /// Faithful MADDNESS with `c` codebooks (this file tests that learner; the output-aware one is
 /// tested in `maddness_boost.rs`).
@@ -34,17 +44,7 @@ fn fixture() -> LayerDir {
 
 /// Held-out NMSE (8-bit, float tables) of tables trained on a layer folder's train.npy.
 fn heldout(layer: &LayerDir, cfg: &TrainConfig) -> (f64, f64, Tables) {
-    let w = layer.weight().unwrap();
-    let b = layer.bias().unwrap();
-    let tables = train(
-        &layer.spec,
-        &w,
-        b.as_ref(),
-        &[layer.train().unwrap()],
-        cfg,
-        &mut no_progress,
-    )
-    .unwrap();
+    let tables = train_layer(layer, &layer.train().unwrap(), cfg);
     let test = layer.test().unwrap();
     let expected = layer.test_expected().unwrap();
     let e8 = nmse(
@@ -142,198 +142,13 @@ fn the_best_candidate_dimension_wins() {
     let input = Tensor::new(vec![1, 2, n], x).unwrap();
     let spec = ConvSpec::conv1d(2, 1, 1);
     let weight = Tensor::new(vec![1, 2, 1], vec![1.0, 1.0]).unwrap();
-    let tables = train(
-        &spec,
-        &weight,
-        None,
-        std::slice::from_ref(&input),
-        &config(1),
-        &mut no_progress,
-    )
-    .unwrap();
+    let tables = fit(&spec, &weight, None, &input, &config(1)).unwrap();
     assert_eq!(
         tables.split_dims[0], 1,
         "level 0 split dims {:?}",
         &tables.split_dims
     );
     assert_eq!(tables.thresholds[0], 0.0, "midpoint of −1 and 1");
-}
-
-/// Every level's reported SSE equals the SSE of the windows around the means of their level-t
-/// buckets (the top t bits of the code), recomputed independently, and never increases.
-#[test]
-fn every_split_lowers_the_sse() {
-    let layer = fixture();
-    let train_x = layer.train().unwrap();
-    let spec = &layer.spec;
-    let geom = spec.geometry(train_x.shape()).unwrap();
-    let total = (geom.batch * geom.positions()) as u64;
-    let pos = sample_positions(total, None, 0);
-    let windows = extract_windows(spec, std::slice::from_ref(&train_x), &pos, 0).unwrap();
-    let rows: Vec<Vec<f32>> = (0..windows.rows).map(|i| windows.row(i).to_vec()).collect();
-    for c_total in [1, 8, 13] {
-        let ranges = codebook_ranges(windows.dim, c_total).unwrap();
-        let trees = learn_trees(&windows, &ranges).unwrap();
-        for (c, (tree, range)) in trees.trees.iter().zip(&ranges).enumerate() {
-            for t in 0..=4 {
-                let groups: Vec<usize> = (0..windows.rows)
-                    .map(|r| (trees.codes[r * c_total + c] >> (4 - t)) as usize)
-                    .collect();
-                let sse = grouped_sse(&rows, &groups, range.clone());
-                let got = tree.level_sse[t];
-                assert!(
-                    (got - sse).abs() <= 1e-6 * sse.max(1.0),
-                    "C {c_total} codebook {c} level {t}: reported SSE {got}, recomputed {sse}"
-                );
-                if t > 0 {
-                    let prev = tree.level_sse[t - 1];
-                    assert!(
-                        got <= prev * (1.0 + 1e-12),
-                        "C {c_total} codebook {c}: SSE rose from {prev} to {got} at level {t}"
-                    );
-                }
-            }
-            // The split dimensions stay inside the codebook's range.
-            for &d in &tree.split_dims {
-                assert!(
-                    range.contains(&(d as usize)),
-                    "codebook {c}: dim {d} outside {range:?}"
-                );
-            }
-            // The codes are what the tree encodes.
-            for r in (0..windows.rows).step_by(97) {
-                assert_eq!(
-                    tree.encode(windows.row(r)),
-                    trees.codes[r * c_total + c],
-                    "row {r}"
-                );
-            }
-        }
-        // On real data the first split of each codebook must lower the SSE.
-        let first: f64 = trees
-            .trees
-            .iter()
-            .map(|t| t.level_sse[0] - t.level_sse[1])
-            .sum();
-        assert!(
-            first > 0.0,
-            "C {c_total}: the first level lowered the SSE by {first}"
-        );
-    }
-}
-
-fn reconstruction_error(windows: &learn::Windows, codes: &[u8], c_total: usize, p: &[f32]) -> f64 {
-    let d = windows.dim;
-    let mut err = 0.0f64;
-    for r in 0..windows.rows {
-        let mut approx = vec![0.0f64; d];
-        for c in 0..c_total {
-            let k = codes[r * c_total + c] as usize;
-            for (a, &v) in approx.iter_mut().zip(&p[(c * 16 + k) * d..][..d]) {
-                *a += v as f64;
-            }
-        }
-        for (a, &x) in approx.iter().zip(windows.row(r)) {
-            err += (x as f64 - a).powi(2);
-        }
-    }
-    err
-}
-
-/// The ridge refinement never raises the training reconstruction error over the bucket means
-/// (a theorem for λ > 0: W = 0 is feasible), the bucket-mean error equals the trees' final SSE,
-/// and the tables `train` builds by projecting before the solve equal `P·wᵀ` from the dense
-/// prototypes. On this real layer it also lowers the training error of the layer's output.
-#[test]
-fn ridge_does_not_raise_training_error_over_bucket_means() {
-    let layer = fixture();
-    let x = layer.train().unwrap();
-    let spec = &layer.spec;
-    let weight = layer.weight().unwrap();
-    let geom = spec.geometry(x.shape()).unwrap();
-    let pos = sample_positions((geom.batch * geom.positions()) as u64, None, 0);
-    let windows = extract_windows(spec, std::slice::from_ref(&x), &pos, 0).unwrap();
-    let c_total = 8;
-    let ranges = codebook_ranges(windows.dim, c_total).unwrap();
-    let trees = learn_trees(&windows, &ranges).unwrap();
-    let protos = learn_prototypes(&windows, &ranges, &trees, 1.0).unwrap();
-    let e_means = reconstruction_error(&windows, &trees.codes, c_total, &protos.p0);
-    let e_ridge = reconstruction_error(&windows, &trees.codes, c_total, &protos.p);
-    let tree_sse: f64 = trees.trees.iter().map(|t| t.level_sse[4]).sum();
-    assert!(
-        (e_means - tree_sse).abs() <= 1e-4 * tree_sse,
-        "bucket-mean error {e_means} vs the trees' final SSE {tree_sse}"
-    );
-    assert!(
-        e_ridge <= e_means * (1.0 + 1e-6),
-        "ridge raised the training error: {e_ridge} > bucket means {e_means}"
-    );
-    // Measured: ridge 0.72 of the bucket-mean error on this layer; it must help markedly.
-    assert!(
-        e_ridge < 0.9 * e_means,
-        "ridge {e_ridge} vs means {e_means}: no real gain"
-    );
-
-    // The fast path: train() on the same windows gives luts_f32 = P·wᵀ.
-    let tables = train(
-        spec,
-        &weight,
-        layer.bias().unwrap().as_ref(),
-        std::slice::from_ref(&x),
-        &TrainConfig {
-            codebooks: Some(c_total),
-            max_windows: None,
-            learner: Learner::Maddness,
-            refit_offsets: false,
-            ..Default::default()
-        },
-        &mut no_progress,
-    )
-    .unwrap();
-    let luts = tables.luts_f32.as_ref().unwrap();
-    let (m_total, d) = (spec.out_channels, windows.dim);
-    let mut dense = vec![0.0f32; c_total * 16 * m_total];
-    for ck in 0..c_total * 16 {
-        for m in 0..m_total {
-            dense[ck * m_total + m] = (0..d)
-                .map(|j| protos.p[ck * d + j] as f64 * weight.data()[m * d + j] as f64)
-                .sum::<f64>() as f32;
-        }
-    }
-    common::assert_close("luts_f32 vs dense P·wᵀ", luts, &dense, 1e-4);
-
-    // Output space, on the training windows: tables from P vs tables from P0.
-    let mut lut0 = vec![0.0f32; c_total * 16 * m_total];
-    for ck in 0..c_total * 16 {
-        for m in 0..m_total {
-            lut0[ck * m_total + m] = (0..d)
-                .map(|j| protos.p0[ck * d + j] as f64 * weight.data()[m * d + j] as f64)
-                .sum::<f64>() as f32;
-        }
-    }
-    let out_err = |lut: &[f32]| -> f64 {
-        let mut e = 0.0;
-        for r in 0..windows.rows {
-            for m in 0..m_total {
-                let exact: f64 = (0..d)
-                    .map(|j| windows.row(r)[j] as f64 * weight.data()[m * d + j] as f64)
-                    .sum();
-                let approx: f64 = (0..c_total)
-                    .map(|c| {
-                        lut[(c * 16 + trees.codes[r * c_total + c] as usize) * m_total + m] as f64
-                    })
-                    .sum();
-                e += (exact - approx).powi(2);
-            }
-        }
-        e
-    };
-    let (o_means, o_ridge) = (out_err(&lut0), out_err(luts));
-    // Measured: ridge 0.63 of the bucket-mean output error (a regression guard, not a theorem).
-    assert!(
-        o_ridge < 0.8 * o_means,
-        "output error with ridge {o_ridge} vs bucket means {o_means}"
-    );
 }
 
 /// A small real layer that ships with the repository (runs on a fresh clone): held-out
@@ -410,9 +225,7 @@ fn error_falls_as_codebooks_grow() {
 #[test]
 fn training_is_deterministic_under_a_seed() {
     let layer = fixture();
-    let w = layer.weight().unwrap();
-    let b = layer.bias().unwrap();
-    let x = [layer.train().unwrap()];
+    let x = layer.train().unwrap();
     let cfg = |seed| TrainConfig {
         codebooks: Some(8),
         max_windows: Some(1000),
@@ -420,15 +233,7 @@ fn training_is_deterministic_under_a_seed() {
         ..Default::default()
     };
     let run = |seed| {
-        let mut t = train(
-            &layer.spec,
-            &w,
-            b.as_ref(),
-            &x,
-            &cfg(seed),
-            &mut no_progress,
-        )
-        .unwrap();
+        let mut t = train_layer(&layer, &x, &cfg(seed));
         t.meta.train_seconds = 0.0;
         t
     };
@@ -442,27 +247,75 @@ fn training_is_deterministic_under_a_seed() {
     assert_eq!(a.meta.windows_available, 1944);
 }
 
+/// Checks a training run's progress reports: every report names `groups` groups and has
+/// `done ≤ total`; group after group, the stages come as windows, trees, ridge, tables (each a
+/// run of reports); the trees and ridge runs end complete; with `monotone`, `done` never falls
+/// inside a run (the output learner's `Start::Best` counts its two starts from 0 each).
+fn check_progress(what: &str, events: &[TrainProgress], groups: usize, monotone: bool) {
+    let mut runs: Vec<(usize, TrainStage)> = Vec::new();
+    for (i, p) in events.iter().enumerate() {
+        assert!(
+            p.groups == groups && p.done <= p.total,
+            "{what}: report {i} {p:?}"
+        );
+        if runs.last() == Some(&(p.group, p.stage)) {
+            let prev = &events[i - 1];
+            assert!(
+                !monotone || prev.done <= p.done,
+                "{what}: report {i} went back from {prev:?} to {p:?}"
+            );
+        } else {
+            if let Some(prev) = i.checked_sub(1).map(|k| &events[k]) {
+                if matches!(prev.stage, TrainStage::Trees | TrainStage::Ridge) {
+                    assert_eq!(prev.done, prev.total, "{what}: {prev:?} ended incomplete");
+                }
+            }
+            runs.push((p.group, p.stage));
+        }
+    }
+    let stages = [
+        TrainStage::Windows,
+        TrainStage::Trees,
+        TrainStage::Ridge,
+        TrainStage::Tables,
+    ];
+    let want: Vec<(usize, TrainStage)> = (0..groups).flat_map(|g| stages.map(|s| (g, s))).collect();
+    assert_eq!(
+        runs, want,
+        "{what}: (group, stage) runs of the progress reports"
+    );
+}
+
 #[test]
 fn progress_is_reported_in_order() {
     let layer = fixture();
-    let mut events = Vec::new();
-    train(
-        &layer.spec,
-        &layer.weight().unwrap(),
-        layer.bias().unwrap().as_ref(),
-        &[layer.train().unwrap()],
-        &config(40),
-        &mut |p| events.push(p),
-    )
-    .unwrap();
-    let last_trees = events
-        .iter()
-        .rev()
-        .find(|p| p.stage == TrainStage::Trees)
+    let x = layer.train().unwrap();
+    let (w, b) = (layer.weight().unwrap(), layer.bias().unwrap());
+    for (learner, monotone) in [(Learner::Maddness, true), (Learner::Output, false)] {
+        let mut events = Vec::new();
+        let cfg = TrainConfig {
+            learner,
+            ..config(40)
+        };
+        train(
+            &layer.spec,
+            &w,
+            b.as_ref(),
+            std::slice::from_ref(&x),
+            &cfg,
+            &mut |p| events.push(p),
+        )
         .unwrap();
-    assert_eq!(last_trees.done, last_trees.total);
-    assert_eq!(events.last().unwrap().stage, TrainStage::Tables);
-    assert!(events.iter().all(|p| p.done <= p.total && p.groups == 1));
+        check_progress(&format!("{learner:?}"), &events, 1, monotone);
+    }
+    // Three groups: the stages repeat group after group.
+    let mut spec = ConvSpec::conv2d(6, 3, 3, 3);
+    spec.groups = 3;
+    let mut rng = Rng(9);
+    let (gx, gw) = (rng.tensor(&[2, 6, 9, 9]), rng.tensor(&[3, 2, 3, 3]));
+    let mut events = Vec::new();
+    train(&spec, &gw, None, &[gx], &config(4), &mut |p| events.push(p)).unwrap();
+    check_progress("3 groups", &events, 3, true);
 }
 
 /// Grouped and depthwise convolutions: one problem per group; the approximation must follow
@@ -485,15 +338,7 @@ fn grouped_and_depthwise_convolutions() {
         }
         let w = rng.tensor(&[c_out, c_in / groups, 3, 3]);
         let b = rng.tensor(&[c_out]);
-        let tables = train(
-            &spec,
-            &w,
-            Some(&b),
-            std::slice::from_ref(&x),
-            &config(c),
-            &mut no_progress,
-        )
-        .unwrap();
+        let tables = fit(&spec, &w, Some(&b), &x, &config(c)).unwrap();
         assert_eq!(tables.split_dims.len(), groups * c * 4);
         assert_eq!(tables.luts.len(), groups * c * 16 * (c_out / groups));
         let exact = maddconv::reference::conv_reference(&spec, &x, &w, Some(&b)).unwrap();
@@ -514,15 +359,7 @@ fn degenerate_inputs_give_finite_tables() {
     let mut rng = Rng(3);
     let w = rng.tensor(&[3, 2, 2, 2]);
     let b = Tensor::new(vec![3], vec![0.5, -1.0, 2.0]).unwrap();
-    let tables = train(
-        &spec,
-        &w,
-        Some(&b),
-        std::slice::from_ref(&x),
-        &config(4),
-        &mut no_progress,
-    )
-    .unwrap();
+    let tables = fit(&spec, &w, Some(&b), &x, &config(4)).unwrap();
     assert!(
         tables.scales.iter().all(|&s| s == 1.0),
         "scales {:?}",
@@ -536,15 +373,7 @@ fn degenerate_inputs_give_finite_tables() {
     // A constant non-zero input (padding makes windows differ) and a zero weight.
     let x = Tensor::new(vec![1, 2, 5, 5], vec![3.0; 50]).unwrap();
     let zero = Tensor::new(vec![3, 2, 2, 2], vec![0.0; 24]).unwrap();
-    let tables = train(
-        &spec,
-        &zero,
-        Some(&b),
-        std::slice::from_ref(&x),
-        &config(8),
-        &mut no_progress,
-    )
-    .unwrap();
+    let tables = fit(&spec, &zero, Some(&b), &x, &config(8)).unwrap();
     tables.validate().unwrap();
     assert!(tables.luts.iter().all(|&q| q == 0));
     assert!(tables.thresholds.iter().all(|t| t.is_finite()));
@@ -556,16 +385,7 @@ fn bad_inputs_are_rejected_with_clear_errors() {
     let mut rng = Rng(5);
     let w = rng.tensor(&[2, 2, 3]);
     let x = rng.tensor(&[2, 2, 9]);
-    let run = |x: &Tensor, w: &Tensor, cfg: &TrainConfig| {
-        train(
-            &spec,
-            w,
-            None,
-            std::slice::from_ref(x),
-            cfg,
-            &mut no_progress,
-        )
-    };
+    let run = |x: &Tensor, w: &Tensor, cfg: &TrainConfig| fit(&spec, w, None, x, cfg);
     let mut nan = x.clone();
     nan.data_mut()[7] = f32::NAN;
     match run(&nan, &w, &config(2)) {
@@ -619,14 +439,7 @@ fn bad_inputs_are_rejected_with_clear_errors() {
     // A spec whose window size overflows is an error, not a panic.
     let mut huge = ConvSpec::conv2d(2, 2, 1, 1);
     huge.kernel = vec![1 << 40, 1 << 40];
-    let e = train(
-        &huge,
-        &w,
-        None,
-        std::slice::from_ref(&x),
-        &config(2),
-        &mut no_progress,
-    );
+    let e = fit(&huge, &w, None, &x, &config(2));
     assert!(e.unwrap_err().to_string().contains("overflows"));
 }
 

@@ -38,7 +38,10 @@
 //!
 //! # Modules
 //!
-//! * [`learn`] — learning trees, prototypes and tables from a layer's weight and real inputs.
+//! * [`learn`] — learning trees, prototypes and tables from a layer's weight and real inputs:
+//!   the settings ([`TrainConfig`]) and [`train`]; inside it, private modules for the training
+//!   windows, the dimension groupings, the hash trees, the faithful MADDNESS learner, the
+//!   output-aware learner, the table refits and quantization, and their linear algebra.
 //! * [`mirror`] — the CPU mirror of inference (encode, exact accumulate, scale/offset/bias).
 //! * [`file`](mod@file) — the `.safetensors` table file.
 //! * [`evaluate`](fn@evaluate) — the held-out error of trained tables.
@@ -48,10 +51,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::spec::ConvSpec;
 
-pub mod boost;
 mod evaluate;
 pub mod file;
-pub mod grouping;
 pub mod learn;
 pub mod mirror;
 
@@ -209,14 +210,11 @@ impl Tables {
                 "codebooks = {c}; it must be between 1 and the window length D = {d}"
             ));
         }
-        if c > MAX_CODEBOOKS_U32_SUM {
-            return Err(Error::TooLarge {
-                what: "codebooks".into(),
-                value: c as u64,
-                limit: MAX_CODEBOOKS_U32_SUM as u64,
-                why: "exact u32 sums of 8-bit table entries".into(),
-            });
-        }
+        check_codebook_limit(
+            c,
+            MAX_CODEBOOKS_U32_SUM,
+            "exact u32 sums of 8-bit table entries",
+        )?;
         let g = self.groups();
         let mg = self.out_per_group();
         let o = self.spec.out_channels;
@@ -289,6 +287,19 @@ pub(crate) fn check_spec_sizes(spec: &ConvSpec) -> Result<()> {
             "in_channels {} × kernel {:?} overflows",
             spec.in_channels, spec.kernel
         )));
+    }
+    Ok(())
+}
+
+/// Fails with [`Error::TooLarge`] when `codebooks` exceeds `limit`, saying `why` the limit is.
+pub(crate) fn check_codebook_limit(codebooks: usize, limit: usize, why: &str) -> Result<()> {
+    if codebooks > limit {
+        return Err(Error::TooLarge {
+            what: "codebooks".into(),
+            value: codebooks as u64,
+            limit: limit as u64,
+            why: why.into(),
+        });
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 pub mod imageio;
 pub mod images;
 
-use maddconv::maddness::Tables;
+use maddconv::data::LayerDir;
+use maddconv::maddness::{train, Tables, TrainConfig};
 use maddconv::{ConvKind, ConvSpec, Tensor};
 
 /// The library's seeded generator (SplitMix64), under the tests' name.
@@ -102,24 +103,17 @@ pub fn out_hw(spec: &ConvSpec, input: &Tensor) -> (usize, usize) {
     }
 }
 
-/// SSE of rows (each `D` values) around the means of their groups, on dimensions `dims`.
-pub fn grouped_sse(rows: &[Vec<f32>], groups: &[usize], dims: std::ops::Range<usize>) -> f64 {
-    let k = groups.iter().max().map_or(0, |m| m + 1);
-    let w = dims.len();
-    let mut sum = vec![0.0f64; k * w];
-    let mut count = vec![0usize; k];
-    for (r, &g) in rows.iter().zip(groups) {
-        count[g] += 1;
-        for (j, d) in dims.clone().enumerate() {
-            sum[g * w + j] += r[d] as f64;
-        }
-    }
-    let mut sse = 0.0;
-    for (r, &g) in rows.iter().zip(groups) {
-        for (j, d) in dims.clone().enumerate() {
-            let e = r[d] as f64 - sum[g * w + j] / count[g] as f64;
-            sse += e * e;
-        }
-    }
-    sse
+/// `train` on a layer folder's weight and bias, with the inputs `x` and settings `cfg`.
+pub fn train_layer(layer: &LayerDir, x: &Tensor, cfg: &TrainConfig) -> Tables {
+    let weight = layer.weight().unwrap();
+    let bias = layer.bias().unwrap();
+    train(
+        &layer.spec,
+        &weight,
+        bias.as_ref(),
+        std::slice::from_ref(x),
+        cfg,
+        &mut |_| {},
+    )
+    .unwrap()
 }

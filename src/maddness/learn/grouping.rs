@@ -15,55 +15,50 @@
 //! * [`Grouping::Free`] — no grouping: every codebook may split on any dimension (the
 //!   output-aware learner only).
 
-use super::learn::{codebook_ranges, Windows};
+//!
+//! Dimension lists are `C` lists of window dimensions (`u32` in `0..D`), one per codebook;
+//! every grouping but [`Grouping::Free`] partitions `0..D`.
+
+use std::ops::Range;
+
+use super::options::Grouping;
+use super::windows::Windows;
 use crate::error::{Error, Result};
 
-/// How the window dimensions are shared among the codebooks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Grouping {
-    /// `C` contiguous ranges (MADDNESS).
-    Contiguous,
-    /// Whole input channels (or contiguous pieces of one channel's window).
-    Channels,
-    /// Greedy clusters of correlated dimensions.
-    Correlation,
-    /// Any dimension for every codebook (output-aware learner only).
-    Free,
-}
-
-impl Grouping {
-    /// The name used on the command line and in the table metadata.
-    pub fn name(self) -> &'static str {
-        match self {
-            Grouping::Contiguous => "contiguous",
-            Grouping::Channels => "channels",
-            Grouping::Correlation => "correlation",
-            Grouping::Free => "free",
-        }
+/// The `C` contiguous dimension ranges of the codebooks over `0..d`: the first `d mod C` ranges
+/// hold `d/C + 1` dimensions, the others `d/C`.
+pub(crate) fn codebook_ranges(d: usize, codebooks: usize) -> Result<Vec<Range<usize>>> {
+    if codebooks == 0 || codebooks > d {
+        return Err(Error::Argument(format!(
+            "codebooks = {codebooks}; it must be between 1 and the window length D = {d}"
+        )));
     }
-}
-
-impl std::str::FromStr for Grouping {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Grouping> {
-        Ok(match s {
-            "contiguous" => Grouping::Contiguous,
-            "channels" => Grouping::Channels,
-            "correlation" => Grouping::Correlation,
-            "free" => Grouping::Free,
-            other => {
-                return Err(Error::Argument(format!(
-                    "grouping {other:?}; expected contiguous, channels, correlation or free"
-                )))
-            }
+    let (base, extra) = (d / codebooks, d % codebooks);
+    let mut start = 0;
+    Ok((0..codebooks)
+        .map(|c| {
+            let len = base + usize::from(c < extra);
+            let r = start..start + len;
+            start += len;
+            r
         })
-    }
+        .collect())
+}
+
+/// The dimensions of a range, as a list.
+fn range_dims(r: Range<usize>) -> Vec<u32> {
+    r.map(|j| j as u32).collect()
+}
+
+/// The dimensions of each range, as lists.
+pub(crate) fn ranges_to_groups(ranges: &[Range<usize>]) -> Vec<Vec<u32>> {
+    ranges.iter().cloned().map(range_dims).collect()
 }
 
 /// The dimension lists of `codebooks` codebooks over windows of `d = channels·area` values
 /// (`area = KH·KW`), or `None` for [`Grouping::Free`]. `windows` is needed for
 /// [`Grouping::Correlation`] only.
-pub fn groups(
+pub(crate) fn groups(
     grouping: Grouping,
     d: usize,
     area: usize,
@@ -71,10 +66,9 @@ pub fn groups(
     windows: &Windows,
 ) -> Result<Option<Vec<Vec<u32>>>> {
     let ranges = codebook_ranges(d, codebooks)?;
-    let to_list = |r: std::ops::Range<usize>| r.map(|j| j as u32).collect::<Vec<u32>>();
     Ok(match grouping {
         Grouping::Free => None,
-        Grouping::Contiguous => Some(ranges.into_iter().map(to_list).collect()),
+        Grouping::Contiguous => Some(ranges_to_groups(&ranges)),
         Grouping::Channels => {
             if area == 0 || !d.is_multiple_of(area) {
                 return Err(Error::Argument(format!(
@@ -86,7 +80,7 @@ pub fn groups(
                 let per = codebook_ranges(channels, codebooks)?;
                 Some(
                     per.into_iter()
-                        .map(|r| to_list(r.start * area..r.end * area))
+                        .map(|r| range_dims(r.start * area..r.end * area))
                         .collect(),
                 )
             } else {
@@ -102,7 +96,7 @@ pub fn groups(
                         )));
                     }
                     for r in codebook_ranges(area, pieces)? {
-                        out.push(to_list(ch * area + r.start..ch * area + r.end));
+                        out.push(range_dims(ch * area + r.start..ch * area + r.end));
                     }
                 }
                 Some(out)
@@ -155,7 +149,7 @@ fn correlation_groups(windows: &Windows, sizes: &[usize]) -> Vec<Vec<u32>> {
         let sc = &cols[seed * r..(seed + 1) * r];
         let mut scored: Vec<(f32, usize)> = (0..d)
             .filter(|&j| free[j])
-            .map(|j| (super::boost::dot32(sc, &cols[j * r..(j + 1) * r]).abs(), j))
+            .map(|j| (super::linalg::dot32(sc, &cols[j * r..(j + 1) * r]).abs(), j))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut group = vec![seed as u32];
@@ -167,4 +161,60 @@ fn correlation_groups(windows: &Windows, sizes: &[usize]) -> Vec<Vec<u32>> {
         out.push(group);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64 as Rng;
+
+    #[test]
+    fn ranges_cover_and_first_ones_are_longer() {
+        let r = codebook_ranges(10, 4).unwrap();
+        assert_eq!(r, vec![0..3, 3..6, 6..8, 8..10]);
+        assert!(codebook_ranges(3, 4).is_err());
+        assert!(codebook_ranges(3, 0).is_err());
+        assert_eq!(codebook_ranges(5, 5).unwrap().len(), 5);
+    }
+
+    /// Every grouping partitions `0..D` into `C` non-empty groups; channel groups never straddle a
+    /// channel; contiguous groups are MADDNESS's ranges.
+    #[test]
+    fn groupings_partition_the_window() {
+        let mut rng = Rng(3);
+        let (d, area) = (6 * 9, 9);
+        let data: Vec<f32> = (0..300 * d).map(|_| rng.normal()).collect();
+        let windows = Windows::new(300, d, data).unwrap();
+        for c in [1, 4, 6, 7, 13, 54] {
+            for g in [
+                Grouping::Contiguous,
+                Grouping::Channels,
+                Grouping::Correlation,
+            ] {
+                let groups = groups(g, d, area, c, &windows).unwrap().unwrap();
+                assert_eq!(groups.len(), c, "{g:?} C={c}");
+                let mut all: Vec<u32> = groups.iter().flatten().copied().collect();
+                all.sort_unstable();
+                assert_eq!(all, (0..d as u32).collect::<Vec<_>>(), "{g:?} C={c}");
+                assert!(groups.iter().all(|g| !g.is_empty()), "{g:?} C={c}");
+                if g == Grouping::Channels {
+                    for grp in &groups {
+                        let (lo, hi) =
+                            (grp[0] as usize / area, *grp.last().unwrap() as usize / area);
+                        assert!(
+                            lo == hi || grp.len() % area == 0,
+                            "C={c}: group {grp:?} straddles channels"
+                        );
+                    }
+                }
+                if g == Grouping::Contiguous {
+                    let ranges = codebook_ranges(d, c).unwrap();
+                    assert_eq!(groups, ranges_to_groups(&ranges));
+                }
+            }
+            assert!(groups(Grouping::Free, d, area, c, &windows)
+                .unwrap()
+                .is_none());
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //!
 //! 1. **Tree rows**: a seeded subset of at most [`BoostParams::tree_rows`] windows on which the
 //!    trees are grown (all windows when there are fewer); the final least-squares refit of the
-//!    tables (in [`learn`](super::learn)) uses every window.
+//!    tables ([`refit`](super::refit)) uses every window.
 //! 2. **Residual**: `R = Y − ȳ` with `Y = A·wᵀ` on the tree rows (`ȳ` the per-output mean). When
 //!    `M` exceeds [`BoostParams::rank`] the split criterion sees `Z = R·V`, the projection on the
 //!    top `rank` principal directions of `R` (kept up to date from `RᵀR`, which every codebook
@@ -25,176 +25,61 @@
 //!
 //! The result is the codes of every window and the leaf values (plus `ȳ` in codebook 0) as a
 //! prior for the refit. Deterministic for a seed whatever the number of threads.
+//!
+//! [`learn`] runs the whole tree stage of the output-aware learner: it grows these trees from
+//! nothing ([`Start::Empty`]), from MADDNESS's trees and tables learned on the tree rows
+//! ([`Start::Maddness`]), or both, keeping the better fit ([`Start::Best`]). The tables are then
+//! refit on every window ([`refit`](super::refit)).
 
 use rayon::prelude::*;
 
-use super::learn::{midpoint, sample_positions, sort_column, SortedColumn, Tree, Trees, Windows};
-use super::{BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
+use super::grouping::{codebook_ranges, ranges_to_groups};
+use super::linalg::{dot32, gram_rows, matmul_nt, subspace_iteration, sum_sq};
+use super::maddness;
+use super::options::Start;
+use super::tree::{learn_trees_in_groups, midpoint, sort_column, SortedColumn, Tree, Trees};
+use super::windows::{sample_positions, Windows};
 use crate::error::{Error, Result};
+use crate::maddness::{BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
 
 /// Settings of [`boost`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct BoostParams {
+pub(crate) struct BoostParams {
     /// Codebooks `C`.
-    pub codebooks: usize,
+    pub(crate) codebooks: usize,
     /// Candidate dimensions of each codebook (`C` lists of dimensions in `0..D`), or `None`: any
     /// window dimension.
-    pub groups: Option<Vec<Vec<u32>>>,
+    pub(crate) groups: Option<Vec<Vec<u32>>>,
     /// Candidate dimensions evaluated exactly per tree (the best by the linear score).
-    pub shortlist: usize,
+    pub(crate) shortlist: usize,
     /// Principal directions of the residual the split criterion sees (`0` or `≥ M`: all `M`
     /// outputs).
-    pub rank: usize,
+    pub(crate) rank: usize,
     /// Most windows the trees are grown on.
-    pub tree_rows: usize,
+    pub(crate) tree_rows: usize,
     /// Most tree rows used for the linear candidate score.
-    pub score_rows: usize,
+    pub(crate) score_rows: usize,
     /// Fewest tree rows on each side of a split.
-    pub min_leaf: usize,
+    pub(crate) min_leaf: usize,
     /// Shrinkage `ν ∈ (0, 1]` of the leaf values during boosting.
-    pub shrinkage: f64,
+    pub(crate) shrinkage: f64,
     /// Backfitting passes after the forward pass (or after the initial trees).
-    pub passes: usize,
+    pub(crate) passes: usize,
     /// Seed of the tree-row sample.
-    pub seed: u64,
+    pub(crate) seed: u64,
 }
 
 /// Trees grown by [`boost`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct Boosted {
+pub(crate) struct Boosted {
     /// The trees, and the codes of **every** training window (`[N, C]`).
-    pub trees: Trees,
+    pub(crate) trees: Trees,
     /// `[C, 16, M]`: leaf values (`ȳ` added to codebook 0): the prior of the refit.
-    pub prior: Vec<f64>,
+    pub(crate) prior: Vec<f64>,
     /// `‖R‖²` on the tree rows before any codebook (index 0) and after each one.
-    pub sse: Vec<f64>,
+    pub(crate) sse: Vec<f64>,
     /// Windows the trees were grown on.
-    pub tree_rows: usize,
-}
-
-/// `a·wᵀ` for `a` (`n×d`) and `w` (`m×d`), row-major: `n×m` (f32, fixed summation order).
-pub(crate) fn matmul_nt(a: &[f32], n: usize, d: usize, w: &[f32], m: usize) -> Vec<f32> {
-    const R: usize = 4;
-    let mut out = vec![0.0f32; n * m];
-    out.par_chunks_mut(m * 16)
-        .enumerate()
-        .for_each(|(blk, out)| {
-            let rows = out.len() / m;
-            let mut i = 0;
-            // Blocks of 4 rows × 4 outputs: each weight and input value loaded once per block.
-            while i + R <= rows {
-                let base = (blk * 16 + i) * d;
-                let a4: [&[f32]; R] = std::array::from_fn(|r| &a[base + r * d..][..d]);
-                let mut mm = 0;
-                while mm + R <= m {
-                    let w4: [&[f32]; R] = std::array::from_fn(|q| &w[(mm + q) * d..][..d]);
-                    let mut acc = [[[0.0f32; 4]; R]; R];
-                    let chunks = d / 4;
-                    for ch in 0..chunks {
-                        let o = ch * 4;
-                        for r in 0..R {
-                            let av = &a4[r][o..o + 4];
-                            for q in 0..R {
-                                let wv = &w4[q][o..o + 4];
-                                for l in 0..4 {
-                                    acc[r][q][l] += av[l] * wv[l];
-                                }
-                            }
-                        }
-                    }
-                    for r in 0..R {
-                        for q in 0..R {
-                            let mut t =
-                                (acc[r][q][0] + acc[r][q][1]) + (acc[r][q][2] + acc[r][q][3]);
-                            for o in chunks * 4..d {
-                                t += a4[r][o] * w4[q][o];
-                            }
-                            out[(i + r) * m + mm + q] = t;
-                        }
-                    }
-                    mm += R;
-                }
-                for r in 0..R {
-                    for q in mm..m {
-                        out[(i + r) * m + q] = dot32(a4[r], &w[q * d..(q + 1) * d]);
-                    }
-                }
-                i += R;
-            }
-            for ii in i..rows {
-                let row = &a[(blk * 16 + ii) * d..][..d];
-                for (mm, o) in out[ii * m..(ii + 1) * m].iter_mut().enumerate() {
-                    *o = dot32(row, &w[mm * d..(mm + 1) * d]);
-                }
-            }
-        });
-    out
-}
-
-/// Dot product in f32 with 8 partial sums (vectorises; fixed order).
-#[inline]
-pub(crate) fn dot32(a: &[f32], b: &[f32]) -> f32 {
-    let mut s = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            s[i] += x[i] * y[i];
-        }
-    }
-    let mut t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        t += x * y;
-    }
-    t
-}
-
-/// Orthonormalises the `k` columns of `v` (`m×k`, row-major) in place (modified Gram–Schmidt);
-/// a column that vanishes is replaced by a unit vector not yet spanned.
-fn orthonormalise(v: &mut [f64], m: usize, k: usize) {
-    for j in 0..k {
-        for _attempt in 0..=m {
-            for p in 0..j {
-                let d: f64 = (0..m).map(|i| v[i * k + j] * v[i * k + p]).sum();
-                for i in 0..m {
-                    v[i * k + j] -= d * v[i * k + p];
-                }
-            }
-            let norm = (0..m).map(|i| v[i * k + j].powi(2)).sum::<f64>().sqrt();
-            if norm > 1e-12 {
-                for i in 0..m {
-                    v[i * k + j] /= norm;
-                }
-                break;
-            }
-            // Degenerate: try the unit vectors in turn.
-            let e = (0..m)
-                .find(|&e| (0..j).all(|p| v[e * k + p].abs() < 0.5))
-                .unwrap_or(j % m);
-            for i in 0..m {
-                v[i * k + j] = f64::from(u8::from(i == e));
-            }
-        }
-    }
-}
-
-/// `iters` steps of subspace iteration `V ← orth(S·V)` for the symmetric `m×m` matrix `s`.
-fn subspace_iteration(s: &[f64], m: usize, v: &mut [f64], k: usize, iters: usize) {
-    let mut t = vec![0.0f64; m * k];
-    for _ in 0..iters {
-        t.par_chunks_mut(k).enumerate().for_each(|(i, row)| {
-            row.fill(0.0);
-            for (p, &sip) in s[i * m..(i + 1) * m].iter().enumerate() {
-                if sip != 0.0 {
-                    for (r, &vv) in row.iter_mut().zip(&v[p * k..(p + 1) * k]) {
-                        *r += sip * vv;
-                    }
-                }
-            }
-        });
-        v.copy_from_slice(&t);
-        orthonormalise(v, m, k);
-    }
+    pub(crate) tree_rows: usize,
 }
 
 /// The sorted order of every dimension that has been a candidate, on the tree rows; kept while
@@ -209,11 +94,11 @@ const SORT_CACHE_BYTES: usize = 512 << 20;
 
 /// Trees to start from instead of an empty model: [`boost`] then only refines them by
 /// backfitting passes.
-pub struct Init<'a> {
+pub(crate) struct Init<'a> {
     /// One tree per codebook.
-    pub trees: &'a [Tree],
+    pub(crate) trees: &'a [Tree],
     /// `[C, 16, M]`: their tables (the model is `Σ_c tables[c][code_c]`).
-    pub tables: &'a [f64],
+    pub(crate) tables: &'a [f64],
 }
 
 /// Everything the tree steps share.
@@ -480,7 +365,7 @@ impl State<'_> {
 /// Grows the output-aware trees of one group (see the [module docs](self)), or, with `init`,
 /// refines given trees by backfitting only. `weight` is the group's `M×D` weight (row-major).
 /// `progress(done, total)` counts tree steps.
-pub fn boost(
+pub(crate) fn boost(
     windows: &Windows,
     weight: &[f32],
     m: usize,
@@ -524,15 +409,9 @@ pub fn boost(
     }
     let nu = p.shrinkage;
     // 1. Tree rows.
-    let rows: Vec<u32> = sample_positions(n as u64, Some(p.tree_rows.max(1)), p.seed)
-        .into_iter()
-        .map(|r| r as u32)
-        .collect();
+    let rows = sample_positions(n as u64, Some(p.tree_rows.max(1)), p.seed);
     let ns = rows.len();
-    let mut xs = vec![0.0f32; ns * d];
-    xs.par_chunks_mut(d)
-        .zip(rows.par_iter())
-        .for_each(|(dst, &r)| dst.copy_from_slice(windows.row(r as usize)));
+    let xs = windows.select(&rows).data;
     // 2. Residual of the mean.
     let ys = matmul_nt(&xs, ns, d, weight, m);
     let mut ybar = vec![0.0f64; m];
@@ -720,42 +599,72 @@ pub fn boost(
     })
 }
 
-fn sum_sq(x: &[f32]) -> f64 {
-    x.par_chunks(4096)
-        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
-        .collect::<Vec<f64>>()
-        .iter()
-        .sum()
-}
-
-/// `XᵀX` (`m×m`, f64) of the rows of `x` (`n×m`, row-major), in a fixed order.
-fn gram_rows(x: &[f32], m: usize) -> Vec<f64> {
-    const ROWS: usize = 1024;
-    let parts: Vec<Vec<f64>> = x
-        .par_chunks(ROWS * m)
-        .map(|blk| {
-            let mut g = vec![0.0f64; m * m];
-            for row in blk.chunks_exact(m) {
-                for (i, &a) in row.iter().enumerate() {
-                    if a == 0.0 {
-                        continue;
-                    }
-                    let a = a as f64;
-                    for (gv, &b) in g[i * m..(i + 1) * m].iter_mut().zip(row) {
-                        *gv += a * b as f64;
-                    }
-                }
+/// The output-aware learner's trees of one group (see the [module docs](self)), for the
+/// group's weight `w` (`M×D`, row-major): grown by [`boost`] from `start`, the MADDNESS start
+/// learned (with ridge regularisation `lambda`) on the same seeded subset of
+/// [`BoostParams::tree_rows`] windows that [`boost`] grows its trees on. With [`Start::Best`]
+/// both starts run and the one whose trees leave the smaller training SSE on the tree rows
+/// wins. `progress(done, total)` counts tree steps.
+pub(super) fn learn(
+    windows: &Windows,
+    w: &[f32],
+    m: usize,
+    p: &BoostParams,
+    start: Start,
+    lambda: f32,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Boosted> {
+    let sub;
+    let tree_windows = if windows.rows > p.tree_rows {
+        sub = windows.select(&sample_positions(
+            windows.rows as u64,
+            Some(p.tree_rows),
+            p.seed,
+        ));
+        &sub
+    } else {
+        windows
+    };
+    // MADDNESS's trees and tables, learned on the tree rows.
+    let maddness_start = || -> Result<(Vec<Tree>, Vec<f64>)> {
+        let groups = match &p.groups {
+            Some(g) => g.clone(),
+            None => ranges_to_groups(&codebook_ranges(windows.dim, p.codebooks)?),
+        };
+        let t = learn_trees_in_groups(tree_windows, &groups, &mut |_, _| {})?;
+        let tables = maddness::tables(
+            tree_windows,
+            &t.codes,
+            &groups,
+            lambda,
+            w,
+            m,
+            &mut |_, _| {},
+        )?;
+        Ok((t.trees, tables))
+    };
+    let mut run = |start: Start| -> Result<Boosted> {
+        match start {
+            Start::Empty => boost(windows, w, m, p, None, progress),
+            Start::Maddness | Start::Best => {
+                let (trees, tables) = maddness_start()?;
+                let init = Init {
+                    trees: &trees,
+                    tables: &tables,
+                };
+                boost(windows, w, m, p, Some(init), progress)
             }
-            g
-        })
-        .collect();
-    let mut g = vec![0.0f64; m * m];
-    for part in parts {
-        for (a, b) in g.iter_mut().zip(part) {
-            *a += b;
         }
+    };
+    match start {
+        Start::Best => {
+            let a = run(Start::Maddness)?;
+            let e = run(Start::Empty)?;
+            let last = |b: &Boosted| b.sse.last().copied().unwrap_or(f64::INFINITY);
+            Ok(if last(&e) < last(&a) { e } else { a })
+        }
+        start => run(start),
     }
-    g
 }
 
 /// One tree level: the per-bucket state shared by every candidate's walk.
@@ -819,5 +728,38 @@ impl Level<'_> {
             }
         }
         (score, thr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maddness::learn::testing::{
+        assert_non_increasing, boost_params, fixture_windows, output_sse,
+    };
+
+    #[test]
+    fn boosting_and_backfitting_never_raise_the_training_sse() {
+        let (windows, w, m) = fixture_windows();
+        let b = boost(&windows, &w, m, &boost_params(8, 2), None, &mut |_, _| {}).unwrap();
+        assert_eq!(b.sse.len(), 1 + 8 + 2 * 8);
+        assert_non_increasing("boosting + 2 backfitting passes", &b.sse);
+        // Real gains: boosting explains most of the output; backfitting lowers it further.
+        assert!(b.sse[8] < 0.5 * b.sse[0], "boosting: {:?}", b.sse);
+        assert!(
+            b.sse[24] < b.sse[8],
+            "backfitting gained nothing: {:?}",
+            b.sse
+        );
+        for (c, t) in b.trees.trees.iter().enumerate() {
+            assert_non_increasing(&format!("tree {c} levels"), &t.level_sse);
+        }
+        // The reported SSE is the SSE of the prior tables on the tree rows (all windows here).
+        let e = output_sse(&windows, &w, m, &b.trees.codes, 8, &b.prior);
+        let last = *b.sse.last().unwrap();
+        assert!(
+            (e - last).abs() <= 1e-3 * last,
+            "prior tables' SSE {e} vs reported {last}"
+        );
     }
 }

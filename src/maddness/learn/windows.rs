@@ -1,0 +1,185 @@
+//! Training windows: which output positions the learners train on (a seeded uniform sample)
+//! and their extraction from the layer's inputs into one matrix per group.
+//!
+//! A window is the input patch of one output position of one group, `D = (C/groups)·KH·KW`
+//! values flattened channel-first (`d = (ci·KH + ky)·KW + kx`, zeros where it reaches into
+//! padding; [`mirror::window_into`](crate::maddness::mirror::window_into)). Positions are
+//! numbered globally over the concatenation of all inputs (input by input,
+//! `q = (n·OH + oy)·OW + ox` inside each). [`Windows`] holds `N` of them as a row-major `N×D`
+//! f32 matrix.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
+use crate::spec::{ConvSpec, Geometry};
+use crate::tensor::Tensor;
+
+/// Training windows of one group: an `N×D` f32 matrix, row-major, rows channel-first
+/// (`d = (ci·KH + ky)·KW + kx`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Windows {
+    /// Rows `N`.
+    pub(crate) rows: usize,
+    /// Columns `D`.
+    pub(crate) dim: usize,
+    /// `N·D` values.
+    pub(crate) data: Vec<f32>,
+}
+
+impl Windows {
+    /// Wraps an `N×D` matrix; fails when the length does not match or a value is not finite.
+    pub(crate) fn new(rows: usize, dim: usize, data: Vec<f32>) -> Result<Windows> {
+        if rows.checked_mul(dim) != Some(data.len()) || rows == 0 || dim == 0 {
+            return Err(Error::Shape(format!(
+                "windows: {} values do not form a non-empty {rows}×{dim} matrix",
+                data.len()
+            )));
+        }
+        if rows > u32::MAX as usize {
+            return Err(Error::TooLarge {
+                what: "training windows".into(),
+                value: rows as u64,
+                limit: u32::MAX as u64,
+                why: "32-bit row indices of the trainer".into(),
+            });
+        }
+        crate::tensor::check_finite("training windows", &data)?;
+        Ok(Windows { rows, dim, data })
+    }
+
+    /// Row `i`.
+    pub(crate) fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The rows `rows` (each `< N`), in that order, as a new matrix.
+    pub(crate) fn select(&self, rows: &[u64]) -> Windows {
+        let d = self.dim;
+        let mut data = vec![0.0f32; rows.len() * d];
+        data.par_chunks_mut(d)
+            .zip(rows.par_iter())
+            .for_each(|(dst, &r)| dst.copy_from_slice(self.row(r as usize)));
+        Windows {
+            rows: rows.len(),
+            dim: d,
+            data,
+        }
+    }
+}
+
+/// The training positions: global window indices into the concatenation of all inputs'
+/// positions (input by input, `q = (n·OH + oy)·OW + ox` inside each), sorted. All of `0..total`
+/// when `max` is `None` or at least `total`; otherwise `max` distinct indices drawn uniformly
+/// without replacement (Floyd's algorithm) with a SplitMix64 generator seeded by `seed`.
+pub(crate) fn sample_positions(total: u64, max: Option<usize>, seed: u64) -> Vec<u64> {
+    match max {
+        Some(k) if (k as u64) < total => {
+            let mut rng = SplitMix64(seed);
+            let mut chosen: HashSet<u64> = HashSet::with_capacity(k);
+            for j in (total - k as u64)..total {
+                let t = rng.below_or_eq(j);
+                if !chosen.insert(t) {
+                    chosen.insert(j);
+                }
+            }
+            let mut v: Vec<u64> = chosen.into_iter().collect();
+            v.sort_unstable();
+            v
+        }
+        _ => (0..total).collect(),
+    }
+}
+
+/// Extracts the windows of group `group` at the given global positions (see
+/// [`sample_positions`]) from `inputs` (each `N×C×H×W` or `N×C×L`) into an `N×D` matrix.
+pub(crate) fn extract_windows(
+    spec: &ConvSpec,
+    inputs: &[Tensor],
+    positions: &[u64],
+    group: usize,
+) -> Result<Windows> {
+    let geoms: Vec<Geometry> = inputs
+        .iter()
+        .map(|x| spec.geometry(x.shape()))
+        .collect::<Result<_>>()?;
+    let geom0 = geoms
+        .first()
+        .ok_or_else(|| Error::Argument("no training inputs were given".into()))?;
+    if group >= geom0.groups {
+        return Err(Error::Argument(format!(
+            "group {group} does not exist (the layer has {})",
+            geom0.groups
+        )));
+    }
+    let d = geom0.window_len();
+    // Start of each input's positions in the global numbering.
+    let mut starts = Vec::with_capacity(geoms.len());
+    let mut acc = 0u64;
+    for g in &geoms {
+        starts.push(acc);
+        acc += (g.batch * g.positions()) as u64;
+    }
+    if let Some(&p) = positions.iter().find(|&&p| p >= acc) {
+        return Err(Error::Argument(format!(
+            "window position {p} is outside the {acc} windows of the inputs"
+        )));
+    }
+    let len = positions
+        .len()
+        .checked_mul(d)
+        .ok_or_else(|| Error::Shape("window matrix size overflows".into()))?;
+    let mut data = vec![0.0f32; len];
+    data.par_chunks_mut(d)
+        .zip(positions.par_iter())
+        .try_for_each(|(row, &p)| {
+            let i = starts.partition_point(|&s| s <= p) - 1;
+            let g = &geoms[i];
+            let q = (p - starts[i]) as usize;
+            let (n, r) = (q / g.positions(), q % g.positions());
+            crate::maddness::mirror::window_into(
+                g,
+                inputs[i].data(),
+                n,
+                group,
+                r / g.out_w,
+                r % g.out_w,
+                row,
+            )
+        })?;
+    Windows::new(positions.len(), d, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_is_seeded_uniform_and_distinct() {
+        let a = sample_positions(1000, Some(100), 7);
+        let b = sample_positions(1000, Some(100), 7);
+        let c = sample_positions(1000, Some(100), 8);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 100);
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+        assert!(a.iter().all(|&p| p < 1000));
+        assert_eq!(sample_positions(5, Some(100), 0), vec![0, 1, 2, 3, 4]);
+        assert_eq!(sample_positions(5, None, 0), vec![0, 1, 2, 3, 4]);
+        // Uniform: over many seeds each of 10 positions is drawn about half the time.
+        let mut hits = [0usize; 10];
+        for seed in 0..4000 {
+            for p in sample_positions(10, Some(5), seed) {
+                hits[p as usize] += 1;
+            }
+        }
+        for (i, &h) in hits.iter().enumerate() {
+            assert!(
+                (1800..2200).contains(&h),
+                "position {i} drawn {h} times of 4000"
+            );
+        }
+    }
+}
