@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use maddconv::maddness;
-use maddconv::maddness::learn::{self, TrainConfig, TrainProgress};
+use maddconv::maddness::learn::{self, Grouping, Learner, Start, TrainConfig, TrainProgress};
 use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv train`.
@@ -31,60 +31,88 @@ pub struct TrainArgs {
     #[arg(long)]
     pub codebooks: Option<usize>,
     /// Ridge regularisation λ of the prototype refinement (> 0).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults().lambda)]
     pub lambda: f32,
     /// Most training windows (a seeded uniform subset when the inputs hold more), or "all".
-    #[arg(long, default_value = "200000")]
-    pub max_windows: String,
+    #[arg(long, default_value_t = MaxWindows(defaults().max_windows))]
+    pub max_windows: MaxWindows,
     /// Seed of the window sampling.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
     /// Do not store the float tables (smaller file; `eval` then reports only 8-bit tables).
     #[arg(long)]
     pub no_f32_tables: bool,
-    /// Tree learner: "output" (default: output-aware boosted trees, each grown on the residual
-    /// of the layer's output, then one ridge refit of all tables) or "maddness" (faithful
-    /// MADDNESS: trees on the input sub-vectors, ridge-refined prototypes).
-    #[arg(long, default_value = "output")]
-    pub learner: String,
-    /// Dimensions each codebook may split on: "contiguous" (MADDNESS's ranges), "channels"
-    /// (whole input channels), "correlation" (greedy clusters of correlated dimensions) or
-    /// "free" (any dimension; output learner only). Default: contiguous for maddness, free for
-    /// output.
-    #[arg(long)]
-    pub grouping: Option<String>,
-    /// Output learner: candidate dimensions evaluated exactly per tree (default 24).
-    #[arg(long)]
-    pub shortlist: Option<usize>,
+    /// Tree learner: output-aware boosted trees (each grown on the residual of the layer's
+    /// output, then one ridge refit of all tables) or faithful MADDNESS (trees on the input
+    /// sub-vectors, ridge-refined prototypes).
+    #[arg(long, value_enum, default_value_t = defaults().learner)]
+    pub learner: Learner,
+    /// Dimensions each codebook may split on: MADDNESS's contiguous ranges, whole input
+    /// channels, greedy clusters of correlated dimensions, or any dimension (output learner
+    /// only). Default: the learner's own (contiguous for maddness, free for output).
+    #[arg(long, value_enum)]
+    pub grouping: Option<Grouping>,
+    /// Output learner: candidate dimensions evaluated exactly per tree.
+    #[arg(long, default_value_t = defaults().shortlist)]
+    pub shortlist: usize,
     /// Output learner: principal directions of the output residual the splits see; 0 = all
-    /// outputs (default 16).
-    #[arg(long)]
-    pub rank: Option<usize>,
-    /// Output learner: most windows the trees are grown on; the tables are refit on all
-    /// (default 16384).
-    #[arg(long)]
-    pub tree_rows: Option<usize>,
-    /// Output learner: fewest tree rows on each side of a split (default 8).
-    #[arg(long)]
-    pub min_leaf: Option<usize>,
-    /// Output learner: shrinkage of the leaf values while boosting forward, in (0, 1]
-    /// (default 0.5).
-    #[arg(long)]
-    pub shrinkage: Option<f32>,
-    /// Output learner: what the trees start from: "maddness" (MADDNESS's trees and tables),
-    /// "empty" (grow every codebook forward on the output residual, boosting) or "best"
-    /// (default: both, keeping the one that fits the training windows better).
-    #[arg(long)]
-    pub start: Option<String>,
-    /// Output learner: backfitting passes over the codebooks after the start (default 1).
-    #[arg(long)]
-    pub passes: Option<usize>,
+    /// outputs.
+    #[arg(long, default_value_t = defaults().rank)]
+    pub rank: usize,
+    /// Output learner: most windows the trees are grown on; the tables are refit on all.
+    #[arg(long, default_value_t = defaults().tree_rows)]
+    pub tree_rows: usize,
+    /// Output learner: fewest tree rows on each side of a split.
+    #[arg(long, default_value_t = defaults().min_leaf)]
+    pub min_leaf: usize,
+    /// Output learner: shrinkage of the leaf values while boosting forward, in (0, 1].
+    #[arg(long, default_value_t = defaults().shrinkage)]
+    pub shrinkage: f32,
+    /// Output learner: what the trees start from: MADDNESS's trees and tables, nothing
+    /// (grow every codebook forward on the output residual, boosting), or the better fit of
+    /// both on the training windows.
+    #[arg(long, value_enum, default_value_t = defaults().start)]
+    pub start: Start,
+    /// Output learner: backfitting passes over the codebooks after the start.
+    #[arg(long, default_value_t = defaults().passes)]
+    pub passes: usize,
     /// Keep MADDNESS's plain rounding of the 8-bit tables (no rounding-aware offsets).
     #[arg(long)]
     pub no_refit_offsets: bool,
     /// Output table file (`.safetensors`, written atomically).
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+/// The library's defaults, the one place they are stated (the help shows them).
+fn defaults() -> TrainConfig {
+    TrainConfig::default()
+}
+
+/// `--max-windows`: a positive count, or "all" (no cap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxWindows(pub Option<usize>);
+
+impl std::str::FromStr for MaxWindows {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "all" => Ok(MaxWindows(None)),
+            v => match v.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(MaxWindows(Some(n))),
+                _ => Err(format!("{v:?} is not a positive integer or \"all\"")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for MaxWindows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("all"),
+        }
+    }
 }
 
 fn read(path: &Path, what: &str) -> Result<Tensor> {
@@ -104,13 +132,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     inputs.extend(args.input.iter().map(|p| p.as_path()));
     inputs.extend(args.test.as_deref());
     super::check_output_path(&args.output, &inputs)?;
-    let max_windows = match args.max_windows.trim() {
-        "all" => None,
-        v => match v.parse::<usize>() {
-            Ok(0) | Err(_) => bail!("--max-windows: {v:?} is not a positive integer or \"all\""),
-            Ok(n) => Some(n),
-        },
-    };
     let weight = read(&args.weight, "weight")?;
     let bias = args.bias.as_ref().map(|p| read(p, "bias")).transpose()?;
     let spec = args.spec.spec(weight.shape(), bias.is_some())?;
@@ -135,34 +156,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Ok(t)
         })
         .transpose()?;
-    let defaults = TrainConfig::default();
     let config = TrainConfig {
         codebooks: args.codebooks,
         lambda: args.lambda,
-        max_windows,
+        max_windows: args.max_windows.0,
         seed: args.seed,
         keep_f32_tables: !args.no_f32_tables,
-        learner: args
-            .learner
-            .parse()
-            .with_context(|| format!("--learner {}", args.learner))?,
-        grouping: args
-            .grouping
-            .as_deref()
-            .map(|g| g.parse().with_context(|| format!("--grouping {g}")))
-            .transpose()?,
-        shortlist: args.shortlist.unwrap_or(defaults.shortlist),
-        rank: args.rank.unwrap_or(defaults.rank),
-        tree_rows: args.tree_rows.unwrap_or(defaults.tree_rows),
-        min_leaf: args.min_leaf.unwrap_or(defaults.min_leaf),
-        shrinkage: args.shrinkage.unwrap_or(defaults.shrinkage),
-        start: args
-            .start
-            .as_deref()
-            .map(|v| v.parse().with_context(|| format!("--start {v}")))
-            .transpose()?
-            .unwrap_or(defaults.start),
-        passes: args.passes.unwrap_or(defaults.passes),
+        learner: args.learner,
+        grouping: args.grouping,
+        shortlist: args.shortlist,
+        rank: args.rank,
+        tree_rows: args.tree_rows,
+        min_leaf: args.min_leaf,
+        shrinkage: args.shrinkage,
+        start: args.start,
+        passes: args.passes,
         refit_offsets: !args.no_refit_offsets,
     };
 
