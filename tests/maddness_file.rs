@@ -21,7 +21,7 @@ fn tables() -> Tables {
     spec.bias = true;
     spec.padding = vec![1, 1, 1, 1];
     let mut rng = Rng(9);
-    let x = rng.tensor(&[2, 4, 7, 7]);
+    let x = rng.tensor(&[3, 4, 7, 7]);
     let w = rng.tensor(&[6, 2, 3, 3]);
     let b = rng.tensor(&[6]);
     let cfg = TrainConfig {

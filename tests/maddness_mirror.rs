@@ -36,7 +36,11 @@ fn cases() -> Vec<(ConvSpec, Vec<usize>, usize)> {
 
 fn trained(spec: &ConvSpec, shape: &[usize], c: usize, seed: u64) -> (Tables, Tensor) {
     let mut rng = Rng(seed);
-    let x = rng.tensor(shape);
+    // A larger batch of the same shape to train on: training needs at least
+    // `MIN_TRAIN_WINDOWS` windows, and these shapes are small to cover odd index arithmetic.
+    let mut train_shape = shape.to_vec();
+    train_shape[0] *= 64;
+    let x = rng.tensor(&train_shape);
     let mut wshape = vec![spec.out_channels, spec.in_channels / spec.groups];
     wshape.extend_from_slice(&spec.kernel);
     let w = rng.tensor(&wshape);

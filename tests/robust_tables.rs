@@ -21,7 +21,7 @@ fn tables() -> Tables {
     spec.bias = true;
     spec.padding = vec![1, 1, 1, 1];
     let mut rng = Rng(5);
-    let x = rng.tensor(&[2, 3, 6, 6]);
+    let x = rng.tensor(&[4, 3, 6, 6]);
     let w = rng.tensor(&[4, 3, 3, 3]);
     let b = rng.tensor(&[4]);
     let cfg = TrainConfig {

@@ -48,6 +48,7 @@
 //! * `refit` — ridge, Cholesky and conjugate-gradient refits, 8-bit quantization (step 4).
 //! * `linalg` — dot products, `A·Wᵀ`, Gram matrices, Cholesky, subspace iteration.
 
+mod fit;
 mod grouping;
 mod linalg;
 mod maddness;
@@ -59,6 +60,7 @@ mod testing;
 mod tree;
 mod windows;
 
+pub use fit::MIN_TRAIN_WINDOWS;
 pub use options::{Grouping, Learner, Start};
 
 use output::{BoostParams, Boosted};
@@ -306,6 +308,8 @@ pub struct TrainReport {
     /// rows before any codebook (index 0) and after each tree step (forward, then backfitting).
     /// Never increases along the array.
     pub boost_sse: Vec<Vec<f64>>,
+    /// Per group: the NMSE of the 8-bit tables on (up to 4096 of) their own training windows.
+    pub train_nmse: Vec<f64>,
 }
 
 /// A stopwatch that reads 0 where the platform has no clock (wasm32-unknown-unknown).
@@ -449,6 +453,9 @@ pub fn train_with_report(
             windows.rows,
             config.refit_offsets,
         )?;
+        let fit = fit::check_group_fit(&tables, g, &windows, &grown.trees().codes, w_g, mg)?;
+        report.train_nmse.push(fit);
+        log::info!("group {g}: training NMSE of the 8-bit tables {fit:.4}");
         drop(windows);
         report_stage(progress, TrainStage::Tables, g + 1, groups);
         report.seconds.tables += t.seconds();
@@ -508,6 +515,13 @@ fn check_inputs(
             .map_err(|e| Error::Argument(format!("training input {i}: {e}")))?;
         x.check_finite(&format!("training input {i}"))?;
         total += (g.batch * g.positions()) as u64;
+    }
+    if total < MIN_TRAIN_WINDOWS {
+        return Err(Error::Training(format!(
+            "the training inputs hold {total} windows (output positions); training needs at \
+             least {MIN_TRAIN_WINDOWS} (16 buckets per tree × 8 windows each): give more or \
+             larger inputs"
+        )));
     }
     if config.max_windows == Some(0) {
         return Err(Error::Argument(
