@@ -10,7 +10,7 @@
 // each exactly as `accumulate` does (16-bit lane sums flushed into u32 every 248 codebooks).
 // (Two positions per invocation measured 1.4–3× faster than one on lavapipe; BENCHMARKS.md.)
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl
+// WGSL has no includes: the host (gpu::maddness) prepends common/maddness_params.wgsl
 // and common/maddness_sums.wgsl.
 //
 // Bindings (group 0):

@@ -10,7 +10,7 @@
 // and a BK × BN slice of X are staged in workgroup memory as vec4s, so the inner step is two
 // vec4 loads and four vec4 multiply-adds. Sums are in f32, in increasing k.
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// WGSL has no includes: the host (gpu::direct) prepends common/conv_params.wgsl (Params,
 // KH, KW).
 //
 // Bindings (group 0):

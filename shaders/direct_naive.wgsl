@@ -2,7 +2,7 @@
 // straight from global memory. Kept only as the benchmarks' "untiled" row, to show what the
 // tiling of `direct` gains; `direct` is the baseline every speedup is quoted against.
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// WGSL has no includes: the host (gpu::direct) prepends common/conv_params.wgsl (Params,
 // KH, KW).
 //
 // Bindings (group 0):

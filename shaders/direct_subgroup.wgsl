@@ -12,7 +12,7 @@
 // Per group g: Y_g[m, q] = Σ_k Wt_g[k, m] · X_g[k, q], k = (ci·KH + ky)·KW + kx, summed in f32 in
 // increasing k; a workgroup computes 512 positions × 8 channels.
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// WGSL has no includes: the host (gpu::direct) prepends common/conv_params.wgsl (Params,
 // KH, KW).
 //
 // Bindings (group 0):

@@ -7,7 +7,7 @@
 // where a[d] = input[n, g·C/groups + ci, oy·stride_h − pad_top + dy, ox·stride_w − pad_left + dx],
 // or 0 where that falls into the padding.
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl
+// WGSL has no includes: the host (gpu::maddness) prepends common/maddness_params.wgsl
 // and common/maddness_tree.wgsl.
 //
 // Bindings (group 0):

@@ -5,23 +5,22 @@
 
 mod common;
 
-use maddconv::gpu::direct::{DirectConv, DirectKernel};
-use maddconv::gpu::{Context, ContextOptions};
+use maddconv::gpu::{Context, ContextOptions, DirectConv, DirectKernel, GpuConv};
 use maddconv::reference::conv_reference;
 use maddconv::{ConvKind, ConvSpec, Error};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
-const KERNELS: [DirectKernel; 3] = [
-    DirectKernel::Tiled,
-    DirectKernel::Subgroup,
-    DirectKernel::Naive,
-];
-
-/// The kernels this device runs (all three on adapters with subgroups of ≥ 8).
+/// The kernels this device runs (every one this build has on adapters with subgroups of ≥ 8;
+/// `naive` only with the `extra-kernels` feature).
 fn kernels(ctx: &Context) -> Vec<DirectKernel> {
-    let v: Vec<DirectKernel> = KERNELS.into_iter().filter(|k| k.available(ctx)).collect();
-    if v.len() < KERNELS.len() {
+    let all = DirectKernel::ALL;
+    let v: Vec<DirectKernel> = all
+        .iter()
+        .copied()
+        .filter(|k| k.check(ctx).is_ok())
+        .collect();
+    if v.len() < all.len() {
         eprintln!("!!!!! SKIPPED the direct_subgroup kernel: no subgroups of ≥ 8 on this adapter");
     }
     v

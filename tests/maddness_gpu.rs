@@ -5,8 +5,9 @@
 
 mod common;
 
-use maddconv::gpu::maddness::{MaddnessConv, MaddnessKernels};
-use maddconv::gpu::{Context, ContextOptions};
+use maddconv::gpu::{
+    Context, ContextOptions, DirectConv, DirectKernel, GpuConv, LookupKernel, MaddnessConv,
+};
 use maddconv::maddness::{mirror, train, Learner, TableMeta, Tables, TrainConfig, BUCKETS};
 use maddconv::{ConvKind, ConvSpec, Error, Tensor};
 use proptest::prelude::*;
@@ -102,27 +103,20 @@ fn check(ctx: &Context, tables: &Tables, x: &Tensor, what: &str) -> usize {
             s as f32 * consts.inv_scale[o] + consts.offset[o]
         })
         .collect();
-    let fused_fits = MaddnessConv::new(ctx, tables)
-        .unwrap()
-        .with_kernels(MaddnessKernels::Fused)
-        .kernels()
-        == MaddnessKernels::Fused;
-    for kernels in [
-        MaddnessKernels::TwoPass,
-        MaddnessKernels::Fused,
-        MaddnessKernels::Shuffle,
-        MaddnessKernels::TwoPositions,
-    ] {
-        if kernels == MaddnessKernels::Fused && !fused_fits {
-            continue;
-        }
-        if kernels == MaddnessKernels::Shuffle && !ctx.has_subgroups() {
-            eprintln!("!!!!! SKIPPED the subgroup-shuffle kernel: the adapter has no subgroups");
-            continue;
-        }
-        let layer = MaddnessConv::new(ctx, tables)
+    for &kernels in LookupKernel::ALL {
+        let layer = match MaddnessConv::new(ctx, tables)
             .unwrap()
-            .with_kernels(kernels);
+            .with_kernels(ctx, kernels)
+        {
+            Ok(layer) => layer,
+            // Shuffle without subgroups, fused when its tile's codes do not fit: refused, and
+            // the message says why.
+            Err(Error::Unsupported(why)) => {
+                eprintln!("!!!!! SKIPPED {}: {why}", kernels.name());
+                continue;
+            }
+            Err(e) => panic!("{what}: {kernels:?}: {e}"),
+        };
         assert_eq!(layer.kernels(), kernels);
         let y = ctx.create_tensor("y", &out_shape).unwrap();
         ctx.fill(&y, f32::NAN);
@@ -384,6 +378,117 @@ fn gpu_slices_batches_under_small_limits() {
             assert_eq!((value, limit), (4 * 64 * 64 * 4, 16384))
         }
         other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+/// wgpu's downlevel limits (16 352 bytes of workgroup memory, less than the WebGPU default's
+/// 16 384), with the WebGPU default of 8 storage buffers per stage (downlevel grants 4, which
+/// `too_little_workgroup_memory_is_refused_clearly` covers): every kernel of this build
+/// runs (each declares the workgroup memory it needs, and all fit) and gives the same results
+/// as on the full device.
+#[test]
+fn every_kernel_runs_under_downlevel_limits() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let ctx = Context::new_blocking(ContextOptions {
+        limits: Some(wgpu::Limits {
+            max_storage_buffers_per_shader_stage: 8,
+            ..wgpu::Limits::downlevel_defaults()
+        }),
+        ..Default::default()
+    })
+    .expect("a device with the downlevel limits");
+    assert_eq!(ctx.limits().max_compute_workgroup_storage_size, 16352);
+    let mut spec = ConvSpec::conv2d(16, 150, 3, 3);
+    spec.padding = vec![1; 4];
+    spec.bias = true;
+    let x = common::random_tensor(&[2, 16, 9, 11], 31);
+    let w = common::random_tensor(&spec.weight_shape(), 32);
+    let b = common::random_tensor(&[150], 33);
+    let exact = maddconv::reference::conv_reference(&spec, &x, &w, Some(&b)).unwrap();
+    for &k in DirectKernel::ALL {
+        match DirectConv::with_kernel(&ctx, &spec, &w, Some(&b), k) {
+            Ok(conv) => {
+                let y = pollster::block_on(conv.run(&ctx, &x)).unwrap();
+                common::assert_close(&format!("downlevel {k:?}"), y.data(), exact.data(), 1e-5);
+            }
+            Err(Error::Unsupported(why)) => eprintln!("!!!!! SKIPPED {}: {why}", k.name()),
+            Err(e) => panic!("{k:?} under downlevel limits: {e}"),
+        }
+    }
+    let tables = random_tables(&spec, 16, 34);
+    check(&ctx, &tables, &x, "downlevel limits");
+}
+
+/// A device granting less workgroup memory than a kernel declares, or fewer storage buffers
+/// than it binds: refused before pipeline creation, naming the kernel, what it needs and what
+/// the device grants.
+#[test]
+fn too_little_workgroup_memory_is_refused_clearly() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let ctx = Context::new_blocking(ContextOptions {
+        limits: Some(wgpu::Limits {
+            max_compute_workgroup_storage_size: 8192,
+            max_storage_buffers_per_shader_stage: 8,
+            ..wgpu::Limits::downlevel_defaults()
+        }),
+        ..Default::default()
+    })
+    .expect("a device with 8 KiB of workgroup memory");
+    let spec = ConvSpec::conv2d(3, 4, 3, 3);
+    let w = common::random_tensor(&spec.weight_shape(), 1);
+    match DirectConv::with_kernel(&ctx, &spec, &w, None, DirectKernel::Tiled) {
+        Err(
+            e @ Error::TooLarge {
+                value: 12288,
+                limit: 8192,
+                ..
+            },
+        ) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("direct kernel") && msg.contains("workgroup memory"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|_| ())),
+    }
+    let tables = random_tables(&spec, 9, 2);
+    let madd = MaddnessConv::new(&ctx, &tables)
+        .and_then(|m| m.with_kernels(&ctx, LookupKernel::TwoPositions));
+    match madd {
+        Err(
+            e @ Error::TooLarge {
+                value: 14336,
+                limit: 8192,
+                ..
+            },
+        ) => {
+            assert!(e.to_string().contains("accumulate kernel"), "{e}");
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|_| ())),
+    }
+    // wgpu's downlevel defaults grant 4 storage buffers; the look-ups bind 5.
+    let ctx = Context::new_blocking(ContextOptions {
+        limits: Some(wgpu::Limits::downlevel_defaults()),
+        ..Default::default()
+    })
+    .expect("a device with the downlevel limits");
+    let madd = MaddnessConv::new(&ctx, &tables)
+        .and_then(|m| m.with_kernels(&ctx, LookupKernel::OnePosition));
+    match madd {
+        Err(
+            e @ Error::TooLarge {
+                value: 5, limit: 4, ..
+            },
+        ) => {
+            let msg = e.to_string();
+            assert!(msg.contains("storage buffers of the accumulate"), "{msg}");
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|_| ())),
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use maddconv::gpu::direct::{DirectConv, DirectKernel};
+use maddconv::gpu::{DirectConv, DirectKernel, GpuConv};
 use maddconv::reference::conv_reference;
 use maddconv::{ConvSpec, Error, Tensor};
 

@@ -1,7 +1,7 @@
 // conv_params — the uniform parameters and kernel-size constants of the exact convolution
-// kernels. WGSL has no includes: the host (gpu::kernel) prepends this file to direct,
+// kernels. WGSL has no includes: the host (gpu::direct) prepends this file to direct,
 // direct_naive and direct_subgroup. Mirrors gpu::direct::ConvParams field by field (tests check
-// the size).
+// every field: name, offset, type).
 
 override KH: u32 = 1u;  // kernel height (1 for conv1d)
 override KW: u32 = 1u;  // kernel width

@@ -1,6 +1,6 @@
 // maddness_params — the uniform parameters of every MADDNESS kernel. WGSL has no includes: the
-// host (gpu::kernel) prepends this file to encode, accumulate, accumulate2, accumulate_shuffle and
-// fused. Mirrors gpu::maddness::MaddParams field by field (tests check the size).
+// host (gpu::maddness) prepends this file to encode, accumulate, accumulate_shuffle and
+// fused. Mirrors gpu::maddness::MaddParams field by field (tests check every field: name, offset, type).
 //
 // Binding 0 of group 0 in every MADDNESS kernel.
 

@@ -1,5 +1,5 @@
 // maddness_sums — exact sums of u8 table entries and the output store, shared by the look-up
-// kernels accumulate, accumulate2, accumulate_shuffle and fused (the host prepends it after
+// kernels accumulate, accumulate_shuffle and fused (the host prepends it after
 // maddness_params.wgsl). Needs the kernel's `inv_scale`, `offset` and `output` bindings.
 //
 // A table word is a vec4<u32> holding the u8 entries of 16 outputs: output 4j + b in byte b of

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use maddconv::gpu::{Context, ContextOptions};
+use maddconv::gpu::{Context, ContextOptions, GpuConv};
 
 /// The GPU context shared by the tests of this binary, or `None` (with a loud line on stderr)
 /// when there is no adapter. With `MADDCONV_REQUIRE_GPU=1` a missing adapter fails the test.
