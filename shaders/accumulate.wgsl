@@ -47,17 +47,15 @@ fn accumulate(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let tile = wid.x + wid.y * nwg.x;
-    if tile >= params.groups * params.m_tiles * params.q_tiles {
+    let t = lookup_tile(wid, nwg);
+    let g = t.x;
+    if g >= params.geo.groups {
         return;
     }
+    let mc0 = t.y;
+    let q_tile = t.z;
     let QT = 256u / MCH;
-    let q_tile = tile % params.q_tiles;
-    let rest = tile / params.q_tiles;
-    let m_tile = rest % params.m_tiles;
-    let g = rest / params.m_tiles;
     let cb = params.codebooks;
-    let mc0 = m_tile * MCH;
 
     let pq = lid % QT;
     let mc = lid / QT;                 // ≥ MCH: this invocation only helps staging

@@ -42,7 +42,7 @@ fn accumulate_shuffle(
     @builtin(subgroup_size) sg: u32,
 ) {
     let tile = wid.x + wid.y * nwg.x;
-    if tile >= params.groups * params.m_tiles * params.q_tiles {
+    if tile >= params.geo.groups * params.m_tiles * params.q_tiles {
         return;
     }
     let q_tile = tile % params.q_tiles;

@@ -34,7 +34,7 @@ fn encode(
 ) {
     let idx = (wid.x + wid.y * nwg.x) * 256u + lid;
     let words = params.words;
-    if idx >= params.groups * params.q_len * words {
+    if idx >= params.geo.groups * params.q_len * words {
         return;
     }
     let w = idx % words;

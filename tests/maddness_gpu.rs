@@ -5,9 +5,7 @@
 
 mod common;
 
-use maddconv::gpu::{
-    Context, ContextOptions, DirectConv, DirectKernel, GpuConv, LookupKernel, MaddnessConv,
-};
+use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv, LookupKernel, MaddnessConv};
 use maddconv::maddness::{mirror, train, Learner, TableMeta, Tables, TrainConfig, BUCKETS};
 use maddconv::{ConvKind, ConvSpec, Error, Tensor};
 use proptest::prelude::*;
@@ -266,29 +264,7 @@ fn spec_strategy() -> impl Strategy<Value = (ConvSpec, Vec<usize>, usize)> {
             };
             spec.groups = groups;
             spec.bias = bias;
-            let min_in = |k: usize, d: usize, pb: usize, pe: usize| {
-                (d * (k - 1) + 1).saturating_sub(pb + pe).max(1)
-            };
-            let input = if kind == ConvKind::Conv1d {
-                spec.stride = vec![s.1];
-                spec.dilation = vec![d.1];
-                spec.padding = vec![p.1, p.3];
-                vec![
-                    n,
-                    spec.in_channels,
-                    min_in(spec.kernel[0], d.1, p.1, p.3) + 3 * extra.1,
-                ]
-            } else {
-                spec.stride = vec![s.0, s.1];
-                spec.dilation = vec![d.0, d.1];
-                spec.padding = vec![p.0, p.1, p.2, p.3];
-                vec![
-                    n,
-                    spec.in_channels,
-                    min_in(k.0, d.0, p.0, p.2) + extra.0,
-                    min_in(k.1, d.1, p.1, p.3) + extra.1,
-                ]
-            };
+            let input = common::place_window(&mut spec, n, s, d, p, extra);
             let dlen = cg * spec.kernel.iter().product::<usize>();
             (spec, input, cb.min(dlen))
         })
@@ -359,11 +335,7 @@ fn gpu_slices_batches_under_small_limits() {
         max_compute_workgroups_per_dimension: 8,
         ..common::gpu().unwrap().limits().clone()
     };
-    let ctx = Context::new_blocking(ContextOptions {
-        limits: Some(limits),
-        ..Default::default()
-    })
-    .unwrap();
+    let ctx = common::gpu_with(limits);
     let mut spec = ConvSpec::conv2d(3, 4, 3, 3);
     spec.padding = vec![1; 4];
     let tables = random_tables(&spec, 9, 11);
@@ -391,14 +363,10 @@ fn every_kernel_runs_under_downlevel_limits() {
     if common::gpu().is_none() {
         return;
     }
-    let ctx = Context::new_blocking(ContextOptions {
-        limits: Some(wgpu::Limits {
-            max_storage_buffers_per_shader_stage: 8,
-            ..wgpu::Limits::downlevel_defaults()
-        }),
-        ..Default::default()
-    })
-    .expect("a device with the downlevel limits");
+    let ctx = common::gpu_with(wgpu::Limits {
+        max_storage_buffers_per_shader_stage: 8,
+        ..wgpu::Limits::downlevel_defaults()
+    });
     assert_eq!(ctx.limits().max_compute_workgroup_storage_size, 16352);
     let mut spec = ConvSpec::conv2d(16, 150, 3, 3);
     spec.padding = vec![1; 4];
@@ -429,15 +397,11 @@ fn too_little_workgroup_memory_is_refused_clearly() {
     if common::gpu().is_none() {
         return;
     }
-    let ctx = Context::new_blocking(ContextOptions {
-        limits: Some(wgpu::Limits {
-            max_compute_workgroup_storage_size: 8192,
-            max_storage_buffers_per_shader_stage: 8,
-            ..wgpu::Limits::downlevel_defaults()
-        }),
-        ..Default::default()
-    })
-    .expect("a device with 8 KiB of workgroup memory");
+    let ctx = common::gpu_with(wgpu::Limits {
+        max_compute_workgroup_storage_size: 8192,
+        max_storage_buffers_per_shader_stage: 8,
+        ..wgpu::Limits::downlevel_defaults()
+    });
     let spec = ConvSpec::conv2d(3, 4, 3, 3);
     let w = common::random_tensor(&spec.weight_shape(), 1);
     match DirectConv::with_kernel(&ctx, &spec, &w, None, DirectKernel::Tiled) {
@@ -472,11 +436,7 @@ fn too_little_workgroup_memory_is_refused_clearly() {
         other => panic!("expected TooLarge, got {:?}", other.map(|_| ())),
     }
     // wgpu's downlevel defaults grant 4 storage buffers; the look-ups bind 5.
-    let ctx = Context::new_blocking(ContextOptions {
-        limits: Some(wgpu::Limits::downlevel_defaults()),
-        ..Default::default()
-    })
-    .expect("a device with the downlevel limits");
+    let ctx = common::gpu_with(wgpu::Limits::downlevel_defaults());
     let madd = MaddnessConv::new(&ctx, &tables)
         .and_then(|m| m.with_kernels(&ctx, LookupKernel::OnePosition));
     match madd {

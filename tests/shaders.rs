@@ -122,9 +122,25 @@ fn uniform_check_is_field_by_field() {
     };
     let err = with(swapped, DIRECT.uniform.size).validate().unwrap_err();
     assert!(
-        err.contains("uniform field 2") && err.contains("in_w"),
+        err.contains("uniform field 2") && err.contains("k_len"),
         "{err}"
     );
+    // ... also inside the nested geometry struct.
+    let FieldType::Struct(geo) = host[0].ty else {
+        panic!("field 0 is the geometry")
+    };
+    let mut geo_swapped: Vec<UniformField> = geo.fields.to_vec();
+    geo_swapped.swap(2, 3);
+    geo_swapped[2].offset = 8;
+    geo_swapped[3].offset = 12;
+    let geo_swapped: &'static UniformLayout = Box::leak(Box::new(UniformLayout {
+        fields: Vec::leak(geo_swapped),
+        ..*geo
+    }));
+    let mut outer = host.to_vec();
+    outer[0].ty = FieldType::Struct(geo_swapped);
+    let err = with(outer, DIRECT.uniform.size).validate().unwrap_err();
+    assert!(err.contains("field geo.2") && err.contains("in_w"), "{err}");
     let mut typed = host.to_vec();
     typed[5].ty = FieldType::F32;
     let err = with(typed, DIRECT.uniform.size).validate().unwrap_err();

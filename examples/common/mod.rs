@@ -45,7 +45,7 @@ pub struct Compared {
     pub approx: Tensor,
     /// Which direct kernel ran ("tiled", "subgroup", ...).
     pub direct_kernel: &'static str,
-    /// Which MADDNESS kernels ran ("two-pass", "fused", "shuffle", "two-positions").
+    /// Which MADDNESS look-up kernel ran ("one-position", "two-positions", "shuffle", "fused").
     pub maddness_kernels: &'static str,
     /// Direct kernel time.
     pub direct: Timing,

@@ -4,6 +4,15 @@
 // staged at a time), and a `lut_tile` workgroup array of at least CC·16·MCH vec4<u32>, laid out
 // [CC, 16, MCH]. CPU mirror: maddness::mirror::accumulate_sums.
 
+// This workgroup's tile of G × m_tiles × q_tiles (position tiles fastest; linear index
+// wid.x + wid.y·num_workgroups.x): (group, first chunk, position tile). The group is ≥ G for
+// workgroups past the end, which return at once.
+fn lookup_tile(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
+    let tile = wid.x + wid.y * nwg.x;
+    let rest = tile / params.q_tiles;
+    return vec3<u32>(rest / params.m_tiles, (rest % params.m_tiles) * MCH, tile % params.q_tiles);
+}
+
 // Stages lut[g][c0 .. c0+CC][0..16][mc0 .. mc0+MCH] (zeros past the codebooks and the chunks).
 // Every invocation of the workgroup calls it; the barrier after it is the caller's.
 fn stage_luts(lid: u32, g: u32, c0: u32, mc0: u32) {

@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::conv::{check_io, GpuConv};
-use crate::gpu::kernel::{shader_source, uniform_struct, Binding, Kernel};
+use crate::gpu::kernel::{shader_source, uniform_struct, Binding, GeometryParams, Kernel};
 use crate::gpu::{Context, GpuTensor, GpuTimer};
 use crate::spec::{ConvSpec, Geometry};
 use crate::tensor::Tensor;
@@ -21,7 +21,7 @@ use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
 /// Exact convolution, implicit GEMM tiled through workgroup memory (12 KiB).
 pub const DIRECT: Kernel = Kernel {
     name: "direct",
-    source: shader_source!("common/conv_params", "direct"),
+    source: shader_source!("common/conv_params", "common/geometry", "direct"),
     bindings: &[U, R, R, R, RW],
     uniform: ConvParams::LAYOUT,
     workgroup_size: 256,
@@ -33,7 +33,7 @@ pub const DIRECT: Kernel = Kernel {
 /// broadcast (adapters with subgroups of ≥ 8 invocations).
 pub const DIRECT_SUBGROUP: Kernel = Kernel {
     name: "direct_subgroup",
-    source: shader_source!("common/conv_params", "direct_subgroup"),
+    source: shader_source!("common/conv_params", "common/geometry", "direct_subgroup"),
     subgroups: true,
     workgroup_bytes: 0,
     ..DIRECT
@@ -43,7 +43,7 @@ pub const DIRECT_SUBGROUP: Kernel = Kernel {
 /// (host code behind the `extra-kernels` feature; always validated by the shader tests).
 pub const DIRECT_NAIVE: Kernel = Kernel {
     name: "direct_naive",
-    source: shader_source!("common/conv_params", "direct_naive"),
+    source: shader_source!("common/conv_params", "common/geometry", "direct_naive"),
     workgroup_bytes: 0,
     ..DIRECT
 };
@@ -52,38 +52,12 @@ uniform_struct! {
     /// The uniform block of the direct kernels (struct `Params` in
     /// `shaders/common/conv_params.wgsl`): the [`Geometry`]'s sizes and the dispatch's tiles.
     pub struct ConvParams {
-        /// N.
-        batch: u32,
-        /// C.
-        in_channels: u32,
-        /// H (1 for conv1d).
-        in_h: u32,
-        /// W (L for conv1d).
-        in_w: u32,
-        /// O.
-        out_channels: u32,
-        /// OH.
-        out_h: u32,
-        /// OW.
-        out_w: u32,
-        /// Groups.
-        groups: u32,
-        /// Vertical stride.
-        stride_h: u32,
-        /// Horizontal stride.
-        stride_w: u32,
+        /// The sizes (`shaders/common/geometry.wgsl`).
+        geo: GeometryParams,
         /// Vertical dilation.
         dilation_h: u32,
         /// Horizontal dilation.
         dilation_w: u32,
-        /// Zero rows above the input.
-        pad_top: u32,
-        /// Zero columns left of the input.
-        pad_left: u32,
-        /// C / groups.
-        in_per_group: u32,
-        /// O / groups.
-        out_per_group: u32,
         /// K = (C/groups)·KH·KW, the window length.
         k_len: u32,
         /// N·OH·OW, the positions of the batch.
@@ -99,22 +73,9 @@ impl ConvParams {
     /// The geometry's sizes (all checked to fit 32 bits by [`ConvSpec::geometry`]).
     pub(crate) fn new(g: &Geometry) -> Self {
         ConvParams {
-            batch: g.batch as u32,
-            in_channels: g.in_channels as u32,
-            in_h: g.in_h as u32,
-            in_w: g.in_w as u32,
-            out_channels: g.out_channels as u32,
-            out_h: g.out_h as u32,
-            out_w: g.out_w as u32,
-            groups: g.groups as u32,
-            stride_h: g.stride_h as u32,
-            stride_w: g.stride_w as u32,
+            geo: GeometryParams::new(g),
             dilation_h: g.dilation_h as u32,
             dilation_w: g.dilation_w as u32,
-            pad_top: g.pad_top as u32,
-            pad_left: g.pad_left as u32,
-            in_per_group: g.in_per_group() as u32,
-            out_per_group: g.out_per_group() as u32,
             k_len: g.window_len() as u32,
             q_len: (g.batch * g.positions()) as u32,
             m_tiles: 0,

@@ -24,7 +24,7 @@ pub enum Binding {
     StorageReadWrite,
 }
 
-/// The scalar type of a uniform field (every field of the kernels' uniforms is 4 bytes).
+/// The type of a uniform field: a 4-byte scalar or a nested struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldType {
     /// `u32`.
@@ -33,20 +33,23 @@ pub enum FieldType {
     I32,
     /// `f32`.
     F32,
+    /// A struct declared with `uniform_struct!` (its size a multiple of 16, as WGSL requires
+    /// of a struct member of a uniform).
+    Struct(&'static UniformLayout),
 }
 
-/// Rust scalar types allowed in a uniform struct, with their WGSL counterpart.
-pub trait UniformScalar: bytemuck::Pod {
+/// Rust types allowed as fields of a uniform struct, with their WGSL counterpart.
+pub trait UniformMember: bytemuck::Pod {
     /// The WGSL type of this Rust type.
     const TYPE: FieldType;
 }
-impl UniformScalar for u32 {
+impl UniformMember for u32 {
     const TYPE: FieldType = FieldType::U32;
 }
-impl UniformScalar for i32 {
+impl UniformMember for i32 {
     const TYPE: FieldType = FieldType::I32;
 }
-impl UniformScalar for f32 {
+impl UniformMember for f32 {
     const TYPE: FieldType = FieldType::F32;
 }
 
@@ -73,7 +76,8 @@ pub struct UniformLayout {
     pub fields: &'static [UniformField],
 }
 
-/// Declares a `#[repr(C)]`, `Pod` uniform struct of 4-byte scalars together with its
+/// Declares a `#[repr(C)]`, `Pod` uniform struct of 4-byte scalars and nested such structs,
+/// together with its
 /// [`UniformLayout`] (`Self::LAYOUT`), which [`Kernel::validate`] checks field by field against
 /// the shader's struct.
 macro_rules! uniform_struct {
@@ -98,13 +102,81 @@ macro_rules! uniform_struct {
                     fields: &[$($crate::gpu::kernel::UniformField {
                         name: stringify!($field),
                         offset: std::mem::offset_of!($name, $field) as u32,
-                        ty: <$ty as $crate::gpu::kernel::UniformScalar>::TYPE,
+                        ty: <$ty as $crate::gpu::kernel::UniformMember>::TYPE,
                     }),*],
                 };
+        }
+        impl $crate::gpu::kernel::UniformMember for $name {
+            const TYPE: $crate::gpu::kernel::FieldType =
+                $crate::gpu::kernel::FieldType::Struct(&$name::LAYOUT);
         }
     };
 }
 pub(crate) use uniform_struct;
+
+uniform_struct! {
+    /// The sizes of a convolution on a concrete input, the first member (`geo`) of every
+    /// kernel's uniform (struct `GeometryParams` in `shaders/common/geometry.wgsl`). All fit
+    /// 32 bits: [`crate::ConvSpec::geometry`] checks.
+    pub struct GeometryParams {
+        /// N.
+        batch: u32,
+        /// C.
+        in_channels: u32,
+        /// H (1 for conv1d).
+        in_h: u32,
+        /// W (L for conv1d).
+        in_w: u32,
+        /// O.
+        out_channels: u32,
+        /// OH.
+        out_h: u32,
+        /// OW.
+        out_w: u32,
+        /// Groups.
+        groups: u32,
+        /// Vertical stride.
+        stride_h: u32,
+        /// Horizontal stride.
+        stride_w: u32,
+        /// Zero rows above the input.
+        pad_top: u32,
+        /// Zero columns left of the input.
+        pad_left: u32,
+        /// C / groups.
+        in_per_group: u32,
+        /// O / groups.
+        out_per_group: u32,
+        /// Padding to 64 bytes (WGSL starts the member after a struct at a multiple of 16).
+        reserved0: u32,
+        /// Padding.
+        reserved1: u32,
+    }
+}
+
+impl GeometryParams {
+    /// The geometry's sizes.
+    pub fn new(g: &crate::spec::Geometry) -> Self {
+        GeometryParams {
+            batch: g.batch as u32,
+            in_channels: g.in_channels as u32,
+            in_h: g.in_h as u32,
+            in_w: g.in_w as u32,
+            out_channels: g.out_channels as u32,
+            out_h: g.out_h as u32,
+            out_w: g.out_w as u32,
+            groups: g.groups as u32,
+            stride_h: g.stride_h as u32,
+            stride_w: g.stride_w as u32,
+            pad_top: g.pad_top as u32,
+            pad_left: g.pad_left as u32,
+            in_per_group: g.in_per_group() as u32,
+            out_per_group: g.out_per_group() as u32,
+            reserved0: 0,
+            reserved1: 0,
+        }
+    }
+}
 
 /// A compute kernel: one WGSL file, one entry point named like the file.
 #[derive(Debug)]
@@ -253,49 +325,65 @@ impl Kernel {
 
     /// Checks the shader's uniform struct against [`Self::uniform`], field by field.
     fn check_uniform(&self, module: &naga::Module, ty: &naga::Type) -> Result<(), String> {
-        let file = self.file();
-        let host = &self.uniform;
-        let naga::TypeInner::Struct { members, span } = &ty.inner else {
-            return Err(format!("{file}: the uniform binding is not a struct"));
+        check_struct(module, ty, &self.uniform, "")
+            .map_err(|e| format!("{}: uniform {e}", self.file()))
+    }
+}
+
+/// Compares a naga struct type with a host layout, recursing into nested structs; the error
+/// names the field path, both sides' (name, offset, type) and the host struct.
+fn check_struct(
+    module: &naga::Module,
+    ty: &naga::Type,
+    host: &UniformLayout,
+    path: &str,
+) -> Result<(), String> {
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        return Err(format!(
+            "{path}: not a struct in the shader, {} on the host",
+            host.name
+        ));
+    };
+    for (i, f) in host.fields.iter().enumerate() {
+        let here = members.get(i);
+        let (name, offset) = here
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+            .unwrap_or_default();
+        let inner = here.map(|m| &module.types[m.ty]);
+        let same_type = match (inner.map(|t| &t.inner), f.ty) {
+            (Some(naga::TypeInner::Scalar(s)), t) if s.width == 4 => matches!(
+                (s.kind, t),
+                (naga::ScalarKind::Uint, FieldType::U32)
+                    | (naga::ScalarKind::Sint, FieldType::I32)
+                    | (naga::ScalarKind::Float, FieldType::F32)
+            ),
+            (Some(naga::TypeInner::Struct { .. }), FieldType::Struct(_)) => true,
+            _ => false,
         };
-        let shader: Vec<(String, u32, Option<FieldType>)> = members
-            .iter()
-            .map(|m| {
-                let ty = match module.types[m.ty].inner {
-                    naga::TypeInner::Scalar(naga::Scalar { kind, width: 4 }) => match kind {
-                        naga::ScalarKind::Uint => Some(FieldType::U32),
-                        naga::ScalarKind::Sint => Some(FieldType::I32),
-                        naga::ScalarKind::Float => Some(FieldType::F32),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                (m.name.clone().unwrap_or_default(), m.offset, ty)
-            })
-            .collect();
-        for (i, f) in host.fields.iter().enumerate() {
-            let here = shader.get(i);
-            if here != Some(&(f.name.to_string(), f.offset, Some(f.ty))) {
-                return Err(format!(
-                    "{file}: uniform field {i} is {here:?} in the shader but {:?} in the host's \
-                     {} (name, offset, type)",
-                    (f.name, f.offset, f.ty),
-                    host.name
-                ));
-            }
-        }
-        if shader.len() != host.fields.len() || *span != host.size {
+        if name != f.name || offset != f.offset || !same_type {
             return Err(format!(
-                "{file}: the shader's uniform struct has {} fields and {span} bytes, the host's \
-                 {} {} fields and {} bytes",
-                shader.len(),
-                host.name,
-                host.fields.len(),
-                host.size
+                "field {path}{i} is {:?} in the shader but {:?} in the host's {} (name, offset, \
+                 type)",
+                here.map(|_| (name, offset, inner.map(|t| &t.inner))),
+                (f.name, f.offset, f.ty),
+                host.name
             ));
         }
-        Ok(())
+        if let (Some(t), FieldType::Struct(nested)) = (inner, f.ty) {
+            check_struct(module, t, nested, &format!("{path}{}.", f.name))?;
+        }
     }
+    if members.len() != host.fields.len() || *span != host.size {
+        return Err(format!(
+            "struct {path}: {} fields and {span} bytes in the shader, the host's {} {} fields and \
+             {} bytes",
+            members.len(),
+            host.name,
+            host.fields.len(),
+            host.size
+        ));
+    }
+    Ok(())
 }
 
 /// Concatenates `shaders/common/NAME.wgsl` files and `shaders/KERNEL.wgsl` into one source, in

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::gpu::conv::{check_io, GpuConv};
-use crate::gpu::kernel::{shader_source, uniform_struct, Binding, Kernel};
+use crate::gpu::kernel::{shader_source, uniform_struct, Binding, GeometryParams, Kernel};
 use crate::gpu::{Context, GpuTensor, GpuTimer};
 use crate::maddness::{Tables, BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
 use crate::spec::{ConvSpec, Geometry};
@@ -25,7 +25,12 @@ use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
 /// MADDNESS hashing: 4-bit codes per (position, codebook), packed 8 per word.
 pub const ENCODE: Kernel = Kernel {
     name: "encode",
-    source: shader_source!("common/maddness_params", "common/maddness_tree", "encode"),
+    source: shader_source!(
+        "common/geometry",
+        "common/maddness_params",
+        "common/maddness_tree",
+        "encode"
+    ),
     bindings: &[U, R, R, R, RW],
     uniform: MaddParams::LAYOUT,
     workgroup_size: 256,
@@ -43,6 +48,7 @@ const LUT_TILE_ROWS: u32 = 896;
 pub const ACCUMULATE: Kernel = Kernel {
     name: "accumulate",
     source: shader_source!(
+        "common/geometry",
         "common/lut_stage",
         "common/maddness_params",
         "common/maddness_sums",
@@ -59,6 +65,7 @@ pub const ACCUMULATE: Kernel = Kernel {
 pub const ACCUMULATE_SHUFFLE: Kernel = Kernel {
     name: "accumulate_shuffle",
     source: shader_source!(
+        "common/geometry",
         "common/maddness_params",
         "common/maddness_sums",
         "accumulate_shuffle"
@@ -76,6 +83,7 @@ const FUSED_CODE_WORDS: u32 = 2040;
 pub const FUSED: Kernel = Kernel {
     name: "fused",
     source: shader_source!(
+        "common/geometry",
         "common/lut_stage",
         "common/maddness_params",
         "common/maddness_sums",
@@ -94,34 +102,8 @@ uniform_struct! {
     /// `shaders/common/maddness_params.wgsl`): the [`Geometry`]'s sizes, the tables' sizes and
     /// the dispatch's tiles.
     pub struct MaddParams {
-        /// N.
-        batch: u32,
-        /// C.
-        in_channels: u32,
-        /// H (1 for conv1d).
-        in_h: u32,
-        /// W (L for conv1d).
-        in_w: u32,
-        /// O.
-        out_channels: u32,
-        /// OH.
-        out_h: u32,
-        /// OW.
-        out_w: u32,
-        /// Groups.
-        groups: u32,
-        /// Vertical stride.
-        stride_h: u32,
-        /// Horizontal stride.
-        stride_w: u32,
-        /// Zero rows above the input.
-        pad_top: u32,
-        /// Zero columns left of the input.
-        pad_left: u32,
-        /// C / groups.
-        in_per_group: u32,
-        /// O / groups.
-        out_per_group: u32,
+        /// The sizes (`shaders/common/geometry.wgsl`).
+        geo: GeometryParams,
         /// Codebooks per group.
         codebooks: u32,
         /// Code words per position, ceil(codebooks / 8).
@@ -374,20 +356,7 @@ impl MaddnessConv {
     fn params(&self, g: &Geometry, t: LookupTiles) -> MaddParams {
         let q_len = (g.batch * g.positions()) as u32;
         MaddParams {
-            batch: g.batch as u32,
-            in_channels: g.in_channels as u32,
-            in_h: g.in_h as u32,
-            in_w: g.in_w as u32,
-            out_channels: g.out_channels as u32,
-            out_h: g.out_h as u32,
-            out_w: g.out_w as u32,
-            groups: g.groups as u32,
-            stride_h: g.stride_h as u32,
-            stride_w: g.stride_w as u32,
-            pad_top: g.pad_top as u32,
-            pad_left: g.pad_left as u32,
-            in_per_group: g.in_per_group() as u32,
-            out_per_group: g.out_per_group() as u32,
+            geo: GeometryParams::new(g),
             codebooks: self.tables.codebooks as u32,
             words: self.tables.codebooks.div_ceil(8) as u32,
             q_len,
@@ -436,7 +405,7 @@ impl MaddnessConv {
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
         let params = self.params(g, LookupTiles::for_chunks(self.m_chunks));
-        let words = params.groups as u64 * params.q_len as u64 * params.words as u64;
+        let words = params.geo.groups as u64 * params.q_len as u64 * params.words as u64;
         let uniform = ctx.uniform(ENCODE.name, &params);
         ctx.dispatch(
             encoder,
@@ -494,7 +463,7 @@ impl MaddnessConv {
             kernel,
             &overrides,
             &[&uniform, codes, luts, &self.inv_scale, &self.offset, output],
-            params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
+            params.geo.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
             timestamps,
         )
     }
@@ -528,7 +497,7 @@ impl MaddnessConv {
                 &self.offset,
                 &output.buffer,
             ],
-            params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
+            params.geo.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
             timestamps,
         )
     }

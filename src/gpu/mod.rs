@@ -22,6 +22,8 @@
 //! handler and returned as [`crate::Error::Gpu`] at the next readback or
 //! [`Context::check_errors`], never as panics.
 
+#![warn(missing_docs)]
+
 pub mod buffer;
 pub mod context;
 pub mod conv;

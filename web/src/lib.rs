@@ -282,7 +282,6 @@ impl Gpu {
         Ok(DirectLayer {
             ctx: self.ctx.clone(),
             conv: Rc::new(conv),
-            out_channels: layer.spec.out_channels,
         })
     }
 }
@@ -461,7 +460,6 @@ impl Layer {
 pub struct DirectLayer {
     ctx: Rc<Context>,
     conv: Rc<DirectConv>,
-    out_channels: usize,
 }
 
 #[wasm_bindgen]
@@ -475,10 +473,7 @@ impl DirectLayer {
         input_shape: Vec<u32>,
         reps: u32,
     ) -> Result<ConvOutput, JsError> {
-        let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
-        let out_shape = self.conv.spec().output_shape(x.shape()).map_err(js_err)?;
-        debug_assert_eq!(out_shape.get(1).copied(), Some(self.out_channels));
-        run_timed(&self.ctx, self.conv.as_ref(), &x, &out_shape, reps)
+        run_timed(&self.ctx, self.conv.as_ref(), input, &input_shape, reps)
             .await
             .map_err(js_err)
     }
@@ -510,14 +505,7 @@ impl MaddnessLayer {
         input_shape: Vec<u32>,
         reps: u32,
     ) -> Result<ConvOutput, JsError> {
-        let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
-        let out_shape = self
-            .conv
-            .tables()
-            .spec
-            .output_shape(x.shape())
-            .map_err(js_err)?;
-        run_timed(&self.ctx, self.conv.as_ref(), &x, &out_shape, reps)
+        run_timed(&self.ctx, self.conv.as_ref(), input, &input_shape, reps)
             .await
             .map_err(js_err)
     }
@@ -597,16 +585,19 @@ impl ConvOutput {
     }
 }
 
-/// Uploads `input`, poisons the output with NaN, records one run of `conv` and reads the
-/// output back; then times `reps` runs (after one warm-up) with the library's bench harness.
-/// Fails when the output has a non-finite value (the kernel missed an element, or overflowed).
+/// Uploads `input` (flat, shape `input_shape`), poisons the output with NaN, records one run
+/// of `conv` and reads the output back; then times `reps` runs (after one warm-up) with the
+/// library's bench harness. Fails when the input does not fit the layer or the output has a
+/// non-finite value (the kernel missed an element, or overflowed).
 pub(crate) async fn run_timed(
     ctx: &Context,
     conv: &dyn GpuConv,
-    input: &Tensor,
-    out_shape: &[usize],
+    input: Vec<f32>,
+    input_shape: &[u32],
     reps: u32,
 ) -> maddconv::Result<ConvOutput> {
+    let input = &Tensor::new(shape_of(input_shape), input)?;
+    let out_shape = &conv.output_shape(input.shape())?;
     input.check_finite("input")?;
     let start = Instant::now();
     let x = ctx.upload("input", input)?;
