@@ -55,10 +55,8 @@ pub const ACCUMULATE: Kernel = Kernel {
         "accumulate"
     ),
     bindings: &[U, R, R, R, R, RW],
-    uniform: MaddParams::LAYOUT,
-    workgroup_size: 256,
     workgroup_bytes: LUT_TILE_ROWS * 16,
-    subgroups: false,
+    ..ENCODE
 };
 
 /// MADDNESS table look-ups through subgroup shuffles (adapters with subgroups).
@@ -91,10 +89,8 @@ pub const FUSED: Kernel = Kernel {
         "fused"
     ),
     bindings: &[U, R, R, R, R, R, R, RW],
-    uniform: MaddParams::LAYOUT,
-    workgroup_size: 256,
     workgroup_bytes: FUSED_CODE_WORDS * 4 + 512 * 16,
-    subgroups: false,
+    ..ENCODE
 };
 
 uniform_struct! {
