@@ -2,17 +2,22 @@
 // over codebooks of the 8-bit table entry its code selects, summed exactly, then scaled:
 //   y[n, o, p] = f32(Σ_c lut[g][c][code_c(q)][m]) · inv_scale[o] + offset[o],  o = g·Mg + m.
 //
-// A workgroup covers QT = floor(256 / MCH) positions × MCH chunks of 16 outputs; invocation
-// (pq, mc) owns one position and one chunk: per codebook it reads the code and ONE vec4<u32>
-// table word (16 packed u8 entries) and adds them byte-lane-wise: even bytes and odd bytes into
-// two vec4<u32> of 16-bit lane sums, flushed into full u32 sums (common/maddness_sums.wgsl). Table rows of CC codebooks × 16 codes × MCH chunks are staged
-// in workgroup memory (CC·MCH ≤ 64 → at most 16 KiB, the WebGPU default).
+// A workgroup covers POSITIONS·QT positions (QT = floor(256 / MCH)) × MCH chunks of 16 outputs;
+// invocation (pq, mc) owns chunk mc of position q = tile start + pq and, with POSITIONS = 2, of
+// q + QT too. Per codebook it reads each position's code and ONE vec4<u32> table word (16
+// packed u8 entries) per position and adds them byte-lane-wise: even and odd bytes into two
+// vec4<u32> of 16-bit lane sums, flushed into full u32 sums (common/maddness_sums.wgsl). Two
+// positions share the staging and the loop (1.1–1.6× faster than one on lavapipe,
+// BENCHMARKS.md). Table rows of CC codebooks × 16 codes × MCH chunks are staged in workgroup
+// memory (common/lut_stage.wgsl; CC·MCH ≤ 56 → at most 14 KiB, within wgpu's downlevel
+// limit of 16 352 bytes).
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl
-// and common/maddness_sums.wgsl.
+// WGSL has no includes: the host (gpu::maddness) prepends common/maddness_params.wgsl,
+// common/maddness_sums.wgsl and common/lut_stage.wgsl.
 //
 // Bindings (group 0):
-//   0 params:    uniform MaddParams (common/maddness_params.wgsl)
+//   0 params:    uniform MaddParams (common/maddness_params.wgsl; q_tiles counts tiles of
+//                POSITIONS·QT positions)
 //   1 codes:     array<u32>, [G, Q, W] packed 4-bit codes (see encode.wgsl)
 //   2 luts:      array<vec4<u32>>, [G, CB, 16, MW]: MW = ceil(Mg/16) chunks of 16 u8 entries
 //                per (codebook, code), entry m in chunk m/16, word (m%16)/4, byte m%4; zero-padded
@@ -24,9 +29,9 @@
 // (position tiles fastest).
 // CPU mirror: maddness::mirror::accumulate_sums and maddness::mirror::apply.
 
-override MCH: u32 = 4u;       // 16-output chunks per workgroup, 1..=16
-override CC: u32 = 16u;       // codebooks staged at a time, multiple of 8, CC·MCH ≤ 64
-
+override MCH: u32 = 4u;        // 16-output chunks per workgroup, 1..=7
+override CC: u32 = 8u;         // codebooks staged at a time, multiple of 8, CC·MCH ≤ 56
+override POSITIONS: u32 = 2u;  // positions per invocation, 1 or 2
 
 @group(0) @binding(1) var<storage, read> codes: array<u32>;
 @group(0) @binding(2) var<storage, read> luts: array<vec4<u32>>;
@@ -34,7 +39,7 @@ override CC: u32 = 16u;       // codebooks staged at a time, multiple of 8, CC·
 @group(0) @binding(4) var<storage, read> offset: array<f32>;
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
 
-var<workgroup> lut_tile: array<vec4<u32>, 1024>;  // [CC, 16, MCH]
+var<workgroup> lut_tile: array<vec4<u32>, 896>;  // [CC, 16, MCH]
 
 @compute @workgroup_size(256)
 fn accumulate(
@@ -42,53 +47,51 @@ fn accumulate(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let tile = wid.x + wid.y * nwg.x;
-    if tile >= params.groups * params.m_tiles * params.q_tiles {
+    let t = lookup_tile(wid, nwg);
+    let g = t.x;
+    if g >= params.geo.groups {
         return;
     }
+    let mc0 = t.y;
+    let q_tile = t.z;
     let QT = 256u / MCH;
-    let q_tile = tile % params.q_tiles;
-    let rest = tile / params.q_tiles;
-    let m_tile = rest % params.m_tiles;
-    let g = rest / params.m_tiles;
     let cb = params.codebooks;
-    let mw = params.m_chunks;
-    let mc0 = m_tile * MCH;
 
     let pq = lid % QT;
     let mc = lid / QT;                 // ≥ MCH: this invocation only helps staging
-    let q = q_tile * QT + pq;
-    let live = q < params.q_len && mc < MCH && mc0 + mc < mw;
+    let q = q_tile * POSITIONS * QT + pq;
+    let qb = q + QT;                   // the second position (POSITIONS = 2)
+    let live = q < params.q_len && mc < MCH && mc0 + mc < params.m_chunks;
+    let live_b = POSITIONS == 2u && qb < params.q_len && live;
     let code_base = (g * params.q_len + min(q, params.q_len - 1u)) * params.words;
+    let code_base_b = (g * params.q_len + min(qb, params.q_len - 1u)) * params.words;
 
-    var acc = sums_zero();
+    var acc = sums_zero();             // position q
+    var acc_b = sums_zero();           // position qb
     var since_flush = 0u;
 
     for (var c0 = 0u; c0 < cb; c0 += CC) {
-        // Stage lut[g][c0 .. c0+CC][0..16][mc0 .. mc0+MCH].
-        for (var e = lid; e < CC * 16u * MCH; e += 256u) {
-            let j = e % MCH;
-            let row = e / MCH;         // (c - c0)·16 + code
-            let c = c0 + row / 16u;
-            var v = vec4<u32>(0u);
-            if c < cb && mc0 + j < mw {
-                v = luts[((g * cb + c) * 16u + row % 16u) * mw + mc0 + j];
-            }
-            lut_tile[e] = v;
-        }
+        stage_luts(lid, g, c0, mc0);
         workgroupBarrier();
         if live {
             let c_end = min(CC, cb - c0);
             for (var cw = 0u; cw < c_end; cw += 8u) {
                 let word = codes[code_base + (c0 + cw) / 8u];
+                var word_b = 0u;
+                if POSITIONS == 2u {
+                    word_b = codes[code_base_b + (c0 + cw) / 8u];
+                }
                 let n_in_word = min(8u, c_end - cw);
                 for (var b = 0u; b < n_in_word; b++) {
-                    let code = (word >> (4u * b)) & 15u;
-                    sums_add(&acc, lut_tile[((cw + b) * 16u + code) * MCH + mc]);
+                    sums_add(&acc, lut_entry(cw + b, word, b, mc));
+                    if POSITIONS == 2u {
+                        sums_add(&acc_b, lut_entry(cw + b, word_b, b, mc));
+                    }
                 }
                 since_flush += n_in_word;
                 if since_flush >= FLUSH_EVERY {
                     sums_flush(&acc);
+                    sums_flush(&acc_b);
                     since_flush = 0u;
                 }
             }
@@ -96,6 +99,6 @@ fn accumulate(
         workgroupBarrier();
     }
     if live {
-        store_sums(acc, g, q, (mc0 + mc) * 16u);
+        store_sums2(acc, acc_b, live_b, g, q, qb, (mc0 + mc) * 16u);
     }
 }

@@ -10,7 +10,7 @@
 // each exactly as `accumulate` does (16-bit lane sums flushed into u32 every 248 codebooks).
 // (Two positions per invocation measured 1.4–3× faster than one on lavapipe; BENCHMARKS.md.)
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl
+// WGSL has no includes: the host (gpu::maddness) prepends common/maddness_params.wgsl
 // and common/maddness_sums.wgsl.
 //
 // Bindings (group 0):
@@ -42,7 +42,7 @@ fn accumulate_shuffle(
     @builtin(subgroup_size) sg: u32,
 ) {
     let tile = wid.x + wid.y * nwg.x;
-    if tile >= params.groups * params.m_tiles * params.q_tiles {
+    if tile >= params.geo.groups * params.m_tiles * params.q_tiles {
         return;
     }
     let q_tile = tile % params.q_tiles;

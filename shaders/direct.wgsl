@@ -10,7 +10,7 @@
 // and a BK × BN slice of X are staged in workgroup memory as vec4s, so the inner step is two
 // vec4 loads and four vec4 multiply-adds. Sums are in f32, in increasing k.
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// WGSL has no includes: the host (gpu::direct) prepends common/conv_params.wgsl (Params,
 // KH, KW).
 //
 // Bindings (group 0):
@@ -47,20 +47,20 @@ fn direct(
 ) {
     let WG_N = WG / WG_M;
     let tile = wid.x + wid.y * nwg.x;
-    if tile >= params.groups * params.m_tiles * params.n_tiles {
+    if tile >= params.geo.groups * params.m_tiles * params.n_tiles {
         return;
     }
     let n_tile = tile % params.n_tiles;
     let rest = tile / params.n_tiles;
     let m_tile = rest % params.m_tiles;
     let g = rest / params.m_tiles;
-    let og = params.out_per_group;
+    let og = params.geo.out_per_group;
     let og4 = (og + 3u) / 4u;           // vec4 columns of the weight per k
     let m4_0 = m_tile * WG_M;           // first vec4 column of this tile
     let q0 = n_tile * 4u * WG_N;
     let kk_len = KH * KW;
-    let plane = params.in_h * params.in_w;
-    let positions = params.out_h * params.out_w;
+    let plane = params.geo.in_h * params.geo.in_w;
+    let positions = params.geo.out_h * params.geo.out_w;
 
     // Staging of X: this invocation fills vec4 column `xc` (positions q0 + 4·xc .. +4) of rows
     // xr0, xr0 + 256/WG_N, ...; the four positions are decoded once.
@@ -76,9 +76,9 @@ fn direct(
         let ok = q < params.q_len;
         let n = select(0u, q / positions, ok);
         let p = select(0u, q % positions, ok);
-        iy0[j] = i32((p / params.out_w) * params.stride_h) - i32(params.pad_top);
-        ix0[j] = i32((p % params.out_w) * params.stride_w) - i32(params.pad_left);
-        base[j] = (n * params.in_channels + g * params.in_per_group) * plane;
+        iy0[j] = i32((p / params.geo.out_w) * params.geo.stride_h) - i32(params.geo.pad_top);
+        ix0[j] = i32((p % params.geo.out_w) * params.geo.stride_w) - i32(params.geo.pad_left);
+        base[j] = (n * params.geo.in_channels + g * params.geo.in_per_group) * plane;
         valid[j] = ok;
     }
     // Staging of Wt: vec4 column `wc` of rows wr0, wr0 + 256/WG_M, ...
@@ -116,8 +116,8 @@ fn direct(
                 for (var j = 0u; j < 4u; j++) {
                     let iy = iy0[j] + dy;
                     let ix = ix0[j] + dx;
-                    if valid[j] && iy >= 0 && ix >= 0 && u32(iy) < params.in_h && u32(ix) < params.in_w {
-                        v[j] = input[base[j] + off + u32(iy) * params.in_w + u32(ix)];
+                    if valid[j] && iy >= 0 && ix >= 0 && u32(iy) < params.geo.in_h && u32(ix) < params.geo.in_w {
+                        v[j] = input[base[j] + off + u32(iy) * params.geo.in_w + u32(ix)];
                     }
                 }
             }
@@ -154,7 +154,7 @@ fn direct(
             if q < params.q_len {
                 let n = q / positions;
                 let p = q % positions;
-                output[(n * params.out_channels + o) * positions + p] = row[j] + bv;
+                output[(n * params.geo.out_channels + o) * positions + p] = row[j] + bv;
             }
         }
     }

@@ -2,7 +2,7 @@
 // straight from global memory. Kept only as the benchmarks' "untiled" row, to show what the
 // tiling of `direct` gains; `direct` is the baseline every speedup is quoted against.
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// WGSL has no includes: the host (gpu::direct) prepends common/conv_params.wgsl (Params,
 // KH, KW).
 //
 // Bindings (group 0):
@@ -26,32 +26,32 @@ fn direct_naive(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let idx = (wid.x + wid.y * nwg.x) * 256u + lid;
-    let positions = params.out_h * params.out_w;
-    if idx >= params.q_len * params.out_channels {
+    let positions = params.geo.out_h * params.geo.out_w;
+    if idx >= params.q_len * params.geo.out_channels {
         return;
     }
     let p = idx % positions;
-    let o = (idx / positions) % params.out_channels;
-    let n = idx / (positions * params.out_channels);
-    let oy = p / params.out_w;
-    let ox = p % params.out_w;
-    let g = o / params.out_per_group;
-    let plane = params.in_h * params.in_w;
+    let o = (idx / positions) % params.geo.out_channels;
+    let n = idx / (positions * params.geo.out_channels);
+    let oy = p / params.geo.out_w;
+    let ox = p % params.geo.out_w;
+    let g = o / params.geo.out_per_group;
+    let plane = params.geo.in_h * params.geo.in_w;
     var acc = 0.0;
-    for (var ci = 0u; ci < params.in_per_group; ci++) {
-        let c = g * params.in_per_group + ci;
+    for (var ci = 0u; ci < params.geo.in_per_group; ci++) {
+        let c = g * params.geo.in_per_group + ci;
         for (var ky = 0u; ky < KH; ky++) {
-            let iy = i32(oy * params.stride_h + ky * params.dilation_h) - i32(params.pad_top);
-            if iy < 0 || u32(iy) >= params.in_h {
+            let iy = i32(oy * params.geo.stride_h + ky * params.dilation_h) - i32(params.geo.pad_top);
+            if iy < 0 || u32(iy) >= params.geo.in_h {
                 continue;
             }
             for (var kx = 0u; kx < KW; kx++) {
-                let ix = i32(ox * params.stride_w + kx * params.dilation_w) - i32(params.pad_left);
-                if ix < 0 || u32(ix) >= params.in_w {
+                let ix = i32(ox * params.geo.stride_w + kx * params.dilation_w) - i32(params.geo.pad_left);
+                if ix < 0 || u32(ix) >= params.geo.in_w {
                     continue;
                 }
-                let xv = input[(n * params.in_channels + c) * plane + u32(iy) * params.in_w + u32(ix)];
-                let wv = weight[((o * params.in_per_group + ci) * KH + ky) * KW + kx];
+                let xv = input[(n * params.geo.in_channels + c) * plane + u32(iy) * params.geo.in_w + u32(ix)];
+                let wv = weight[((o * params.geo.in_per_group + ci) * KH + ky) * KW + kx];
                 acc = fma(xv, wv, acc);
             }
         }

@@ -12,7 +12,7 @@
 // Per group g: Y_g[m, q] = Σ_k Wt_g[k, m] · X_g[k, q], k = (ci·KH + ky)·KW + kx, summed in f32 in
 // increasing k; a workgroup computes 512 positions × 8 channels.
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/conv_params.wgsl (Params,
+// WGSL has no includes: the host (gpu::direct) prepends common/conv_params.wgsl (Params,
 // KH, KW).
 //
 // Bindings (group 0):
@@ -40,32 +40,32 @@ fn direct_subgroup(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let tile = wid.x + wid.y * nwg.x;
-    if tile >= params.groups * params.m_tiles * params.n_tiles {
+    if tile >= params.geo.groups * params.m_tiles * params.n_tiles {
         return;
     }
     let n_tile = tile % params.n_tiles;
     let rest = tile / params.n_tiles;
     let m0 = (rest % params.m_tiles) * 8u;
     let g = rest / params.m_tiles;
-    let og = params.out_per_group;
+    let og = params.geo.out_per_group;
     let og8 = (og + 7u) / 8u * 8u;
-    let plane = params.in_h * params.in_w;
-    let positions = params.out_h * params.out_w;
+    let plane = params.geo.in_h * params.geo.in_w;
+    let positions = params.geo.out_h * params.geo.out_w;
 
     let q = n_tile * 512u + lid;
     let live = q < params.q_len;
     let n = select(0u, q / positions, live);
     let p = select(0u, q % positions, live);
-    let iy0 = i32((p / params.out_w) * params.stride_h) - i32(params.pad_top);
-    let ix0 = i32((p % params.out_w) * params.stride_w) - i32(params.pad_left);
-    let base = (n * params.in_channels + g * params.in_per_group) * plane;
+    let iy0 = i32((p / params.geo.out_w) * params.geo.stride_h) - i32(params.geo.pad_top);
+    let ix0 = i32((p % params.geo.out_w) * params.geo.stride_w) - i32(params.geo.pad_left);
+    let base = (n * params.geo.in_channels + g * params.geo.in_per_group) * plane;
     let qb = q + 256u;
     let live_b = qb < params.q_len;
     let n_b = select(0u, qb / positions, live_b);
     let p_b = select(0u, qb % positions, live_b);
-    let iy0_b = i32((p_b / params.out_w) * params.stride_h) - i32(params.pad_top);
-    let ix0_b = i32((p_b % params.out_w) * params.stride_w) - i32(params.pad_left);
-    let base_b = (n_b * params.in_channels + g * params.in_per_group) * plane;
+    let iy0_b = i32((p_b / params.geo.out_w) * params.geo.stride_h) - i32(params.geo.pad_top);
+    let ix0_b = i32((p_b % params.geo.out_w) * params.geo.stride_w) - i32(params.geo.pad_left);
+    let base_b = (n_b * params.geo.in_channels + g * params.geo.in_per_group) * plane;
     // Lane l (mod 8) fetches the weight of channel m0 + l for every k.
     var w_at = g * params.k_len * og8 + m0 + lane % 8u;
 
@@ -85,27 +85,27 @@ fn direct_subgroup(
     var b5 = 0.0;
     var b6 = 0.0;
     var b7 = 0.0;
-    for (var ci = 0u; ci < params.in_per_group; ci++) {
+    for (var ci = 0u; ci < params.geo.in_per_group; ci++) {
         let c_base = base + ci * plane;
         let c_base_b = base_b + ci * plane;
         for (var ky = 0u; ky < KH; ky++) {
             let dy = i32(ky * params.dilation_h);
             let iy = iy0 + dy;
             let iy_b = iy0_b + dy;
-            let row_ok = live && iy >= 0 && u32(iy) < params.in_h;
-            let row_ok_b = live_b && iy_b >= 0 && u32(iy_b) < params.in_h;
-            let row = c_base + u32(max(iy, 0)) * params.in_w;
-            let row_b = c_base_b + u32(max(iy_b, 0)) * params.in_w;
+            let row_ok = live && iy >= 0 && u32(iy) < params.geo.in_h;
+            let row_ok_b = live_b && iy_b >= 0 && u32(iy_b) < params.geo.in_h;
+            let row = c_base + u32(max(iy, 0)) * params.geo.in_w;
+            let row_b = c_base_b + u32(max(iy_b, 0)) * params.geo.in_w;
             for (var kx = 0u; kx < KW; kx++) {
                 let dx = i32(kx * params.dilation_w);
                 let ix = ix0 + dx;
                 let ix_b = ix0_b + dx;
                 var x = 0.0;
-                if row_ok && ix >= 0 && u32(ix) < params.in_w {
+                if row_ok && ix >= 0 && u32(ix) < params.geo.in_w {
                     x = input[row + u32(ix)];
                 }
                 var y = 0.0;
-                if row_ok_b && ix_b >= 0 && u32(ix_b) < params.in_w {
+                if row_ok_b && ix_b >= 0 && u32(ix_b) < params.geo.in_w {
                     y = input[row_b + u32(ix_b)];
                 }
                 let w = weight[w_at];
@@ -146,9 +146,9 @@ fn direct_subgroup(
         let m = m0 + i;
         if m < og {
             let o = g * og + m;
-            output[(n * params.out_channels + o) * positions + p] = acc[i] + bias[o];
+            output[(n * params.geo.out_channels + o) * positions + p] = acc[i] + bias[o];
             if live_b {
-                output[(n_b * params.out_channels + o) * positions + p_b] = acc_b[i] + bias[o];
+                output[(n_b * params.geo.out_channels + o) * positions + p_b] = acc_b[i] + bias[o];
             }
         }
     }

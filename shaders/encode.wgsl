@@ -7,7 +7,7 @@
 // where a[d] = input[n, g·C/groups + ci, oy·stride_h − pad_top + dy, ox·stride_w − pad_left + dx],
 // or 0 where that falls into the padding.
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl
+// WGSL has no includes: the host (gpu::maddness) prepends common/maddness_params.wgsl
 // and common/maddness_tree.wgsl.
 //
 // Bindings (group 0):
@@ -34,7 +34,7 @@ fn encode(
 ) {
     let idx = (wid.x + wid.y * nwg.x) * 256u + lid;
     let words = params.words;
-    if idx >= params.groups * params.q_len * words {
+    if idx >= params.geo.groups * params.q_len * words {
         return;
     }
     let w = idx % words;

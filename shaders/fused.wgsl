@@ -5,11 +5,13 @@
 // tiles, each of them hashes its positions again.
 //
 // Workgroup: QT = floor(256 / MCH) positions × MCH chunks of 16 outputs; codes of the QT
-// positions, W = ceil(CB/8) words each, in workgroup memory (QT·W ≤ 2048 words = 8 KiB); table
-// rows of CC codebooks × 16 codes × MCH chunks staged as in `accumulate` (CC·MCH ≤ 32 = 8 KiB).
+// positions, W = ceil(CB/8) words each, in workgroup memory (QT·W ≤ 2040 words); table rows of
+// CC codebooks × 16 codes × MCH chunks staged as in `accumulate` (CC·MCH ≤ 32 = 8 KiB), 16 352
+// bytes in all (wgpu's downlevel limit). Host code behind the `extra-kernels` feature (it
+// measured no gain over two passes).
 //
-// WGSL has no includes: the host (gpu::kernel) prepends common/maddness_params.wgsl,
-// common/maddness_sums.wgsl and common/maddness_tree.wgsl.
+// WGSL has no includes: the host (gpu::maddness) prepends common/maddness_params.wgsl,
+// common/maddness_sums.wgsl, common/maddness_tree.wgsl and common/lut_stage.wgsl.
 //
 // Bindings (group 0):
 //   0 params:    uniform MaddParams (common/maddness_params.wgsl)
@@ -34,7 +36,7 @@ override CC: u32 = 8u;    // codebooks staged at a time, multiple of 8, CC·MCH 
 @group(0) @binding(6) var<storage, read> offset: array<f32>;
 @group(0) @binding(7) var<storage, read_write> output: array<f32>;
 
-var<workgroup> codes_tile: array<u32, 2048>;     // [QT, W]
+var<workgroup> codes_tile: array<u32, 2040>;     // [QT, W]
 var<workgroup> lut_tile: array<vec4<u32>, 512>;  // [CC, 16, MCH]
 
 
@@ -44,19 +46,16 @@ fn fused(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let tile = wid.x + wid.y * nwg.x;
-    if tile >= params.groups * params.m_tiles * params.q_tiles {
+    let t = lookup_tile(wid, nwg);
+    let g = t.x;
+    if g >= params.geo.groups {
         return;
     }
+    let mc0 = t.y;
+    let q_tile = t.z;
     let QT = 256u / MCH;
-    let q_tile = tile % params.q_tiles;
-    let rest = tile / params.q_tiles;
-    let m_tile = rest % params.m_tiles;
-    let g = rest / params.m_tiles;
     let cb = params.codebooks;
     let words = params.words;
-    let mw = params.m_chunks;
-    let mc0 = m_tile * MCH;
 
     // Hash the tile's positions.
     for (var e = lid; e < QT * words; e += 256u) {
@@ -72,22 +71,13 @@ fn fused(
     let pq = lid % QT;
     let mc = lid / QT;
     let q = q_tile * QT + pq;
-    let live = q < params.q_len && mc < MCH && mc0 + mc < mw;
+    let live = q < params.q_len && mc < MCH && mc0 + mc < params.m_chunks;
 
     var acc = sums_zero();
     var since_flush = 0u;
 
     for (var c0 = 0u; c0 < cb; c0 += CC) {
-        for (var e = lid; e < CC * 16u * MCH; e += 256u) {
-            let j = e % MCH;
-            let row = e / MCH;
-            let c = c0 + row / 16u;
-            var v = vec4<u32>(0u);
-            if c < cb && mc0 + j < mw {
-                v = luts[((g * cb + c) * 16u + row % 16u) * mw + mc0 + j];
-            }
-            lut_tile[e] = v;
-        }
+        stage_luts(lid, g, c0, mc0);
         workgroupBarrier();
         if live {
             let c_end = min(CC, cb - c0);
@@ -95,8 +85,7 @@ fn fused(
                 let word = codes_tile[pq * words + (c0 + cw) / 8u];
                 let n_in_word = min(8u, c_end - cw);
                 for (var b = 0u; b < n_in_word; b++) {
-                    let code = (word >> (4u * b)) & 15u;
-                    sums_add(&acc, lut_tile[((cw + b) * 16u + code) * MCH + mc]);
+                    sums_add(&acc, lut_entry(cw + b, word, b, mc));
                 }
                 since_flush += n_in_word;
                 if since_flush >= FLUSH_EVERY {

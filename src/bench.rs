@@ -12,7 +12,7 @@ use std::time::Instant;
 use web_time::Instant;
 
 use crate::error::Result;
-use crate::gpu::{Context, GpuTimer};
+use crate::gpu::{Context, GpuConv, GpuTensor, GpuTimer};
 use crate::rng::SplitMix64;
 use crate::spec::ConvSpec;
 use crate::tensor::Tensor;
@@ -35,10 +35,16 @@ impl Default for Repetitions {
     }
 }
 
-/// A method under test: records one run into an encoder. Each compute pass it records takes
-/// its timestamp writes from `timer.pass()` when a timer is given.
-pub type Record<'a> =
-    dyn FnMut(&mut wgpu::CommandEncoder, Option<&mut GpuTimer>) -> Result<()> + 'a;
+/// A method under test: a layer and the GPU tensors it reads and writes.
+#[derive(Clone, Copy)]
+pub struct Method<'a> {
+    /// The layer; its [`GpuConv::passes`] compute passes are timed.
+    pub conv: &'a dyn GpuConv,
+    /// Its input on the GPU.
+    pub input: &'a GpuTensor,
+    /// Where it writes, of [`GpuConv::output_shape`].
+    pub output: &'a GpuTensor,
+}
 
 /// What was measured for one method.
 #[derive(Clone, Debug, Default)]
@@ -56,24 +62,24 @@ pub struct Timing {
 }
 
 /// Times `methods` interleaved: every repetition runs each method once, in turn, so slow drifts
-/// of a shared machine affect all of them alike. `passes[i]` is the number of compute passes
-/// method `i` records.
+/// of a shared machine affect all of them alike.
 pub async fn time_interleaved(
     ctx: &Context,
-    methods: &mut [&mut Record<'_>],
-    passes: &[usize],
+    methods: &[Method<'_>],
     reps: Repetitions,
 ) -> Result<Vec<Timing>> {
+    let passes: Vec<usize> = methods.iter().map(|m| m.conv.passes()).collect();
     let max_passes = passes.iter().copied().max().unwrap_or(1).max(1) as u32;
     let mut timer = GpuTimer::new(ctx, max_passes);
     let n = methods.len();
     let mut totals: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut per_pass: Vec<Vec<Vec<f64>>> = passes.iter().map(|&p| vec![Vec::new(); p]).collect();
     for rep in 0..reps.warmup + reps.timed {
-        for (i, method) in methods.iter_mut().enumerate() {
+        for (i, m) in methods.iter().enumerate() {
             let mut encoder = ctx.encoder("bench");
             let start = Instant::now();
-            method(&mut encoder, timer.as_mut())?;
+            m.conv
+                .encode(ctx, &mut encoder, m.input, m.output, timer.as_mut())?;
             if let Some(t) = &timer {
                 t.resolve(&mut encoder);
             }

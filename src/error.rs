@@ -118,6 +118,11 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    /// The adapter lacks a feature a chosen kernel needs (e.g. subgroups, or subgroups of at
+    /// least 8 invocations). Choose another kernel (the defaults run everywhere) or adapter.
+    #[error("{0}")]
+    Unsupported(String),
+
     /// Learning the tables failed (e.g. no training windows, a singular system).
     #[error("training failed: {0}")]
     Training(String),

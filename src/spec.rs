@@ -378,25 +378,44 @@ fn check_index(what: &str, value: u64) -> Result<()> {
 /// The 2-D form of a convolution applied to a concrete input (conv1d has `in_h = kernel_h = 1`).
 /// Every size here has been checked to fit the shaders' 32-bit index arithmetic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[allow(missing_docs)]
 pub struct Geometry {
+    /// Samples in the batch, N.
     pub batch: usize,
+    /// Input channels, C.
     pub in_channels: usize,
+    /// Input height, H (1 for conv1d).
     pub in_h: usize,
+    /// Input width, W (the length L for conv1d).
     pub in_w: usize,
+    /// Output channels, O.
     pub out_channels: usize,
+    /// Output height, OH = (H + pad_top + pad_bottom − dilation_h·(KH − 1) − 1) / stride_h + 1
+    /// (1 for conv1d).
     pub out_h: usize,
+    /// Output width, OW = (W + pad_left + pad_right − dilation_w·(KW − 1) − 1) / stride_w + 1
+    /// (the output length for conv1d).
     pub out_w: usize,
+    /// Kernel height, KH (1 for conv1d).
     pub kernel_h: usize,
+    /// Kernel width, KW (the kernel length K for conv1d).
     pub kernel_w: usize,
+    /// Vertical stride (1 for conv1d).
     pub stride_h: usize,
+    /// Horizontal stride (the stride for conv1d).
     pub stride_w: usize,
+    /// Vertical dilation (1 for conv1d).
     pub dilation_h: usize,
+    /// Horizontal dilation (the dilation for conv1d).
     pub dilation_w: usize,
+    /// Zero rows above the input (0 for conv1d).
     pub pad_top: usize,
+    /// Zero columns left of the input (the left padding for conv1d).
     pub pad_left: usize,
+    /// Zero rows below the input (0 for conv1d).
     pub pad_bottom: usize,
+    /// Zero columns right of the input (the right padding for conv1d).
     pub pad_right: usize,
+    /// Groups: channels split into this many independent convolutions.
     pub groups: usize,
 }
 

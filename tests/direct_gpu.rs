@@ -5,23 +5,22 @@
 
 mod common;
 
-use maddconv::gpu::direct::{DirectConv, DirectKernel};
-use maddconv::gpu::{Context, ContextOptions};
+use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv};
 use maddconv::reference::conv_reference;
 use maddconv::{ConvKind, ConvSpec, Error};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
-const KERNELS: [DirectKernel; 3] = [
-    DirectKernel::Tiled,
-    DirectKernel::Subgroup,
-    DirectKernel::Naive,
-];
-
-/// The kernels this device runs (all three on adapters with subgroups of ≥ 8).
+/// The kernels this device runs (every one this build has on adapters with subgroups of ≥ 8;
+/// `naive` only with the `extra-kernels` feature).
 fn kernels(ctx: &Context) -> Vec<DirectKernel> {
-    let v: Vec<DirectKernel> = KERNELS.into_iter().filter(|k| k.available(ctx)).collect();
-    if v.len() < KERNELS.len() {
+    let all = DirectKernel::ALL;
+    let v: Vec<DirectKernel> = all
+        .iter()
+        .copied()
+        .filter(|k| k.check(ctx).is_ok())
+        .collect();
+    if v.len() < all.len() {
         eprintln!("!!!!! SKIPPED the direct_subgroup kernel: no subgroups of ≥ 8 on this adapter");
     }
     v
@@ -107,29 +106,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
             spec.groups = groups;
             spec.bias = bias;
             let dims = kind.spatial_dims();
-            let min_in = |k: usize, d: usize, pb: usize, pe: usize| {
-                (d * (k - 1) + 1).saturating_sub(pb + pe).max(1)
-            };
-            let input = match kind {
-                ConvKind::Conv1d => {
-                    spec.stride = vec![s.1];
-                    spec.dilation = vec![d.1];
-                    spec.padding = vec![p.1, p.3];
-                    let kk = spec.kernel[0];
-                    vec![n, spec.in_channels, min_in(kk, d.1, p.1, p.3) + extra.1 * 3]
-                }
-                ConvKind::Conv2d => {
-                    spec.stride = vec![s.0, s.1];
-                    spec.dilation = vec![d.0, d.1];
-                    spec.padding = vec![p.0, p.1, p.2, p.3];
-                    vec![
-                        n,
-                        spec.in_channels,
-                        min_in(k.0, d.0, p.0, p.2) + extra.0,
-                        min_in(k.1, d.1, p.1, p.3) + extra.1,
-                    ]
-                }
-            };
+            let input = common::place_window(&mut spec, n, s, d, p, extra);
             debug_assert_eq!(spec.kernel.len(), dims);
             Case { spec, input }
         })
@@ -228,11 +205,7 @@ fn direct_splits_grids_and_slices_batches_under_small_limits() {
         max_compute_workgroups_per_dimension: 8,
         ..base
     };
-    let ctx = Context::new_blocking(ContextOptions {
-        limits: Some(limits),
-        ..ContextOptions::default()
-    })
-    .expect("a device with smaller limits");
+    let ctx = common::gpu_with(limits);
     assert_eq!(ctx.limits().max_storage_buffer_binding_size, 16 * 1024);
 
     // 20 samples × 3×16×16 floats = 3 KiB each in, 4 × 16 × 16 floats = 4 KiB each out:

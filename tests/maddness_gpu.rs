@@ -5,8 +5,7 @@
 
 mod common;
 
-use maddconv::gpu::maddness::{MaddnessConv, MaddnessKernels};
-use maddconv::gpu::{Context, ContextOptions};
+use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv, LookupKernel, MaddnessConv};
 use maddconv::maddness::{mirror, train, Learner, TableMeta, Tables, TrainConfig, BUCKETS};
 use maddconv::{ConvKind, ConvSpec, Error, Tensor};
 use proptest::prelude::*;
@@ -102,27 +101,20 @@ fn check(ctx: &Context, tables: &Tables, x: &Tensor, what: &str) -> usize {
             s as f32 * consts.inv_scale[o] + consts.offset[o]
         })
         .collect();
-    let fused_fits = MaddnessConv::new(ctx, tables)
-        .unwrap()
-        .with_kernels(MaddnessKernels::Fused)
-        .kernels()
-        == MaddnessKernels::Fused;
-    for kernels in [
-        MaddnessKernels::TwoPass,
-        MaddnessKernels::Fused,
-        MaddnessKernels::Shuffle,
-        MaddnessKernels::TwoPositions,
-    ] {
-        if kernels == MaddnessKernels::Fused && !fused_fits {
-            continue;
-        }
-        if kernels == MaddnessKernels::Shuffle && !ctx.has_subgroups() {
-            eprintln!("!!!!! SKIPPED the subgroup-shuffle kernel: the adapter has no subgroups");
-            continue;
-        }
-        let layer = MaddnessConv::new(ctx, tables)
+    for &kernels in LookupKernel::ALL {
+        let layer = match MaddnessConv::new(ctx, tables)
             .unwrap()
-            .with_kernels(kernels);
+            .with_kernels(ctx, kernels)
+        {
+            Ok(layer) => layer,
+            // Shuffle without subgroups, fused when its tile's codes do not fit: refused, and
+            // the message says why.
+            Err(Error::Unsupported(why)) => {
+                eprintln!("!!!!! SKIPPED {}: {why}", kernels.name());
+                continue;
+            }
+            Err(e) => panic!("{what}: {kernels:?}: {e}"),
+        };
         assert_eq!(layer.kernels(), kernels);
         let y = ctx.create_tensor("y", &out_shape).unwrap();
         ctx.fill(&y, f32::NAN);
@@ -272,29 +264,7 @@ fn spec_strategy() -> impl Strategy<Value = (ConvSpec, Vec<usize>, usize)> {
             };
             spec.groups = groups;
             spec.bias = bias;
-            let min_in = |k: usize, d: usize, pb: usize, pe: usize| {
-                (d * (k - 1) + 1).saturating_sub(pb + pe).max(1)
-            };
-            let input = if kind == ConvKind::Conv1d {
-                spec.stride = vec![s.1];
-                spec.dilation = vec![d.1];
-                spec.padding = vec![p.1, p.3];
-                vec![
-                    n,
-                    spec.in_channels,
-                    min_in(spec.kernel[0], d.1, p.1, p.3) + 3 * extra.1,
-                ]
-            } else {
-                spec.stride = vec![s.0, s.1];
-                spec.dilation = vec![d.0, d.1];
-                spec.padding = vec![p.0, p.1, p.2, p.3];
-                vec![
-                    n,
-                    spec.in_channels,
-                    min_in(k.0, d.0, p.0, p.2) + extra.0,
-                    min_in(k.1, d.1, p.1, p.3) + extra.1,
-                ]
-            };
+            let input = common::place_window(&mut spec, n, s, d, p, extra);
             let dlen = cg * spec.kernel.iter().product::<usize>();
             (spec, input, cb.min(dlen))
         })
@@ -365,11 +335,7 @@ fn gpu_slices_batches_under_small_limits() {
         max_compute_workgroups_per_dimension: 8,
         ..common::gpu().unwrap().limits().clone()
     };
-    let ctx = Context::new_blocking(ContextOptions {
-        limits: Some(limits),
-        ..Default::default()
-    })
-    .unwrap();
+    let ctx = common::gpu_with(limits);
     let mut spec = ConvSpec::conv2d(3, 4, 3, 3);
     spec.padding = vec![1; 4];
     let tables = random_tables(&spec, 9, 11);
@@ -384,6 +350,105 @@ fn gpu_slices_batches_under_small_limits() {
             assert_eq!((value, limit), (4 * 64 * 64 * 4, 16384))
         }
         other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+/// wgpu's downlevel limits (16 352 bytes of workgroup memory, less than the WebGPU default's
+/// 16 384), with the WebGPU default of 8 storage buffers per stage (downlevel grants 4, which
+/// `too_little_workgroup_memory_is_refused_clearly` covers): every kernel of this build
+/// runs (each declares the workgroup memory it needs, and all fit) and gives the same results
+/// as on the full device.
+#[test]
+fn every_kernel_runs_under_downlevel_limits() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let ctx = common::gpu_with(wgpu::Limits {
+        max_storage_buffers_per_shader_stage: 8,
+        ..wgpu::Limits::downlevel_defaults()
+    });
+    assert_eq!(ctx.limits().max_compute_workgroup_storage_size, 16352);
+    let mut spec = ConvSpec::conv2d(16, 150, 3, 3);
+    spec.padding = vec![1; 4];
+    spec.bias = true;
+    let x = common::random_tensor(&[2, 16, 9, 11], 31);
+    let w = common::random_tensor(&spec.weight_shape(), 32);
+    let b = common::random_tensor(&[150], 33);
+    let exact = maddconv::reference::conv_reference(&spec, &x, &w, Some(&b)).unwrap();
+    for &k in DirectKernel::ALL {
+        match DirectConv::with_kernel(&ctx, &spec, &w, Some(&b), k) {
+            Ok(conv) => {
+                let y = pollster::block_on(conv.run(&ctx, &x)).unwrap();
+                common::assert_close(&format!("downlevel {k:?}"), y.data(), exact.data(), 1e-5);
+            }
+            Err(Error::Unsupported(why)) => eprintln!("!!!!! SKIPPED {}: {why}", k.name()),
+            Err(e) => panic!("{k:?} under downlevel limits: {e}"),
+        }
+    }
+    let tables = random_tables(&spec, 16, 34);
+    check(&ctx, &tables, &x, "downlevel limits");
+}
+
+/// A device granting less workgroup memory than a kernel declares, or fewer storage buffers
+/// than it binds: refused before pipeline creation, naming the kernel, what it needs and what
+/// the device grants.
+#[test]
+fn too_little_workgroup_memory_is_refused_clearly() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let ctx = common::gpu_with(wgpu::Limits {
+        max_compute_workgroup_storage_size: 8192,
+        max_storage_buffers_per_shader_stage: 8,
+        ..wgpu::Limits::downlevel_defaults()
+    });
+    let spec = ConvSpec::conv2d(3, 4, 3, 3);
+    let w = common::random_tensor(&spec.weight_shape(), 1);
+    match DirectConv::with_kernel(&ctx, &spec, &w, None, DirectKernel::Tiled) {
+        Err(
+            e @ Error::TooLarge {
+                value: 12288,
+                limit: 8192,
+                ..
+            },
+        ) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("direct kernel") && msg.contains("workgroup memory"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|_| ())),
+    }
+    let tables = random_tables(&spec, 9, 2);
+    let madd = MaddnessConv::new(&ctx, &tables)
+        .and_then(|m| m.with_kernels(&ctx, LookupKernel::TwoPositions));
+    match madd {
+        Err(
+            e @ Error::TooLarge {
+                value: 14336,
+                limit: 8192,
+                ..
+            },
+        ) => {
+            assert!(e.to_string().contains("accumulate kernel"), "{e}");
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|_| ())),
+    }
+    // wgpu's downlevel defaults grant 4 storage buffers; the look-ups bind 5.
+    let ctx = common::gpu_with(wgpu::Limits::downlevel_defaults());
+    let madd = MaddnessConv::new(&ctx, &tables)
+        .and_then(|m| m.with_kernels(&ctx, LookupKernel::OnePosition));
+    match madd {
+        Err(
+            e @ Error::TooLarge {
+                value: 5, limit: 4, ..
+            },
+        ) => {
+            let msg = e.to_string();
+            assert!(msg.contains("storage buffers of the accumulate"), "{msg}");
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|_| ())),
     }
 }
 

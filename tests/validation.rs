@@ -3,7 +3,7 @@
 
 mod common;
 
-use maddconv::gpu::direct::{DirectConv, DirectKernel};
+use maddconv::gpu::{DirectConv, DirectKernel, GpuConv};
 use maddconv::reference::conv_reference;
 use maddconv::{ConvSpec, Error, Tensor};
 
@@ -267,11 +267,7 @@ fn weights_above_the_binding_limit_are_refused() {
         max_storage_buffer_binding_size: 16 * 1024,
         ..common::gpu().unwrap().limits().clone()
     };
-    let ctx = maddconv::gpu::Context::new_blocking(maddconv::gpu::ContextOptions {
-        limits: Some(limits),
-        ..Default::default()
-    })
-    .unwrap();
+    let ctx = common::gpu_with(limits);
     let kernel = DirectKernel::Tiled;
     let s = ConvSpec::conv2d(64, 64, 1, 1); // weight exactly 64·64·4 bytes = 16 KiB: allowed
     let w = common::random_tensor(&s.weight_shape(), 3);

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context as _, Result};
-use maddconv::bench::{time_interleaved, Record, Repetitions, Timing};
+use maddconv::bench::{time_interleaved, Method, Repetitions, Timing};
 use maddconv::gpu::direct::DirectConv;
 use maddconv::gpu::maddness::MaddnessConv;
-use maddconv::gpu::{Context, ContextOptions, GpuTimer};
+use maddconv::gpu::{Context, ContextOptions, GpuConv};
 use maddconv::maddness::Tables;
 use maddconv::{ConvSpec, Tensor};
 
@@ -45,7 +45,7 @@ pub struct Compared {
     pub approx: Tensor,
     /// Which direct kernel ran ("tiled", "subgroup", ...).
     pub direct_kernel: &'static str,
-    /// Which MADDNESS kernels ran ("two-pass", "fused", "shuffle", "two-positions").
+    /// Which MADDNESS look-up kernel ran ("one-position", "two-positions", "shuffle", "fused").
     pub maddness_kernels: &'static str,
     /// Direct kernel time.
     pub direct: Timing,
@@ -81,19 +81,19 @@ pub fn compare(
     let approx = pollster::block_on(ctx.download(&y_approx))?;
     ctx.check_errors()?;
 
-    let mut run_direct = |enc: &mut wgpu::CommandEncoder, timer: Option<&mut GpuTimer>| {
-        direct.encode(ctx, enc, &x, &y_exact, timer.and_then(|t| t.pass()))
-    };
-    let mut run_madd = |enc: &mut wgpu::CommandEncoder, timer: Option<&mut GpuTimer>| {
-        madd.encode(ctx, enc, &x, &y_approx, timer)
-    };
-    let mut methods: [&mut Record; 2] = [&mut run_direct, &mut run_madd];
-    let timings = pollster::block_on(time_interleaved(
-        ctx,
-        &mut methods,
-        &[1, madd.passes()],
-        reps,
-    ))?;
+    let methods = [
+        Method {
+            conv: &direct,
+            input: &x,
+            output: &y_exact,
+        },
+        Method {
+            conv: &madd,
+            input: &x,
+            output: &y_approx,
+        },
+    ];
+    let timings = pollster::block_on(time_interleaved(ctx, &methods, reps))?;
     let [direct_t, madd_t]: [Timing; 2] = timings
         .try_into()
         .map_err(|_| anyhow::anyhow!("the timing harness returned the wrong number of rows"))?;

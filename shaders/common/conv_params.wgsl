@@ -1,28 +1,15 @@
 // conv_params — the uniform parameters and kernel-size constants of the exact convolution
-// kernels. WGSL has no includes: the host (gpu::kernel) prepends this file to direct,
-// direct_naive and direct_subgroup. Mirrors gpu::direct::ConvParams field by field (tests check
-// the size).
+// kernels. WGSL has no includes: the host (gpu::direct) prepends this file (after
+// geometry.wgsl) to direct, direct_naive and direct_subgroup. Mirrors gpu::direct::ConvParams field by field (tests check
+// every field: name, offset, type).
 
 override KH: u32 = 1u;  // kernel height (1 for conv1d)
 override KW: u32 = 1u;  // kernel width
 
 struct Params {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    out_h: u32,
-    out_w: u32,
-    groups: u32,
-    stride_h: u32,
-    stride_w: u32,
+    geo: GeometryParams,  // common/geometry.wgsl
     dilation_h: u32,
     dilation_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_per_group: u32,
-    out_per_group: u32,
     k_len: u32,        // K
     q_len: u32,        // N·OH·OW
     m_tiles: u32,      // tiles over the output channels of a group (kernel-specific)

@@ -1,5 +1,5 @@
 // maddness_sums — exact sums of u8 table entries and the output store, shared by the look-up
-// kernels accumulate, accumulate2, accumulate_shuffle and fused (the host prepends it after
+// kernels accumulate, accumulate_shuffle and fused (the host prepends it after
 // maddness_params.wgsl). Needs the kernel's `inv_scale`, `offset` and `output` bindings.
 //
 // A table word is a vec4<u32> holding the u8 entries of 16 outputs: output 4j + b in byte b of
@@ -66,8 +66,8 @@ fn store_one(s: u32, o: u32, at: u32) {
 
 // Index in the NCHW output of channel 0 at position q (channel o adds o · OH·OW).
 fn output_base(q: u32) -> u32 {
-    let positions = params.out_h * params.out_w;
-    return (q / positions) * params.out_channels * positions + q % positions;
+    let positions = params.geo.out_h * params.geo.out_w;
+    return (q / positions) * params.geo.out_channels * positions + q % positions;
 }
 
 // Flushes the sums of position q (and, when `both`, of position qb) and writes their outputs
@@ -78,8 +78,8 @@ fn store_sums2(sums: Sums16, sums_b: Sums16, both: bool, g: u32, q: u32, qb: u32
     var acc_b = sums_b;
     sums_flush(&acc);
     sums_flush(&acc_b);
-    let mg = params.out_per_group;
-    let positions = params.out_h * params.out_w;
+    let mg = params.geo.out_per_group;
+    let positions = params.geo.out_h * params.geo.out_w;
     let at = output_base(q);
     let at_b = output_base(qb);
     for (var j = 0u; j < 4u; j++) {

@@ -6,13 +6,13 @@
 // reads the 4 window values it tests straight from the NCHW input (0 in the padding) and walks
 // its levels, ties going left.
 fn code_word(g: u32, q: u32, w: u32) -> u32 {
-    let positions = params.out_h * params.out_w;
+    let positions = params.geo.out_h * params.geo.out_w;
     let n = q / positions;
     let p = q % positions;
-    let iy0 = i32((p / params.out_w) * params.stride_h) - i32(params.pad_top);
-    let ix0 = i32((p % params.out_w) * params.stride_w) - i32(params.pad_left);
-    let plane = params.in_h * params.in_w;
-    let base = (n * params.in_channels + g * params.in_per_group) * plane;
+    let iy0 = i32((p / params.geo.out_w) * params.geo.stride_h) - i32(params.geo.pad_top);
+    let ix0 = i32((p % params.geo.out_w) * params.geo.stride_w) - i32(params.geo.pad_left);
+    let plane = params.geo.in_h * params.geo.in_w;
+    let base = (n * params.geo.in_channels + g * params.geo.in_per_group) * plane;
     let c_end = min(params.codebooks, 8u * w + 8u);
     var word = 0u;
     for (var c = 8u * w; c < c_end; c++) {
@@ -23,8 +23,8 @@ fn code_word(g: u32, q: u32, w: u32) -> u32 {
             let iy = iy0 + s.y;
             let ix = ix0 + s.z;
             var a = 0.0;
-            if iy >= 0 && ix >= 0 && u32(iy) < params.in_h && u32(ix) < params.in_w {
-                a = input[base + u32(s.x) * plane + u32(iy) * params.in_w + u32(ix)];
+            if iy >= 0 && ix >= 0 && u32(iy) < params.geo.in_h && u32(ix) < params.geo.in_w {
+                a = input[base + u32(s.x) * plane + u32(iy) * params.geo.in_w + u32(ix)];
             }
             i = 2u * i + select(0u, 1u, a > thresholds[(gc * 4u + t) * 16u + i]);
         }

@@ -6,11 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use maddconv::bench::{cnn_workload, time_interleaved, Record, Repetitions, Table, Workload};
+use maddconv::bench::{cnn_workload, time_interleaved, Method, Repetitions, Table, Workload};
 use maddconv::data::LayerDir;
-use maddconv::gpu::direct::{DirectConv, DirectKernel};
-use maddconv::gpu::maddness::{MaddnessConv, MaddnessKernels};
-use maddconv::gpu::{Context, GpuTimer};
+use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv, LookupKernel, MaddnessConv};
 use maddconv::maddness::{train, TrainConfig};
 use maddconv::metrics::nmse;
 use maddconv::reference::{conv_reference, relative_l2};
@@ -20,8 +18,9 @@ use serde::Serialize;
 /// Arguments of `maddconv bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Only the exact direct kernels: the tiled baseline and the naive one-output-per-invocation
-    /// kernel, to show what the tiling gains. Without it: the direct baseline and MADDNESS.
+    /// Only the exact direct kernels (every one this build has: tiled, subgroup where the
+    /// adapter runs it, and with the `extra-kernels` feature the naive one, to show what the
+    /// tiling gains). Without it: the direct baselines and MADDNESS.
     #[arg(long)]
     pub direct: bool,
     /// Small mode (for CI): the repository's fixture layers and one small CNN shape, few
@@ -45,7 +44,8 @@ pub struct BenchArgs {
     /// Most training windows for the MADDNESS tables.
     #[arg(long, default_value_t = 50_000)]
     pub max_windows: usize,
-    /// Time every MADDNESS kernel variant (two-pass, two-positions, fused, shuffle) instead of only the
+    /// Time every MADDNESS look-up kernel this build has and the adapter runs (one-position,
+    /// two-positions, shuffle; fused with the `extra-kernels` feature) instead of only the
     /// default one for this adapter.
     #[arg(long)]
     pub variants: bool,
@@ -70,9 +70,9 @@ pub struct Row {
     /// Input shape.
     pub shape: String,
     /// "direct" (exact) or "maddness".
-    pub method: String,
-    /// Which kernels: direct "tiled", "subgroup" or "naive"; MADDNESS "two-pass", "two-positions",
-    /// "fused" or "shuffle".
+    pub method: RowMethod,
+    /// Which kernels ([`GpuConv::name`]): direct "tiled", "subgroup" or "naive"; MADDNESS
+    /// "one-position", "two-positions", "shuffle" or "fused".
     pub kernels: Option<String>,
     /// Codebooks per group (MADDNESS rows).
     pub codebooks: Option<usize>,
@@ -104,6 +104,25 @@ pub struct Row {
     pub readback_ms: f64,
     /// The adapter.
     pub adapter: String,
+}
+
+/// Whether a row's layer is exact or approximate.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RowMethod {
+    /// The exact direct convolution.
+    Direct,
+    /// The MADDNESS approximation.
+    Maddness,
+}
+
+impl std::fmt::Display for RowMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RowMethod::Direct => "direct",
+            RowMethod::Maddness => "maddness",
+        })
+    }
 }
 
 /// The default workloads: real layers (their test inputs) and the batch-8 CNN shapes.
@@ -222,7 +241,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut transfers = Table::new(&["layer", "input", "upload ms", "readback ms"]);
     for r in rows
         .iter()
-        .filter(|r| r.method == "direct" && r.kernels.as_deref() == Some("tiled"))
+        .filter(|r| r.method == RowMethod::Direct && r.kernels.as_deref() == Some("tiled"))
     {
         transfers.row(vec![
             r.layer.clone(),
@@ -261,7 +280,7 @@ pub fn table(rows: &[Row]) -> String {
             r.shape.clone(),
             match &r.kernels {
                 Some(k) => format!("{} ({k})", r.method),
-                None => r.method.clone(),
+                None => r.method.to_string(),
             },
             r.codebooks.map(|c| c.to_string()).unwrap_or_default(),
             format!("{:.3}", r.kernel_ms),
@@ -285,13 +304,21 @@ pub fn table(rows: &[Row]) -> String {
     t.to_markdown()
 }
 
-/// Times the direct kernel (and the naive one with `naive`) and MADDNESS at each of
-/// `codebooks` on one workload, interleaved, with each method's error against the f64 reference.
+/// One layer under test and what its row says besides the timing.
+struct Entry {
+    conv: Box<dyn GpuConv>,
+    /// Codebooks per group and seconds of training (MADDNESS rows).
+    trained: Option<(usize, f64)>,
+}
+
+/// Times every exact kernel the device runs (`all_direct`: also those kept for comparison
+/// only) and MADDNESS at each of `codebooks` on one workload, interleaved, with each method's
+/// error against the f64 reference.
 #[allow(clippy::too_many_arguments)]
 pub fn bench_workload(
     ctx: &Context,
     w: &Workload,
-    naive: bool,
+    all_direct: bool,
     codebooks: &[usize],
     variants: bool,
     max_windows: usize,
@@ -303,35 +330,18 @@ pub fn bench_workload(
     let x = ctx.upload("bench input", &w.input)?;
     let out_shape = g.output_shape(w.spec.kind);
 
-    enum Method {
-        Direct(DirectConv),
-        Maddness(Box<MaddnessConv>, usize, f64),
-    }
-    // Every exact kernel the device runs; the speedups are quoted against the fastest.
-    let mut methods = vec![Method::Direct(DirectConv::with_kernel(
-        ctx,
-        &w.spec,
-        &w.weight,
-        w.bias.as_ref(),
-        DirectKernel::Tiled,
-    )?)];
-    if DirectKernel::Subgroup.available(ctx) {
-        methods.push(Method::Direct(DirectConv::with_kernel(
-            ctx,
-            &w.spec,
-            &w.weight,
-            w.bias.as_ref(),
-            DirectKernel::Subgroup,
-        )?));
-    }
-    if naive {
-        methods.push(Method::Direct(DirectConv::with_kernel(
-            ctx,
-            &w.spec,
-            &w.weight,
-            w.bias.as_ref(),
-            DirectKernel::Naive,
-        )?));
+    // Every exact kernel the device runs; the speedups are quoted against the fastest of the
+    // baselines (tiled, subgroup).
+    let mut entries = Vec::new();
+    for &k in DirectKernel::ALL {
+        let baseline = matches!(k, DirectKernel::Tiled | DirectKernel::Subgroup);
+        if (baseline || all_direct) && k.check(ctx).is_ok() {
+            let conv = DirectConv::with_kernel(ctx, &w.spec, &w.weight, w.bias.as_ref(), k)?;
+            entries.push(Entry {
+                conv: Box::new(conv),
+                trained: None,
+            });
+        }
     }
     let d = g.window_len();
     for &c in codebooks.iter().filter(|&&c| c <= d) {
@@ -352,106 +362,76 @@ pub fn bench_workload(
         )?;
         let secs = t0.elapsed().as_secs_f64();
         eprintln!("  trained C={c} in {secs:.1} s");
-        let default = MaddnessConv::new(ctx, &tables)?;
-        let chosen = default.kernels();
-        methods.push(Method::Maddness(Box::new(default), c, secs));
-        if variants {
-            for kernels in [
-                MaddnessKernels::TwoPass,
-                MaddnessKernels::Fused,
-                MaddnessKernels::Shuffle,
-                MaddnessKernels::TwoPositions,
-            ] {
-                let layer = MaddnessConv::new(ctx, &tables)?.with_kernels(kernels);
-                if kernels != chosen && layer.kernels() == kernels {
-                    methods.push(Method::Maddness(Box::new(layer), c, secs));
-                }
+        let default = LookupKernel::default_for(ctx);
+        let kernels: Vec<LookupKernel> = if variants {
+            // The default first, then the others this layer and device run.
+            std::iter::once(default)
+                .chain(LookupKernel::ALL.iter().copied().filter(|&k| k != default))
+                .collect()
+        } else {
+            vec![default]
+        };
+        for k in kernels {
+            match MaddnessConv::new(ctx, &tables)?.with_kernels(ctx, k) {
+                Ok(layer) => entries.push(Entry {
+                    conv: Box::new(layer),
+                    trained: Some((c, secs)),
+                }),
+                Err(e) => eprintln!("  skipping {}: {e}", k.name()),
             }
         }
     }
-    let outputs = methods
+    let outputs = entries
         .iter()
         .map(|_| ctx.create_tensor("bench output", &out_shape))
         .collect::<maddconv::Result<Vec<_>>>()?;
 
     // Error of each method on the timed input, outputs poisoned first.
     let mut errors = Vec::new();
-    for (m, y) in methods.iter().zip(&outputs) {
+    for (e, y) in entries.iter().zip(&outputs) {
         ctx.fill(y, f32::NAN);
         let mut enc = ctx.encoder("bench check");
-        match m {
-            Method::Direct(l) => l.encode(ctx, &mut enc, &x, y, None)?,
-            Method::Maddness(l, ..) => l.encode(ctx, &mut enc, &x, y, None)?,
-        }
+        e.conv.encode(ctx, &mut enc, &x, y, None)?;
         ctx.submit(enc);
         let got = pollster::block_on(ctx.download(y))?;
         let nmse = nmse(w.spec.kind, &got, &exact)?;
         errors.push((1.0 - nmse, relative_l2(got.data(), exact.data())));
     }
 
-    let mut records: Vec<Box<Record>> = methods
+    let methods: Vec<Method> = entries
         .iter()
         .zip(&outputs)
-        .map(|(m, y)| {
-            let x = &x;
-            Box::new(
-                move |enc: &mut wgpu::CommandEncoder, timer: Option<&mut GpuTimer>| match m {
-                    Method::Direct(l) => l.encode(ctx, enc, x, y, timer.and_then(|t| t.pass())),
-                    Method::Maddness(l, ..) => l.encode(ctx, enc, x, y, timer),
-                },
-            ) as Box<Record>
+        .map(|(e, y)| Method {
+            conv: e.conv.as_ref(),
+            input: &x,
+            output: y,
         })
         .collect();
-    let passes: Vec<usize> = methods
-        .iter()
-        .map(|m| match m {
-            Method::Direct(_) => 1,
-            Method::Maddness(l, ..) => l.passes(),
-        })
-        .collect();
-    let mut refs: Vec<&mut Record> = records.iter_mut().map(|b| b.as_mut()).collect();
-    let timings = pollster::block_on(time_interleaved(ctx, &mut refs, &passes, reps))?;
+    let timings = pollster::block_on(time_interleaved(ctx, &methods, reps))?;
     let (upload_ms, readback_ms) = time_transfers(ctx, &w.input, &outputs[0], reps)?;
     let flops = 2.0 * g.macs() as f64;
-    let direct_ms = methods
+    let direct_ms = entries
         .iter()
         .zip(&timings)
-        .filter(|(m, _)| matches!(m, Method::Direct(l) if l.kernel() != DirectKernel::Naive))
+        .filter(|(e, _)| e.conv.exact() && matches!(e.conv.name(), "tiled" | "subgroup"))
         .map(|(_, t)| t.median_ms)
         .fold(f64::INFINITY, f64::min);
-    Ok(methods
+    Ok(entries
         .iter()
         .zip(&timings)
         .zip(errors)
-        .map(|((m, t), (one_minus_nmse, rel))| {
-            let (method, kernels, codebooks, train_seconds) = match m {
-                Method::Direct(l) => (
-                    "direct",
-                    Some(
-                        match l.kernel() {
-                            DirectKernel::Tiled => "tiled",
-                            DirectKernel::Subgroup => "subgroup",
-                            DirectKernel::Naive => "naive",
-                        }
-                        .to_string(),
-                    ),
-                    None,
-                    None,
-                ),
-                Method::Maddness(l, c, s) => (
-                    "maddness",
-                    Some(l.kernels().name().to_string()),
-                    Some(*c),
-                    Some(*s),
-                ),
-            };
-            let split = matches!(m, Method::Maddness(..)) && t.pass_median_ms.len() == 2;
+        .map(|((e, t), (one_minus_nmse, rel))| {
+            let split = !e.conv.exact() && t.pass_median_ms.len() == 2;
             Row {
                 layer: w.name.clone(),
                 shape: format!("{:?}", w.input.shape()),
-                method: method.into(),
-                kernels,
-                codebooks,
+                method: if e.conv.exact() {
+                    RowMethod::Direct
+                } else {
+                    RowMethod::Maddness
+                },
+                kernels: Some(e.conv.name().to_string()),
+                codebooks: e.trained.map(|(c, _)| c),
                 kernel_ms: t.median_ms,
                 encode_ms: split.then(|| t.pass_median_ms[0]),
                 accumulate_ms: split.then(|| t.pass_median_ms[1]),
@@ -459,8 +439,8 @@ pub fn bench_workload(
                 speedup_vs_direct: direct_ms / t.median_ms,
                 one_minus_nmse,
                 rel_l2_vs_f64: rel,
-                trained_on_test: codebooks.is_some() && w.trained_on_test,
-                train_seconds,
+                trained_on_test: e.trained.is_some() && w.trained_on_test,
+                train_seconds: e.trained.map(|(_, s)| s),
                 clock: t.clock.to_string(),
                 upload_ms,
                 readback_ms,

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use maddconv::gpu::direct::DirectConv;
+use maddconv::gpu::GpuConv;
 use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv conv`.

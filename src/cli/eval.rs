@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use maddconv::gpu::maddness::MaddnessConv;
+use maddconv::gpu::GpuConv;
 use maddconv::maddness::{mirror, HeldOut, Tables};
 use maddconv::{ConvLayer, Tensor};
 

@@ -13,7 +13,7 @@ use plotters::style::FontStyle;
 use plotters_backend::{BackendCoord, DrawingErrorKind};
 use serde::Serialize;
 
-use super::bench::Row;
+use super::bench::{Row, RowMethod};
 
 /// File names inside the report folder.
 pub const JSON: &str = "bench.json";
@@ -191,7 +191,7 @@ fn points(rows: &[Row], x_min: f64) -> (Vec<(String, Vec<Point>)>, Vec<String>) 
     let several_kernels = {
         let mut k: Vec<&str> = rows
             .iter()
-            .filter(|r| r.method == "maddness")
+            .filter(|r| r.method == RowMethod::Maddness)
             .filter_map(|r| r.kernels.as_deref())
             .collect();
         k.sort();
@@ -200,7 +200,7 @@ fn points(rows: &[Row], x_min: f64) -> (Vec<(String, Vec<Point>)>, Vec<String>) 
     };
     let mut layers: Vec<(String, Vec<Point>)> = Vec::new();
     let mut off = Vec::new();
-    for r in rows.iter().filter(|r| r.method == "maddness") {
+    for r in rows.iter().filter(|r| r.method == RowMethod::Maddness) {
         let mut label = format!("C={}", r.codebooks.unwrap_or(0));
         if several_kernels {
             label.push_str(&format!(" {}", r.kernels.as_deref().unwrap_or("")));
@@ -235,7 +235,7 @@ fn points(rows: &[Row], x_min: f64) -> (Vec<(String, Vec<Point>)>, Vec<String>) 
 fn x_min(rows: &[Row]) -> f64 {
     let lowest = rows
         .iter()
-        .filter(|r| r.method == "maddness" && r.one_minus_nmse.is_finite())
+        .filter(|r| r.method == RowMethod::Maddness && r.one_minus_nmse.is_finite())
         .map(|r| r.one_minus_nmse)
         .fold(0.9f64, f64::min);
     ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9)

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use maddconv::gpu::maddness::MaddnessConv;
+use maddconv::gpu::GpuConv;
 use maddconv::maddness::{mirror, Tables};
 use maddconv::Tensor;
 

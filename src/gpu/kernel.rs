@@ -1,9 +1,17 @@
-//! The registry of WGSL kernels: source, entry point and the bind-group layout the host uses.
+//! What a WGSL kernel is to the host: source, entry point, bind-group layout, the layout of its
+//! uniform struct, its workgroup size and the workgroup memory it declares.
 //!
 //! One kernel per `shaders/*.wgsl`; the file stem names the entry point and labels every wgpu
 //! object made for it. Code shared by several kernels lives in `shaders/common/*.wgsl` and is
-//! prepended to their source at compile time. Tests parse each source with naga and check that the bindings declared
-//! here match the shader's globals (binding index, address space, access).
+//! prepended to their source at compile time. The [`Kernel`] constants live beside each
+//! kernel's host code ([`crate::gpu::direct`], [`crate::gpu::maddness`]);
+//! [`crate::gpu::KERNELS`] lists them all. [`Kernel::validate`] parses a source with naga (no
+//! GPU needed) and checks it against the host: bindings (index, address space, access), the
+//! uniform struct field by field (name, offset, type), the workgroup size and the workgroup
+//! memory bytes, so that the limits checked before pipeline creation
+//! ([`crate::gpu::limits`]) are the shader's real ones.
+//!
+//! This module imports no other `gpu` module.
 
 /// How a kernel binding is used. Every binding lives in group 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +24,160 @@ pub enum Binding {
     StorageReadWrite,
 }
 
+/// The type of a uniform field: a 4-byte scalar or a nested struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// `u32`.
+    U32,
+    /// `i32`.
+    I32,
+    /// `f32`.
+    F32,
+    /// A struct declared with `uniform_struct!` (its size a multiple of 16, as WGSL requires
+    /// of a struct member of a uniform).
+    Struct(&'static UniformLayout),
+}
+
+/// Rust types allowed as fields of a uniform struct, with their WGSL counterpart.
+pub trait UniformMember: bytemuck::Pod {
+    /// The WGSL type of this Rust type.
+    const TYPE: FieldType;
+}
+impl UniformMember for u32 {
+    const TYPE: FieldType = FieldType::U32;
+}
+impl UniformMember for i32 {
+    const TYPE: FieldType = FieldType::I32;
+}
+impl UniformMember for f32 {
+    const TYPE: FieldType = FieldType::F32;
+}
+
+/// One field of a host uniform struct: name, byte offset and type, as the shader must declare
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UniformField {
+    /// Field name (the same in Rust and WGSL).
+    pub name: &'static str,
+    /// Byte offset in the struct.
+    pub offset: u32,
+    /// Scalar type.
+    pub ty: FieldType,
+}
+
+/// The layout of a host `#[repr(C)]` uniform struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UniformLayout {
+    /// Name of the Rust struct (for messages).
+    pub name: &'static str,
+    /// Size in bytes.
+    pub size: u32,
+    /// Fields in declaration order.
+    pub fields: &'static [UniformField],
+}
+
+/// Declares a `#[repr(C)]`, `Pod` uniform struct of 4-byte scalars and nested such structs,
+/// together with its
+/// [`UniformLayout`] (`Self::LAYOUT`), which [`Kernel::validate`] checks field by field against
+/// the shader's struct.
+macro_rules! uniform_struct {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $( $(#[$fmeta])* pub $field: $ty ),*
+        }
+        impl $name {
+            /// The layout the shader's uniform struct must have.
+            pub const LAYOUT: $crate::gpu::kernel::UniformLayout =
+                $crate::gpu::kernel::UniformLayout {
+                    name: stringify!($name),
+                    size: std::mem::size_of::<$name>() as u32,
+                    fields: &[$($crate::gpu::kernel::UniformField {
+                        name: stringify!($field),
+                        offset: std::mem::offset_of!($name, $field) as u32,
+                        ty: <$ty as $crate::gpu::kernel::UniformMember>::TYPE,
+                    }),*],
+                };
+        }
+        impl $crate::gpu::kernel::UniformMember for $name {
+            const TYPE: $crate::gpu::kernel::FieldType =
+                $crate::gpu::kernel::FieldType::Struct(&$name::LAYOUT);
+        }
+    };
+}
+pub(crate) use uniform_struct;
+
+uniform_struct! {
+    /// The sizes of a convolution on a concrete input, the first member (`geo`) of every
+    /// kernel's uniform (struct `GeometryParams` in `shaders/common/geometry.wgsl`). All fit
+    /// 32 bits: [`crate::ConvSpec::geometry`] checks.
+    pub struct GeometryParams {
+        /// N.
+        batch: u32,
+        /// C.
+        in_channels: u32,
+        /// H (1 for conv1d).
+        in_h: u32,
+        /// W (L for conv1d).
+        in_w: u32,
+        /// O.
+        out_channels: u32,
+        /// OH.
+        out_h: u32,
+        /// OW.
+        out_w: u32,
+        /// Groups.
+        groups: u32,
+        /// Vertical stride.
+        stride_h: u32,
+        /// Horizontal stride.
+        stride_w: u32,
+        /// Zero rows above the input.
+        pad_top: u32,
+        /// Zero columns left of the input.
+        pad_left: u32,
+        /// C / groups.
+        in_per_group: u32,
+        /// O / groups.
+        out_per_group: u32,
+        /// Padding to 64 bytes (WGSL starts the member after a struct at a multiple of 16).
+        reserved0: u32,
+        /// Padding.
+        reserved1: u32,
+    }
+}
+
+impl GeometryParams {
+    /// The geometry's sizes.
+    pub fn new(g: &crate::spec::Geometry) -> Self {
+        GeometryParams {
+            batch: g.batch as u32,
+            in_channels: g.in_channels as u32,
+            in_h: g.in_h as u32,
+            in_w: g.in_w as u32,
+            out_channels: g.out_channels as u32,
+            out_h: g.out_h as u32,
+            out_w: g.out_w as u32,
+            groups: g.groups as u32,
+            stride_h: g.stride_h as u32,
+            stride_w: g.stride_w as u32,
+            pad_top: g.pad_top as u32,
+            pad_left: g.pad_left as u32,
+            in_per_group: g.in_per_group() as u32,
+            out_per_group: g.out_per_group() as u32,
+            reserved0: 0,
+            reserved1: 0,
+        }
+    }
+}
+
 /// A compute kernel: one WGSL file, one entry point named like the file.
 #[derive(Debug)]
 pub struct Kernel {
@@ -24,13 +186,16 @@ pub struct Kernel {
     /// The WGSL source: `shaders/NAME.wgsl`, after the `shaders/common/*.wgsl` files it uses
     /// (WGSL has no includes, so they are concatenated at compile time).
     pub source: &'static str,
-    /// Bindings in order `@binding(0)`, `@binding(1)`, ... of `@group(0)`.
+    /// Bindings in order `@binding(0)`, `@binding(1)`, ... of `@group(0)`; binding 0 is the
+    /// uniform.
     pub bindings: &'static [Binding],
-    /// Size in bytes of the host struct written to the uniform binding (checked against the
-    /// shader's struct by [`Kernel::validate`]).
-    pub params_size: usize,
-    /// The shader uses subgroup operations (`enable subgroups;`); only run it on devices with
-    /// `Features::SUBGROUP`.
+    /// The host struct written to the uniform binding.
+    pub uniform: UniformLayout,
+    /// Invocations per workgroup (`@workgroup_size(N)`, one-dimensional).
+    pub workgroup_size: u32,
+    /// Bytes of `var<workgroup>` memory the shader declares (all of its workgroup variables).
+    pub workgroup_bytes: u32,
+    /// The shader uses subgroup operations; only run it on devices with `Features::SUBGROUP`.
     pub subgroups: bool,
 }
 
@@ -60,11 +225,17 @@ impl Kernel {
             })
             .collect()
     }
-}
 
-impl Kernel {
-    /// Parses and validates the WGSL with naga (no GPU needed), then checks that the entry
-    /// point exists and that the shader's `@group(0)` bindings are exactly [`Self::bindings`].
+    /// `shaders/NAME.wgsl`. Where common files are prepended, error line numbers count from the
+    /// start of the composed [`source`](Self::source).
+    pub fn file(&self) -> String {
+        format!("shaders/{}.wgsl", self.name)
+    }
+
+    /// Parses and validates the WGSL with naga (no GPU needed), then checks it against the
+    /// host: the entry point exists with [`Self::workgroup_size`]; the `@group(0)` bindings are
+    /// exactly [`Self::bindings`]; the uniform struct has [`Self::uniform`]'s fields (names,
+    /// offsets, types) and size; the workgroup variables add up to [`Self::workgroup_bytes`].
     /// Errors are rendered with source locations.
     pub fn validate(&self) -> Result<naga::Module, String> {
         let module = naga::front::wgsl::parse_str(self.source)
@@ -83,32 +254,33 @@ impl Kernel {
         validator
             .validate(&module)
             .map_err(|e| e.emit_to_string_with_path(self.source, &self.file()))?;
-        if !module
+        let file = self.file();
+        let entry = module
             .entry_points
             .iter()
-            .any(|e| e.name == self.name && e.stage == naga::ShaderStage::Compute)
-        {
+            .find(|e| e.name == self.name && e.stage == naga::ShaderStage::Compute)
+            .ok_or_else(|| format!("{file}: no compute entry point named {:?}", self.name))?;
+        if entry.workgroup_size != [self.workgroup_size, 1, 1] {
             return Err(format!(
-                "{}: no compute entry point named {:?}",
-                self.file(),
-                self.name
+                "{file}: @workgroup_size is {:?}, the host's {}",
+                entry.workgroup_size, self.workgroup_size
             ));
         }
         let mut found: Vec<(u32, Binding)> = Vec::new();
-        let mut uniform_sizes = Vec::new();
+        let mut workgroup_bytes = 0u32;
         for (_, var) in module.global_variables.iter() {
+            let ty = &module.types[var.ty];
+            if var.space == naga::AddressSpace::WorkGroup {
+                workgroup_bytes += ty.inner.size(module.to_ctx());
+            }
             let Some(rb) = &var.binding else { continue };
             let name = var.name.clone().unwrap_or_default();
             if rb.group != 0 {
-                return Err(format!(
-                    "{}: {name} is in group {}, not 0",
-                    self.file(),
-                    rb.group
-                ));
+                return Err(format!("{file}: {name} is in group {}, not 0", rb.group));
             }
             let kind = match var.space {
                 naga::AddressSpace::Uniform => {
-                    uniform_sizes.push(module.types[var.ty].inner.size(module.to_ctx()) as usize);
+                    self.check_uniform(&module, ty)?;
                     Binding::Uniform
                 }
                 naga::AddressSpace::Storage { access } => {
@@ -120,9 +292,8 @@ impl Kernel {
                 }
                 other => {
                     return Err(format!(
-                        "{}: binding {} ({name}) is in address space {other:?}, which the host \
-                         does not bind",
-                        self.file(),
+                        "{file}: binding {} ({name}) is in address space {other:?}, which the \
+                         host does not bind",
                         rb.binding
                     ))
                 }
@@ -138,143 +309,88 @@ impl Kernel {
             .collect();
         if found != expected {
             return Err(format!(
-                "{}: the shader declares bindings {found:?} but the host layout is {expected:?}",
-                self.file()
+                "{file}: the shader declares bindings {found:?} but the host layout is \
+                 {expected:?}"
             ));
         }
-        if uniform_sizes.iter().any(|&s| s != self.params_size) {
+        if workgroup_bytes != self.workgroup_bytes {
             return Err(format!(
-                "{}: the shader's uniform struct is {uniform_sizes:?} bytes, the host's {}",
-                self.file(),
-                self.params_size
+                "{file}: the shader declares {workgroup_bytes} bytes of workgroup memory, the \
+                 host says {}",
+                self.workgroup_bytes
             ));
         }
         Ok(module)
     }
 
-    /// `shaders/NAME.wgsl`. Where common files are prepended, error line numbers count from the
-    /// start of the composed [`source`](Self::source).
-    pub fn file(&self) -> String {
-        format!("shaders/{}.wgsl", self.name)
+    /// Checks the shader's uniform struct against [`Self::uniform`], field by field.
+    fn check_uniform(&self, module: &naga::Module, ty: &naga::Type) -> Result<(), String> {
+        check_struct(module, ty, &self.uniform, "")
+            .map_err(|e| format!("{}: uniform {e}", self.file()))
     }
 }
 
-use crate::gpu::direct::ConvParams;
-use crate::gpu::maddness::MaddParams;
-use std::mem::size_of;
-use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
+/// Compares a naga struct type with a host layout, recursing into nested structs; the error
+/// names the field path, both sides' (name, offset, type) and the host struct.
+fn check_struct(
+    module: &naga::Module,
+    ty: &naga::Type,
+    host: &UniformLayout,
+    path: &str,
+) -> Result<(), String> {
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        return Err(format!(
+            "{path}: not a struct in the shader, {} on the host",
+            host.name
+        ));
+    };
+    for (i, f) in host.fields.iter().enumerate() {
+        let here = members.get(i);
+        let (name, offset) = here
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+            .unwrap_or_default();
+        let inner = here.map(|m| &module.types[m.ty]);
+        let same_type = match (inner.map(|t| &t.inner), f.ty) {
+            (Some(naga::TypeInner::Scalar(s)), t) if s.width == 4 => matches!(
+                (s.kind, t),
+                (naga::ScalarKind::Uint, FieldType::U32)
+                    | (naga::ScalarKind::Sint, FieldType::I32)
+                    | (naga::ScalarKind::Float, FieldType::F32)
+            ),
+            (Some(naga::TypeInner::Struct { .. }), FieldType::Struct(_)) => true,
+            _ => false,
+        };
+        if name != f.name || offset != f.offset || !same_type {
+            return Err(format!(
+                "field {path}{i} is {:?} in the shader but {:?} in the host's {} (name, offset, \
+                 type)",
+                here.map(|_| (name, offset, inner.map(|t| &t.inner))),
+                (f.name, f.offset, f.ty),
+                host.name
+            ));
+        }
+        if let (Some(t), FieldType::Struct(nested)) = (inner, f.ty) {
+            check_struct(module, t, nested, &format!("{path}{}.", f.name))?;
+        }
+    }
+    if members.len() != host.fields.len() || *span != host.size {
+        return Err(format!(
+            "struct {path}: {} fields and {span} bytes in the shader, the host's {} {} fields and \
+             {} bytes",
+            members.len(),
+            host.name,
+            host.fields.len(),
+            host.size
+        ));
+    }
+    Ok(())
+}
 
-/// Exact convolution, implicit GEMM tiled through workgroup memory.
-pub const DIRECT: Kernel = Kernel {
-    name: "direct",
-    source: concat!(
-        include_str!("../../shaders/common/conv_params.wgsl"),
-        include_str!("../../shaders/direct.wgsl")
-    ),
-    bindings: &[U, R, R, R, RW],
-    params_size: size_of::<ConvParams>(),
-    subgroups: false,
-};
-
-/// Exact convolution, one output per invocation, no tiling: the naive baseline for benchmarks.
-pub const DIRECT_NAIVE: Kernel = Kernel {
-    name: "direct_naive",
-    source: concat!(
-        include_str!("../../shaders/common/conv_params.wgsl"),
-        include_str!("../../shaders/direct_naive.wgsl")
-    ),
-    bindings: &[U, R, R, R, RW],
-    params_size: size_of::<ConvParams>(),
-    subgroups: false,
-};
-
-/// Exact convolution, one position × 8 channels per invocation, weights by subgroup
-/// broadcast (adapters with subgroups of ≥ 8 invocations).
-pub const DIRECT_SUBGROUP: Kernel = Kernel {
-    name: "direct_subgroup",
-    source: concat!(
-        include_str!("../../shaders/common/conv_params.wgsl"),
-        include_str!("../../shaders/direct_subgroup.wgsl")
-    ),
-    bindings: &[U, R, R, R, RW],
-    params_size: size_of::<ConvParams>(),
-    subgroups: true,
-};
-
-/// MADDNESS hashing: 4-bit codes per (position, codebook), packed 8 per word.
-pub const ENCODE: Kernel = Kernel {
-    name: "encode",
-    source: concat!(
-        include_str!("../../shaders/common/maddness_params.wgsl"),
-        include_str!("../../shaders/common/maddness_tree.wgsl"),
-        include_str!("../../shaders/encode.wgsl")
-    ),
-    bindings: &[U, R, R, R, RW],
-    params_size: size_of::<MaddParams>(),
-    subgroups: false,
-};
-
-/// MADDNESS table look-ups: exact u32 sums of u8 entries, then scale, offset and bias.
-pub const ACCUMULATE: Kernel = Kernel {
-    name: "accumulate",
-    source: concat!(
-        include_str!("../../shaders/common/maddness_params.wgsl"),
-        include_str!("../../shaders/common/maddness_sums.wgsl"),
-        include_str!("../../shaders/accumulate.wgsl")
-    ),
-    bindings: &[U, R, R, R, R, RW],
-    params_size: size_of::<MaddParams>(),
-    subgroups: false,
-};
-
-/// MADDNESS encode and accumulate in one dispatch, codes in workgroup memory.
-pub const FUSED: Kernel = Kernel {
-    name: "fused",
-    source: concat!(
-        include_str!("../../shaders/common/maddness_params.wgsl"),
-        include_str!("../../shaders/common/maddness_sums.wgsl"),
-        include_str!("../../shaders/common/maddness_tree.wgsl"),
-        include_str!("../../shaders/fused.wgsl")
-    ),
-    bindings: &[U, R, R, R, R, R, R, RW],
-    params_size: size_of::<MaddParams>(),
-    subgroups: false,
-};
-
-/// MADDNESS table look-ups through subgroup shuffles (adapters with subgroups).
-pub const ACCUMULATE_SHUFFLE: Kernel = Kernel {
-    name: "accumulate_shuffle",
-    source: concat!(
-        include_str!("../../shaders/common/maddness_params.wgsl"),
-        include_str!("../../shaders/common/maddness_sums.wgsl"),
-        include_str!("../../shaders/accumulate_shuffle.wgsl")
-    ),
-    bindings: &[U, R, R, R, R, RW],
-    params_size: size_of::<MaddParams>(),
-    subgroups: true,
-};
-
-/// `accumulate` with two positions per invocation (an experiment, see BENCHMARKS.md).
-pub const ACCUMULATE2: Kernel = Kernel {
-    name: "accumulate2",
-    source: concat!(
-        include_str!("../../shaders/common/maddness_params.wgsl"),
-        include_str!("../../shaders/common/maddness_sums.wgsl"),
-        include_str!("../../shaders/accumulate2.wgsl")
-    ),
-    bindings: &[U, R, R, R, R, RW],
-    params_size: size_of::<MaddParams>(),
-    subgroups: false,
-};
-
-/// Every kernel of the crate, for validation tests and warm-up.
-pub const ALL: &[&Kernel] = &[
-    &DIRECT,
-    &DIRECT_SUBGROUP,
-    &DIRECT_NAIVE,
-    &ENCODE,
-    &ACCUMULATE,
-    &FUSED,
-    &ACCUMULATE_SHUFFLE,
-    &ACCUMULATE2,
-];
+/// Concatenates `shaders/common/NAME.wgsl` files and `shaders/KERNEL.wgsl` into one source, in
+/// the order given: `shader_source!("common/conv_params", "direct")`.
+macro_rules! shader_source {
+    ($($file:literal),+ $(,)?) => {
+        concat!($(include_str!(concat!("../../shaders/", $file, ".wgsl"))),+)
+    };
+}
+pub(crate) use shader_source;

@@ -1,115 +1,227 @@
 //! Host side of the MADDNESS kernels: `shaders/encode.wgsl` (hash the windows into 4-bit codes)
-//! and `shaders/accumulate.wgsl` (sum the 8-bit table entries the codes select, then scale).
+//! and a look-up kernel that sums the 8-bit table entries the codes select, then scales:
+//! `shaders/accumulate.wgsl` (one or two positions per invocation, a WGSL `override`),
+//! `shaders/accumulate_shuffle.wgsl` (subgroup shuffles) or, with the `extra-kernels` feature,
+//! `shaders/fused.wgsl` (encode and look-ups in one pass). [`LookupKernel`] chooses.
 //!
 //! The tables are uploaded once ([`MaddnessConv::new`]) and stay on the GPU; the codes buffer is
 //! kept and reused across calls. Inputs are `N×C×H×W` / `N×C×L`, outputs `N×O×OH×OW` /
-//! `N×O×OL`, exactly as the exact layer's. The CPU mirror of both kernels is
-//! [`crate::maddness::mirror`].
+//! `N×O×OL`, exactly as the exact layer's. The CPU mirror of the kernels is
+//! [`crate::maddness::mirror`]. The kernels ([`ENCODE`], [`ACCUMULATE`],
+//! [`ACCUMULATE_SHUFFLE`], [`FUSED`]) and their uniform struct ([`MaddParams`]) are declared
+//! here.
 
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::gpu::direct::{batch_chunk, check_workgroup_limits};
-use crate::gpu::{kernel, Context, GpuTensor, GpuTimer};
+use crate::gpu::conv::{check_io, GpuConv};
+use crate::gpu::kernel::{shader_source, uniform_struct, Binding, GeometryParams, Kernel};
+use crate::gpu::{Context, GpuTensor, GpuTimer};
 use crate::maddness::{Tables, BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
-use crate::spec::Geometry;
-use crate::tensor::Tensor;
+use crate::spec::{ConvSpec, Geometry};
 
-/// The uniform block of `encode` and `accumulate` (struct `MaddParams` there).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct MaddParams {
-    pub batch: u32,
-    pub in_channels: u32,
-    pub in_h: u32,
-    pub in_w: u32,
-    pub out_channels: u32,
-    pub out_h: u32,
-    pub out_w: u32,
-    pub groups: u32,
-    pub stride_h: u32,
-    pub stride_w: u32,
-    pub pad_top: u32,
-    pub pad_left: u32,
-    pub in_per_group: u32,
-    pub out_per_group: u32,
-    pub codebooks: u32,
-    pub words: u32,
-    pub q_len: u32,
-    pub m_chunks: u32,
-    pub q_tiles: u32,
-    pub m_tiles: u32,
+use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
+
+/// MADDNESS hashing: 4-bit codes per (position, codebook), packed 8 per word.
+pub const ENCODE: Kernel = Kernel {
+    name: "encode",
+    source: shader_source!(
+        "common/geometry",
+        "common/maddness_params",
+        "common/maddness_tree",
+        "encode"
+    ),
+    bindings: &[U, R, R, R, RW],
+    uniform: MaddParams::LAYOUT,
+    workgroup_size: 256,
+    workgroup_bytes: 0,
+    subgroups: false,
+};
+
+/// Table rows the look-up kernels stage in workgroup memory at most (`lut_tile` in
+/// `shaders/accumulate.wgsl`): `CC·16·MCH ≤ 896`, i.e. CC·MCH ≤ 56, 14 KiB — within wgpu's
+/// downlevel limit of 16 352 bytes.
+const LUT_TILE_ROWS: u32 = 896;
+
+/// MADDNESS table look-ups from workgroup memory, `POSITIONS` (1 or 2) positions per
+/// invocation: exact u32 sums of u8 entries, then scale, offset and bias.
+pub const ACCUMULATE: Kernel = Kernel {
+    name: "accumulate",
+    source: shader_source!(
+        "common/geometry",
+        "common/lut_stage",
+        "common/maddness_params",
+        "common/maddness_sums",
+        "accumulate"
+    ),
+    bindings: &[U, R, R, R, R, RW],
+    workgroup_bytes: LUT_TILE_ROWS * 16,
+    ..ENCODE
+};
+
+/// MADDNESS table look-ups through subgroup shuffles (adapters with subgroups).
+pub const ACCUMULATE_SHUFFLE: Kernel = Kernel {
+    name: "accumulate_shuffle",
+    source: shader_source!(
+        "common/geometry",
+        "common/maddness_params",
+        "common/maddness_sums",
+        "accumulate_shuffle"
+    ),
+    workgroup_bytes: 0,
+    subgroups: true,
+    ..ACCUMULATE
+};
+
+/// Code words `fused` holds in workgroup memory at most (`codes_tile`).
+const FUSED_CODE_WORDS: u32 = 2040;
+
+/// MADDNESS encode and look-ups in one dispatch, codes in workgroup memory (host code behind
+/// the `extra-kernels` feature; always validated by the shader tests).
+pub const FUSED: Kernel = Kernel {
+    name: "fused",
+    source: shader_source!(
+        "common/geometry",
+        "common/lut_stage",
+        "common/maddness_params",
+        "common/maddness_sums",
+        "common/maddness_tree",
+        "fused"
+    ),
+    bindings: &[U, R, R, R, R, R, R, RW],
+    workgroup_bytes: FUSED_CODE_WORDS * 4 + 512 * 16,
+    ..ENCODE
+};
+
+uniform_struct! {
+    /// The uniform block of every MADDNESS kernel (struct `MaddParams` in
+    /// `shaders/common/maddness_params.wgsl`): the [`Geometry`]'s sizes, the tables' sizes and
+    /// the dispatch's tiles.
+    pub struct MaddParams {
+        /// The sizes (`shaders/common/geometry.wgsl`).
+        geo: GeometryParams,
+        /// Codebooks per group.
+        codebooks: u32,
+        /// Code words per position, ceil(codebooks / 8).
+        words: u32,
+        /// N·OH·OW, the positions of the batch.
+        q_len: u32,
+        /// 16-output chunks of a table row, ceil((O/groups) / 16).
+        m_chunks: u32,
+        /// Look-ups: position tiles.
+        q_tiles: u32,
+        /// Look-ups: chunk tiles.
+        m_tiles: u32,
+    }
 }
 
-/// Tile shape of `accumulate`: `mch` chunks of 16 outputs × `256 / mch` positions per
-/// workgroup, `cc` codebooks staged at a time.
+/// Tile shape of the look-ups from workgroup memory: `mch` chunks of 16 outputs × `256 / mch`
+/// invocations along positions per workgroup, `cc` codebooks staged at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct AccumulateTiles {
+struct LookupTiles {
     mch: u32,
     cc: u32,
 }
 
-impl AccumulateTiles {
-    /// As many output chunks per workgroup as the layer has, up to 8, split evenly.
+impl LookupTiles {
+    /// As many output chunks per workgroup as the layer has, up to 7, split evenly; as many
+    /// codebooks staged as fit [`LUT_TILE_ROWS`] (a multiple of 8).
     fn for_chunks(m_chunks: u32) -> Self {
-        let tiles = m_chunks.div_ceil(8).max(1);
+        let max = LUT_TILE_ROWS / 16;
+        let tiles = m_chunks.div_ceil(max / 8).max(1);
         let mch = m_chunks.div_ceil(tiles).max(1);
-        let cc = ((64 / mch) / 8 * 8).max(8);
-        AccumulateTiles { mch, cc }
+        let cc = ((max / mch) / 8 * 8).max(8);
+        LookupTiles { mch, cc }
     }
     fn positions(self) -> u32 {
         256 / self.mch
     }
 }
 
-/// Tile shape of `fused`: like [`AccumulateTiles`] but with at most 4 chunks and 8 KiB of table
-/// rows, leaving 8 KiB of workgroup memory for the codes of the tile's positions.
-fn fused_tiles(m_chunks: u32, words: u32) -> Option<AccumulateTiles> {
+/// Tile shape of `fused`: like [`LookupTiles`] but with at most 4 chunks and 8 KiB of table
+/// rows, leaving the rest of the workgroup memory for the codes of the tile's positions.
+#[cfg(feature = "extra-kernels")]
+fn fused_tiles(m_chunks: u32, words: u32) -> Option<LookupTiles> {
     let tiles = m_chunks.div_ceil(4).max(1);
     let mut mch = m_chunks.div_ceil(tiles).max(1);
     // More chunks per workgroup means fewer positions, hence room for more code words.
-    while (256 / mch) * words > 2048 && mch < 4 {
+    while (256 / mch) * words > FUSED_CODE_WORDS && mch < 4 {
         mch += 1;
     }
-    if (256 / mch) * words > 2048 {
+    if (256 / mch) * words > FUSED_CODE_WORDS {
         return None;
     }
     let cc = ((32 / mch) / 8 * 8).max(8);
-    Some(AccumulateTiles { mch, cc })
+    Some(LookupTiles { mch, cc })
 }
 
-/// How the layer runs on the GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MaddnessKernels {
-    /// `encode` then `accumulate`: two dispatches, codes in a global buffer.
-    TwoPass,
-    /// `fused`: one dispatch, codes in workgroup memory. Falls back to two passes when the
-    /// codes of a tile do not fit (more than 2048 code words per workgroup).
-    Fused,
-    /// `encode` then `accumulate_shuffle`: look-ups by subgroup shuffles (the default where
-    /// the device has subgroups). Falls back to `TwoPositions` on devices without subgroups.
-    Shuffle,
-    /// `encode` then `accumulate2`: `accumulate` with two positions per invocation sharing the
-    /// table reads (the default on devices without subgroups: 1.1–1.6× faster than `TwoPass`
-    /// on lavapipe, BENCHMARKS.md).
+/// Which look-up kernel a [`MaddnessConv`] runs after `encode`. Names (Rust, CLI, reports):
+/// `one-position`, `two-positions`, `shuffle`, `fused`. The default is
+/// [`LookupKernel::default_for`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum LookupKernel {
+    /// `accumulate` with one position per invocation. Runs everywhere.
+    OnePosition,
+    /// `accumulate` with two positions per invocation sharing each table read. Runs
+    /// everywhere; 1.1–1.6× faster than one position on lavapipe (BENCHMARKS.md).
     TwoPositions,
+    /// `accumulate_shuffle`: look-ups by subgroup shuffles. Needs subgroups.
+    Shuffle,
+    /// `fused`: encode and look-ups in one dispatch, codes in workgroup memory; only for
+    /// layers whose tile codes fit (at most 2040 code words per workgroup). Feature
+    /// `extra-kernels` (it measured no gain).
+    #[cfg(feature = "extra-kernels")]
+    Fused,
 }
 
-impl MaddnessKernels {
-    /// Short name for reports: "two-pass", "fused", "shuffle" or "two-positions".
+impl LookupKernel {
+    /// Every look-up kernel this build has.
+    pub const ALL: &'static [LookupKernel] = &[
+        LookupKernel::OnePosition,
+        LookupKernel::TwoPositions,
+        LookupKernel::Shuffle,
+        #[cfg(feature = "extra-kernels")]
+        LookupKernel::Fused,
+    ];
+
+    /// The name in the CLI and reports: "one-position", "two-positions", "shuffle" or
+    /// "fused".
     pub fn name(self) -> &'static str {
         match self {
-            MaddnessKernels::TwoPass => "two-pass",
-            MaddnessKernels::Fused => "fused",
-            MaddnessKernels::Shuffle => "shuffle",
-            MaddnessKernels::TwoPositions => "two-positions",
+            LookupKernel::OnePosition => "one-position",
+            LookupKernel::TwoPositions => "two-positions",
+            LookupKernel::Shuffle => "shuffle",
+            #[cfg(feature = "extra-kernels")]
+            LookupKernel::Fused => "fused",
+        }
+    }
+
+    /// The shader it runs after `encode` (`fused` replaces `encode`).
+    pub fn kernel(self) -> &'static Kernel {
+        match self {
+            LookupKernel::OnePosition | LookupKernel::TwoPositions => &ACCUMULATE,
+            LookupKernel::Shuffle => &ACCUMULATE_SHUFFLE,
+            #[cfg(feature = "extra-kernels")]
+            LookupKernel::Fused => &FUSED,
+        }
+    }
+
+    /// The default (the one place it is chosen; measured fastest, BENCHMARKS.md):
+    /// `Shuffle` where the device has subgroups, else `TwoPositions`.
+    pub fn default_for(ctx: &Context) -> Self {
+        if ctx.has_subgroups() {
+            LookupKernel::Shuffle
+        } else {
+            LookupKernel::TwoPositions
         }
     }
 }
 
 /// A MADDNESS layer on the GPU, tables resident.
 pub struct MaddnessConv {
-    kernels: MaddnessKernels,
+    kernels: LookupKernel,
     tables: Tables,
     splits: wgpu::Buffer,
     thresholds: wgpu::Buffer,
@@ -123,10 +235,10 @@ pub struct MaddnessConv {
 }
 
 impl MaddnessConv {
-    /// Checks the tables and uploads them.
+    /// Checks the tables and uploads them, for the device's default look-up kernel
+    /// ([`LookupKernel::default_for`]).
     pub fn new(ctx: &Context, tables: &Tables) -> Result<Self> {
         tables.validate()?;
-        check_workgroup_limits(ctx)?;
         let spec = &tables.spec;
         let (kh, kw, dh, dw) = match spec.kind {
             crate::ConvKind::Conv1d => (1, spec.kernel[0], 1, spec.dilation[0]),
@@ -176,14 +288,8 @@ impl MaddnessConv {
         };
         let consts = tables.inference_constants();
         debug_assert_eq!(tables.thresholds.len(), g * cb * TREE_DEPTH * LEVEL_SLOTS);
-        Ok(MaddnessConv {
-            // Measured fastest (BENCHMARKS.md): the shuffle look-ups where subgroups exist,
-            // else two positions per invocation.
-            kernels: if luts_by_code.is_some() {
-                MaddnessKernels::Shuffle
-            } else {
-                MaddnessKernels::TwoPositions
-            },
+        let layer = MaddnessConv {
+            kernels: LookupKernel::default_for(ctx),
             splits: ctx.storage("maddness splits", &splits)?,
             thresholds: ctx.storage("maddness thresholds", &tables.thresholds)?,
             luts: ctx.storage("maddness luts", &words)?,
@@ -193,7 +299,8 @@ impl MaddnessConv {
             m_chunks: m_chunks as u32,
             tables: tables.clone(),
             codes: Mutex::new(None),
-        })
+        };
+        layer.with_kernels(ctx, LookupKernel::default_for(ctx))
     }
 
     /// The tables this layer runs.
@@ -201,58 +308,51 @@ impl MaddnessConv {
         &self.tables
     }
 
-    /// Chooses the kernels (by default `Shuffle` on devices with subgroups, else
-    /// `TwoPositions`).
-    pub fn with_kernels(mut self, kernels: MaddnessKernels) -> Self {
+    /// Chooses the look-up kernel; fails with [`Error::Unsupported`] when the device or the
+    /// layer cannot run it, or [`Error::TooLarge`] when the device's workgroup limits are too
+    /// small for it (never falls back to another kernel).
+    pub fn with_kernels(mut self, ctx: &Context, kernels: LookupKernel) -> Result<Self> {
+        let adapter = &ctx.adapter_info().name;
+        if kernels == LookupKernel::Shuffle && self.luts_by_code.is_none() {
+            return Err(Error::Unsupported(format!(
+                "the shuffle look-ups (accumulate_shuffle) need subgroup operations, which {adapter} \
+                 lacks; choose two-positions"
+            )));
+        }
+        #[cfg(feature = "extra-kernels")]
+        if kernels == LookupKernel::Fused {
+            let words = self.tables.codebooks.div_ceil(8) as u32;
+            if fused_tiles(self.m_chunks, words).is_none() {
+                return Err(Error::Unsupported(format!(
+                    "the fused kernel holds at most {FUSED_CODE_WORDS} code words per workgroup; \
+                     with {} codebooks ({words} words per position) and {} outputs per group \
+                     even its smallest tile needs more",
+                    self.tables.codebooks,
+                    self.tables.out_per_group()
+                )));
+            }
+        }
+        #[cfg(feature = "extra-kernels")]
+        let needs_encode = kernels != LookupKernel::Fused;
+        #[cfg(not(feature = "extra-kernels"))]
+        let needs_encode = true;
+        if needs_encode {
+            crate::gpu::limits::check_kernel(ctx.limits(), adapter, &ENCODE)?;
+        }
+        crate::gpu::limits::check_kernel(ctx.limits(), adapter, kernels.kernel())?;
         self.kernels = kernels;
-        self
+        Ok(self)
     }
 
-    /// The kernels that [`Self::encode`] records for this layer: `Fused` only when its tiles
-    /// fit (else `TwoPass`), `Shuffle` only with subgroups (else `TwoPositions`).
-    pub fn kernels(&self) -> MaddnessKernels {
-        match self.kernels {
-            MaddnessKernels::Fused
-                if fused_tiles(self.m_chunks, self.tables.codebooks.div_ceil(8) as u32)
-                    .is_some() =>
-            {
-                MaddnessKernels::Fused
-            }
-            MaddnessKernels::Shuffle if self.luts_by_code.is_some() => MaddnessKernels::Shuffle,
-            MaddnessKernels::Shuffle | MaddnessKernels::TwoPositions => {
-                MaddnessKernels::TwoPositions
-            }
-            MaddnessKernels::Fused | MaddnessKernels::TwoPass => MaddnessKernels::TwoPass,
-        }
+    /// The look-up kernel [`GpuConv::encode`] records for this layer.
+    pub fn kernels(&self) -> LookupKernel {
+        self.kernels
     }
 
-    /// Compute passes [`Self::encode`] records (for timers).
-    pub fn passes(&self) -> usize {
-        match self.kernels() {
-            MaddnessKernels::TwoPass | MaddnessKernels::Shuffle | MaddnessKernels::TwoPositions => {
-                2
-            }
-            MaddnessKernels::Fused => 1,
-        }
-    }
-
-    fn params(&self, g: &Geometry, t: AccumulateTiles) -> MaddParams {
+    fn params(&self, g: &Geometry, t: LookupTiles) -> MaddParams {
         let q_len = (g.batch * g.positions()) as u32;
         MaddParams {
-            batch: g.batch as u32,
-            in_channels: g.in_channels as u32,
-            in_h: g.in_h as u32,
-            in_w: g.in_w as u32,
-            out_channels: g.out_channels as u32,
-            out_h: g.out_h as u32,
-            out_w: g.out_w as u32,
-            groups: g.groups as u32,
-            stride_h: g.stride_h as u32,
-            stride_w: g.stride_w as u32,
-            pad_top: g.pad_top as u32,
-            pad_left: g.pad_left as u32,
-            in_per_group: g.in_per_group() as u32,
-            out_per_group: g.out_per_group() as u32,
+            geo: GeometryParams::new(g),
             codebooks: self.tables.codebooks as u32,
             words: self.tables.codebooks.div_ceil(8) as u32,
             q_len,
@@ -291,13 +391,6 @@ impl MaddnessConv {
         Ok(b)
     }
 
-    fn geometry(&self, ctx: &Context, input: &GpuTensor) -> Result<Geometry> {
-        let g = self.tables.spec.geometry(input.shape())?;
-        ctx.check_binding_size("input", g.input_len() as u64 * 4)?;
-        ctx.check_binding_size("output", g.output_len() as u64 * 4)?;
-        Ok(g)
-    }
-
     fn encode_pass(
         &self,
         ctx: &Context,
@@ -307,12 +400,12 @@ impl MaddnessConv {
         codes: &wgpu::Buffer,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
-        let params = self.params(g, AccumulateTiles::for_chunks(self.m_chunks));
-        let words = params.groups as u64 * params.q_len as u64 * params.words as u64;
-        let uniform = ctx.uniform("encode", &params);
+        let params = self.params(g, LookupTiles::for_chunks(self.m_chunks));
+        let words = params.geo.groups as u64 * params.q_len as u64 * params.words as u64;
+        let uniform = ctx.uniform(ENCODE.name, &params);
         ctx.dispatch(
             encoder,
-            &kernel::ENCODE,
+            &ENCODE,
             &[],
             &[
                 &uniform,
@@ -326,8 +419,10 @@ impl MaddnessConv {
         )
     }
 
+    /// The look-ups of `codes` into `output` (the exact u32 sums as bit patterns with
+    /// `raw_sums`), with [`Self::kernels`]' look-up kernel (`accumulate` for `fused`).
     #[allow(clippy::too_many_arguments)]
-    fn accumulate_pass(
+    fn lookup_pass(
         &self,
         ctx: &Context,
         encoder: &mut wgpu::CommandEncoder,
@@ -337,52 +432,39 @@ impl MaddnessConv {
         raw_sums: bool,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
-        let shuffle = match (self.kernels(), &self.luts_by_code) {
-            (MaddnessKernels::Shuffle, Some(b)) => Some(b),
-            _ => None,
-        };
-        let (t, kernel, overrides) = match shuffle {
-            Some(_) => (
-                AccumulateTiles { mch: 1, cc: 8 },
-                &kernel::ACCUMULATE_SHUFFLE,
-                vec![("RAW_SUMS", raw_sums as u32)],
-            ),
-            None => {
-                let t = AccumulateTiles::for_chunks(self.m_chunks);
-                let k = if self.kernels() == MaddnessKernels::TwoPositions {
-                    &kernel::ACCUMULATE2
+        let raw = ("RAW_SUMS", raw_sums as u32);
+        let (kernel, luts, overrides, params) = match (self.kernels, &self.luts_by_code) {
+            (LookupKernel::Shuffle, Some(by_code)) => {
+                // 512 positions (two per invocation) × one chunk per workgroup.
+                let mut params = self.params(g, LookupTiles { mch: 1, cc: 8 });
+                params.q_tiles = params.q_len.div_ceil(512);
+                (&ACCUMULATE_SHUFFLE, by_code, vec![raw], params)
+            }
+            (kernels, _) => {
+                let t = LookupTiles::for_chunks(self.m_chunks);
+                let positions = if kernels == LookupKernel::TwoPositions {
+                    2
                 } else {
-                    &kernel::ACCUMULATE
+                    1
                 };
-                (
-                    t,
-                    k,
-                    vec![("MCH", t.mch), ("CC", t.cc), ("RAW_SUMS", raw_sums as u32)],
-                )
+                let mut params = self.params(g, t);
+                params.q_tiles = params.q_len.div_ceil(positions * t.positions());
+                let overrides = vec![("MCH", t.mch), ("CC", t.cc), ("POSITIONS", positions), raw];
+                (&ACCUMULATE, &self.luts, overrides, params)
             }
         };
-        let mut params = self.params(g, t);
-        if self.kernels() == MaddnessKernels::TwoPositions || shuffle.is_some() {
-            params.q_tiles = params.q_len.div_ceil(2 * t.positions());
-        }
         let uniform = ctx.uniform(kernel.name, &params);
         ctx.dispatch(
             encoder,
             kernel,
             &overrides,
-            &[
-                &uniform,
-                codes,
-                shuffle.unwrap_or(&self.luts),
-                &self.inv_scale,
-                &self.offset,
-                output,
-            ],
-            params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
+            &[&uniform, codes, luts, &self.inv_scale, &self.offset, output],
+            params.geo.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
             timestamps,
         )
     }
 
+    #[cfg(feature = "extra-kernels")]
     fn fused_pass(
         &self,
         ctx: &Context,
@@ -394,12 +476,12 @@ impl MaddnessConv {
     ) -> Result<()> {
         let words = self.tables.codebooks.div_ceil(8) as u32;
         let t = fused_tiles(self.m_chunks, words)
-            .ok_or_else(|| Error::Argument("the fused kernel's tiles do not fit".into()))?;
+            .ok_or_else(|| Error::Unsupported("the fused kernel's tiles do not fit".into()))?;
         let params = self.params(g, t);
-        let uniform = ctx.uniform("fused", &params);
+        let uniform = ctx.uniform(FUSED.name, &params);
         ctx.dispatch(
             encoder,
-            &kernel::FUSED,
+            &FUSED,
             &[("MCH", t.mch), ("CC", t.cc)],
             &[
                 &uniform,
@@ -411,97 +493,17 @@ impl MaddnessConv {
                 &self.offset,
                 &output.buffer,
             ],
-            params.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
+            params.geo.groups as u64 * params.m_tiles as u64 * params.q_tiles as u64,
             timestamps,
         )
     }
 
-    /// Records the approximate convolution of `input` into `output` (both on the GPU): two
-    /// compute passes, `encode` then `accumulate`, or one `fused` pass (see
-    /// [`Self::kernels`]), each timed when a timer is given.
-    pub fn encode(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        input: &GpuTensor,
-        output: &GpuTensor,
-        mut timer: Option<&mut GpuTimer>,
-    ) -> Result<()> {
-        let g = self.geometry(ctx, input)?;
-        let expected = g.output_shape(self.tables.spec.kind);
-        if output.shape() != expected.as_slice() {
-            return Err(Error::Shape(format!(
-                "output tensor has shape {:?}, expected {expected:?}",
-                output.shape()
-            )));
-        }
-        if self.kernels() == MaddnessKernels::Fused {
-            return self.fused_pass(
-                ctx,
-                encoder,
-                &g,
-                input,
-                output,
-                timer.and_then(|t| t.pass()),
-            );
-        }
-        let codes = self.codes_buffer(ctx, self.codes_bytes(&g))?;
-        self.encode_pass(
-            ctx,
-            encoder,
-            &g,
-            input,
-            &codes,
-            timer.as_deref_mut().and_then(|t| t.pass()),
-        )?;
-        self.accumulate_pass(
-            ctx,
-            encoder,
-            &g,
-            &codes,
-            &output.buffer,
-            false,
-            timer.and_then(|t| t.pass()),
-        )
-    }
-
-    /// Applies the layer to a host tensor: uploads, runs and reads back, in batch slices when
-    /// the whole batch would exceed the device's binding limits. Input must be finite.
-    pub async fn run(&self, ctx: &Context, input: &Tensor) -> Result<Tensor> {
-        let spec = &self.tables.spec;
-        let g = spec.geometry(input.shape())?;
-        input.check_finite("input")?;
-        let mut chunk = batch_chunk(ctx, &g)?;
-        let per_codes = self.codes_bytes(&g.with_batch(1));
-        chunk = chunk
-            .min((ctx.max_binding_bytes() / per_codes.max(1)) as usize)
-            .max(1);
-        let mut parts = Vec::new();
-        let mut start = 0;
-        while start < g.batch {
-            let end = (start + chunk).min(g.batch);
-            let part = input.slice_batch(start, end)?;
-            let x = ctx.upload("input", &part)?;
-            let y =
-                ctx.create_tensor("output", &g.with_batch(end - start).output_shape(spec.kind))?;
-            let mut encoder = ctx.encoder("maddness");
-            self.encode(ctx, &mut encoder, &x, &y, None)?;
-            ctx.submit(encoder);
-            parts.push(ctx.download(&y).await?);
-            start = end;
-        }
-        if parts.len() == 1 {
-            Ok(parts.remove(0))
-        } else {
-            Tensor::concat_batch(&parts)
-        }
-    }
-
     /// The packed codes the GPU computes for `input` (layout `[G, Q, ceil(C/8)]`, as
     /// [`crate::maddness::mirror::encode`]). For tests and debugging.
-    pub async fn codes(&self, ctx: &Context, input: &Tensor) -> Result<Vec<u32>> {
+    pub async fn codes(&self, ctx: &Context, input: &crate::Tensor) -> Result<Vec<u32>> {
         let x = ctx.upload("input", input)?;
-        let g = self.geometry(ctx, &x)?;
+        let g = self.tables.spec.geometry(x.shape())?;
+        ctx.check_binding_size("input", g.input_len() as u64 * 4)?;
         let bytes = self.codes_bytes(&g);
         let codes = self.codes_buffer(ctx, bytes)?;
         let mut encoder = ctx.encoder("maddness codes");
@@ -512,7 +514,8 @@ impl MaddnessConv {
     }
 
     /// The exact integer sums the GPU computes for packed `codes` (layout `[N, O, OH·OW]`, as
-    /// [`crate::maddness::mirror::accumulate_sums`]). For tests and debugging.
+    /// [`crate::maddness::mirror::accumulate_sums`]), with [`Self::kernels`]' look-ups
+    /// (`accumulate` for `fused`). For tests and debugging.
     pub async fn sums(
         &self,
         ctx: &Context,
@@ -531,11 +534,82 @@ impl MaddnessConv {
         let out = ctx.create_tensor("sums", &g.output_shape(self.tables.spec.kind))?;
         ctx.fill(&out, f32::NAN);
         let mut encoder = ctx.encoder("maddness sums");
-        self.accumulate_pass(ctx, &mut encoder, &g, &codes_buf, &out.buffer, true, None)?;
+        self.lookup_pass(ctx, &mut encoder, &g, &codes_buf, &out.buffer, true, None)?;
         ctx.submit(encoder);
         let raw = ctx
             .read_buffer(&out.buffer, 0, g.output_len() as u64 * 4)
             .await?;
         Ok(bytemuck::pod_collect_to_vec(&raw))
+    }
+}
+
+impl GpuConv for MaddnessConv {
+    fn name(&self) -> &'static str {
+        self.kernels.name()
+    }
+
+    fn exact(&self) -> bool {
+        false
+    }
+
+    fn spec(&self) -> &ConvSpec {
+        &self.tables.spec
+    }
+
+    /// Two (`encode`, then the look-ups), or one for `fused`.
+    fn passes(&self) -> usize {
+        #[cfg(feature = "extra-kernels")]
+        if self.kernels == LookupKernel::Fused {
+            return 1;
+        }
+        2
+    }
+
+    fn bytes_per_sample(&self, g: &Geometry) -> Vec<(&'static str, u64)> {
+        vec![
+            ("input", g.input_len() as u64 * 4),
+            ("output", g.output_len() as u64 * 4),
+            ("codes", self.codes_bytes(g)),
+        ]
+    }
+
+    fn encode(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+        output: &GpuTensor,
+        mut timer: Option<&mut GpuTimer>,
+    ) -> Result<()> {
+        let g = check_io(self, ctx, input, output)?;
+        #[cfg(feature = "extra-kernels")]
+        if self.kernels == LookupKernel::Fused {
+            return self.fused_pass(
+                ctx,
+                encoder,
+                &g,
+                input,
+                output,
+                timer.and_then(|t| t.pass()),
+            );
+        }
+        let codes = self.codes_buffer(ctx, self.codes_bytes(&g))?;
+        self.encode_pass(
+            ctx,
+            encoder,
+            &g,
+            input,
+            &codes,
+            timer.as_deref_mut().and_then(|t| t.pass()),
+        )?;
+        self.lookup_pass(
+            ctx,
+            encoder,
+            &g,
+            &codes,
+            &output.buffer,
+            false,
+            timer.and_then(|t| t.pass()),
+        )
     }
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use maddconv::gpu::{Context, ContextOptions};
+use maddconv::gpu::{Context, ContextOptions, GpuConv};
 
 /// The GPU context shared by the tests of this binary, or `None` (with a loud line on stderr)
 /// when there is no adapter. With `MADDCONV_REQUIRE_GPU=1` a missing adapter fails the test.
@@ -26,6 +26,15 @@ pub fn gpu() -> Option<&'static Context> {
             None
         }
     }
+}
+
+/// A fresh GPU context on the same adapter with the given limits (tests of limit handling).
+pub fn gpu_with(limits: wgpu::Limits) -> Context {
+    Context::new_blocking(ContextOptions {
+        limits: Some(limits),
+        ..ContextOptions::default()
+    })
+    .expect("a device with the requested limits")
 }
 
 /// The real-data folder (`../shared/data` beside the repository, or `MADDCONV_DATA`), or
@@ -124,3 +133,36 @@ pub fn run_direct_poisoned(
 /// The library's seeded generator (SplitMix64), under the tests' name.
 #[allow(unused_imports)]
 pub use maddconv::rng::SplitMix64 as Rng;
+
+/// Sets `spec`'s stride, dilation and padding from (vertical, horizontal) values and pads
+/// (top, left, bottom, right) — a conv1d takes the horizontal ones and pads (left, right) —
+/// and returns an `n`-sample input shape: the smallest input the window fits plus `extra`
+/// (three times `extra.1` along a conv1d's length).
+pub fn place_window(
+    spec: &mut maddconv::ConvSpec,
+    n: usize,
+    s: (usize, usize),
+    d: (usize, usize),
+    p: (usize, usize, usize, usize),
+    extra: (usize, usize),
+) -> Vec<usize> {
+    let min_in =
+        |k: usize, d: usize, pb: usize, pe: usize| (d * (k - 1) + 1).saturating_sub(pb + pe).max(1);
+    match spec.kind {
+        maddconv::ConvKind::Conv1d => {
+            spec.stride = vec![s.1];
+            spec.dilation = vec![d.1];
+            spec.padding = vec![p.1, p.3];
+            let len = min_in(spec.kernel[0], d.1, p.1, p.3) + 3 * extra.1;
+            vec![n, spec.in_channels, len]
+        }
+        maddconv::ConvKind::Conv2d => {
+            spec.stride = vec![s.0, s.1];
+            spec.dilation = vec![d.0, d.1];
+            spec.padding = vec![p.0, p.1, p.2, p.3];
+            let h = min_in(spec.kernel[0], d.0, p.0, p.2) + extra.0;
+            let w = min_in(spec.kernel[1], d.1, p.1, p.3) + extra.1;
+            vec![n, spec.in_channels, h, w]
+        }
+    }
+}

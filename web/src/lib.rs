@@ -34,7 +34,7 @@ use maddconv::bench::{self, Repetitions};
 use maddconv::filters::{ColourMix, ImageFilter};
 use maddconv::gpu::direct::DirectConv;
 use maddconv::gpu::maddness::MaddnessConv;
-use maddconv::gpu::{Context, GpuTensor, GpuTimer};
+use maddconv::gpu::{Context, ContextOptions, GpuConv};
 use maddconv::{ConvKind, ConvSpec, Tensor};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -211,28 +211,15 @@ impl Gpu {
         let adapter_limits = adapter.limits();
         let adapter_features = adapter.features();
         check_limits(&adapter_limits, &info.name).map_err(|m| JsError::new(&m))?;
-        // As `Context::new`: timestamps and subgroups where the adapter has them (wgpu 30's
-        // WebGPU backend does not map "subgroups", so the MADDNESS kernels run in two passes).
-        let features =
-            adapter_features & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
-                label: Some("maddconv"),
-                required_features: features,
-                required_limits: adapter_limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                memory_hints: wgpu::MemoryHints::Performance,
-                trace: wgpu::Trace::Off,
-            })
+        // All of the adapter's limits; timestamps and subgroups where the adapter has them
+        // (wgpu 30's WebGPU backend does not map "subgroups", so the MADDNESS look-ups run
+        // from workgroup memory).
+        let mut ctx = Context::from_adapter(&adapter, &ContextOptions::default())
             .await
-            .map_err(|e| {
-                js_err(maddconv::Error::RequestDevice(format!(
-                    "{e} on {}",
-                    info.name
-                )))
-            })?;
+            .map_err(js_err)?;
+        ctx.set_adapter_name(info.name);
         Ok(Gpu {
-            ctx: Rc::new(Context::from_device(info, device, queue)),
+            ctx: Rc::new(ctx),
             browser,
             adapter_limits,
             adapter_features,
@@ -295,7 +282,6 @@ impl Gpu {
         Ok(DirectLayer {
             ctx: self.ctx.clone(),
             conv: Rc::new(conv),
-            out_channels: layer.spec.out_channels,
         })
     }
 }
@@ -474,7 +460,6 @@ impl Layer {
 pub struct DirectLayer {
     ctx: Rc<Context>,
     conv: Rc<DirectConv>,
-    out_channels: usize,
 }
 
 #[wasm_bindgen]
@@ -488,26 +473,14 @@ impl DirectLayer {
         input_shape: Vec<u32>,
         reps: u32,
     ) -> Result<ConvOutput, JsError> {
-        let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
-        let out_shape = self.conv.spec().output_shape(x.shape()).map_err(js_err)?;
-        debug_assert_eq!(out_shape.get(1).copied(), Some(self.out_channels));
-        let conv = self.conv.clone();
-        let ctx = self.ctx.clone();
-        run_timed(
-            &self.ctx,
-            &x,
-            &out_shape,
-            reps,
-            1,
-            move |enc, xg, yg, timer| conv.encode(&ctx, enc, xg, yg, timer.and_then(|t| t.pass())),
-        )
-        .await
-        .map_err(js_err)
+        run_timed(&self.ctx, self.conv.as_ref(), input, &input_shape, reps)
+            .await
+            .map_err(js_err)
     }
 }
 
-/// A MADDNESS layer on the GPU (`shaders/encode.wgsl` + `shaders/accumulate2.wgsl` in
-/// browsers, which expose no subgroups to wgpu), tables resident.
+/// A MADDNESS layer on the GPU (`shaders/encode.wgsl` + `shaders/accumulate.wgsl` with two
+/// positions per invocation in browsers, which expose no subgroups to wgpu), tables resident.
 #[wasm_bindgen]
 pub struct MaddnessLayer {
     ctx: Rc<Context>,
@@ -516,8 +489,8 @@ pub struct MaddnessLayer {
 
 #[wasm_bindgen]
 impl MaddnessLayer {
-    /// Which kernels run: "two-positions" (`encode` + `accumulate2`, the default
-    /// without subgroups), "two-pass" (`encode` + `accumulate`), "fused" or "shuffle".
+    /// Which look-up kernel runs after `encode` ([`maddconv::gpu::LookupKernel`]):
+    /// "two-positions" (the default without subgroups), "one-position" or "shuffle".
     #[wasm_bindgen(getter)]
     pub fn kernels(&self) -> String {
         self.conv.kernels().name().to_string()
@@ -532,26 +505,9 @@ impl MaddnessLayer {
         input_shape: Vec<u32>,
         reps: u32,
     ) -> Result<ConvOutput, JsError> {
-        let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
-        let out_shape = self
-            .conv
-            .tables()
-            .spec
-            .output_shape(x.shape())
-            .map_err(js_err)?;
-        let passes = self.conv.passes();
-        let conv = self.conv.clone();
-        let ctx = self.ctx.clone();
-        run_timed(
-            &self.ctx,
-            &x,
-            &out_shape,
-            reps,
-            passes,
-            move |enc, xg, yg, timer| conv.encode(&ctx, enc, xg, yg, timer),
-        )
-        .await
-        .map_err(js_err)
+        run_timed(&self.ctx, self.conv.as_ref(), input, &input_shape, reps)
+            .await
+            .map_err(js_err)
     }
 }
 
@@ -629,45 +585,39 @@ impl ConvOutput {
     }
 }
 
-/// Uploads `input`, poisons the output with NaN, records one run with `record` and reads the
-/// output back; then times `reps` runs (after one warm-up) with the library's bench harness.
-/// `passes` is the number of compute passes `record` makes. Fails when the output has a
+/// Uploads `input` (flat, shape `input_shape`), poisons the output with NaN, records one run
+/// of `conv` and reads the output back; then times `reps` runs (after one warm-up) with the
+/// library's bench harness. Fails when the input does not fit the layer or the output has a
 /// non-finite value (the kernel missed an element, or overflowed).
-pub(crate) async fn run_timed<F>(
+pub(crate) async fn run_timed(
     ctx: &Context,
-    input: &Tensor,
-    out_shape: &[usize],
+    conv: &dyn GpuConv,
+    input: Vec<f32>,
+    input_shape: &[u32],
     reps: u32,
-    passes: usize,
-    mut record: F,
-) -> maddconv::Result<ConvOutput>
-where
-    F: FnMut(
-        &mut wgpu::CommandEncoder,
-        &GpuTensor,
-        &GpuTensor,
-        Option<&mut GpuTimer>,
-    ) -> maddconv::Result<()>,
-{
+) -> maddconv::Result<ConvOutput> {
+    let input = &Tensor::new(shape_of(input_shape), input)?;
+    let out_shape = &conv.output_shape(input.shape())?;
     input.check_finite("input")?;
     let start = Instant::now();
     let x = ctx.upload("input", input)?;
     let y = ctx.create_tensor("output", out_shape)?;
     ctx.fill(&y, f32::NAN);
     let mut encoder = ctx.encoder("run");
-    record(&mut encoder, &x, &y, None)?;
+    conv.encode(ctx, &mut encoder, &x, &y, None)?;
     ctx.submit(encoder);
     let out = ctx.download(&y).await?;
     let total_ms = start.elapsed().as_secs_f64() * 1e3;
     out.check_finite("GPU output")?;
     let (kernel_ms, kernel_min_ms, clock) = if reps > 0 {
-        let mut method = |enc: &mut wgpu::CommandEncoder, timer: Option<&mut GpuTimer>| {
-            record(enc, &x, &y, timer)
+        let method = bench::Method {
+            conv,
+            input: &x,
+            output: &y,
         };
         let timings = bench::time_interleaved(
             ctx,
-            &mut [&mut method],
-            &[passes],
+            &[method],
             Repetitions {
                 warmup: 1,
                 timed: reps as usize,

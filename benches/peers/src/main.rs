@@ -31,7 +31,7 @@ use maddconv::bench::{cnn_workload, median, Workload};
 use maddconv::data::LayerDir;
 use maddconv::gpu::direct::{DirectConv, DirectKernel};
 use maddconv::gpu::maddness::MaddnessConv;
-use maddconv::gpu::{Context, ContextOptions, GpuTensor, GpuTimer};
+use maddconv::gpu::{Context, ContextOptions, GpuConv, GpuTensor, GpuTimer};
 use maddconv::maddness::{train, TrainConfig};
 use maddconv::metrics::nmse;
 use maddconv::reference::{conv_reference, relative_l2};
@@ -223,39 +223,11 @@ struct Method {
     output: Option<Tensor>,
 }
 
-/// Records our method into an encoder with one timestamp pair per pass.
-enum Ours {
-    Direct(DirectConv),
-    Maddness(Box<MaddnessConv>),
-}
-
-impl Ours {
-    fn passes(&self) -> usize {
-        match self {
-            Ours::Direct(_) => 1,
-            Ours::Maddness(m) => m.passes(),
-        }
-    }
-    fn encode(
-        &self,
-        ctx: &Context,
-        enc: &mut wgpu::CommandEncoder,
-        x: &GpuTensor,
-        y: &GpuTensor,
-        timer: Option<&mut GpuTimer>,
-    ) -> maddconv::Result<()> {
-        match self {
-            Ours::Direct(d) => d.encode(ctx, enc, x, y, timer.and_then(|t| t.pass())),
-            Ours::Maddness(m) => m.encode(ctx, enc, x, y, timer),
-        }
-    }
-}
-
 /// One timed run of our method: kernel time in ms from timestamps (wall time of submit + wait
 /// when the adapter has none).
 fn time_ours(
     ctx: &Context,
-    m: &Ours,
+    m: &dyn GpuConv,
     x: &GpuTensor,
     y: &GpuTensor,
     timer: &mut Option<GpuTimer>,
@@ -301,12 +273,12 @@ fn main() -> Result<()> {
         let out_shape = g.output_shape(spec.kind);
         let flop = 2.0 * g.macs() as f64;
         let exact = conv_reference(spec, &w.input, &w.weight, w.bias.as_ref())?;
-        let mut ours: Vec<(String, Ours)> = Vec::new();
+        let mut ours: Vec<(String, Box<dyn GpuConv>)> = Vec::new();
         for k in [DirectKernel::Tiled, DirectKernel::Subgroup] {
-            if k.available(&ctx) {
+            if k.check(&ctx).is_ok() {
                 ours.push((
                     format!("direct ({})", k.name()),
-                    Ours::Direct(DirectConv::with_kernel(
+                    Box::new(DirectConv::with_kernel(
                         &ctx,
                         spec,
                         &w.weight,
@@ -332,7 +304,7 @@ fn main() -> Result<()> {
         )?;
         let madd = MaddnessConv::new(&ctx, &tables)?;
         let madd_name = format!("maddness ({}, C={c})", madd.kernels().name());
-        ours.push((madd_name, Ours::Maddness(Box::new(madd))));
+        ours.push((madd_name, Box::new(madd)));
 
         let x = ctx.upload("peers input", &w.input)?;
         let ys = ours
