@@ -39,7 +39,8 @@ use common::imageio::{gray, grid, heat, Rgb};
 use maddconv::bench::Repetitions;
 use maddconv::filters::{ColourMix, ImageFilter};
 use maddconv::maddness::learn::{train_with_report, TrainConfig};
-use maddconv::reference::{conv_reference, relative_l2};
+use maddconv::metrics::relative_l2;
+use maddconv::reference::conv_reference;
 use maddconv::Tensor;
 
 const USAGE: &str = "usage: image_filter [--images DIR] [--test NAME,NAME] [--codebooks C] \
@@ -319,8 +320,12 @@ fn main() -> Result<()> {
             ..TrainConfig::default()
         };
         let t0 = Instant::now();
-        let (tables, report) =
-            train_with_report(&spec, &weight, None, &train_x, &config, &mut |_| {})?;
+        let (tables, report) = train_with_report(
+            &maddconv::ConvLayer::new(spec.clone(), weight.clone(), None)?,
+            &train_x,
+            &config,
+            &mut |_| {},
+        )?;
         let train_s = t0.elapsed().as_secs_f64();
         println!(
             "\n{}: {}; D = {d}, C = {c} codebooks; trained on {} of {} windows in {train_s:.2} s",

@@ -82,12 +82,9 @@ fn main() -> Result<()> {
             };
             let t = Instant::now();
             let tables = learn::train(
-                &layer.spec,
-                &weight,
-                bias.as_ref(),
+                &maddconv::ConvLayer::new(layer.spec.clone(), weight.clone(), bias.clone())?,
                 std::slice::from_ref(&train),
                 &config,
-                &mut |_| {},
             )?;
             let secs = t.elapsed().as_secs_f64();
             let held = evaluate(&tables, &test, &expected, "test")?;

@@ -25,7 +25,7 @@ use maddconv::data::LayerDir;
 use maddconv::maddness::learn::{train_with_report, TrainConfig};
 use maddconv::maddness::{HeldOut, Tables};
 use maddconv::metrics::nmse;
-use maddconv::reference::relative_l2;
+use maddconv::metrics::relative_l2;
 
 const USAGE: &str = "usage: real_layer NAME [--data DIR] [--codebooks C,C,...] \
 [--max-windows N] [--reps N] [--out DIR]";
@@ -160,9 +160,7 @@ fn main() -> Result<()> {
         };
         let t0 = Instant::now();
         let (mut tables, report) = train_with_report(
-            spec,
-            &weight,
-            bias.as_ref(),
+            &maddconv::ConvLayer::new(spec.clone(), weight.clone(), bias.clone())?,
             std::slice::from_ref(&train),
             &config,
             &mut |_| {},

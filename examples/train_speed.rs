@@ -107,9 +107,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..repeat.max(1) {
         let t = Instant::now();
         let (tb, rp) = train_with_report(
-            &spec,
-            &weight,
-            Some(&bias),
+            &maddconv::ConvLayer::new(spec.clone(), weight.clone(), Some(bias.clone()))?,
             std::slice::from_ref(&input),
             &config,
             &mut |_| {},

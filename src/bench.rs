@@ -13,6 +13,7 @@ use web_time::Instant;
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuConv, GpuTensor, GpuTimer};
+use crate::layer::ConvLayer;
 use crate::rng::SplitMix64;
 use crate::spec::ConvSpec;
 use crate::tensor::Tensor;
@@ -187,11 +188,7 @@ pub struct Workload {
     /// Name in reports (layer folder or CNN shape).
     pub name: String,
     /// The layer.
-    pub spec: ConvSpec,
-    /// `O×(C/g)×KH×KW` or `O×(C/g)×K`.
-    pub weight: Tensor,
-    /// `O`, present iff `spec.bias`.
-    pub bias: Option<Tensor>,
+    pub layer: ConvLayer,
     /// The timed input, `N×C×H×W` or `N×C×L`.
     pub input: Tensor,
     /// Training inputs for the MADDNESS tables (never the timed input, except for the
@@ -248,16 +245,19 @@ pub fn cnn_workload(c: usize, hw: usize, n: usize) -> Workload {
     };
     let input: Vec<f32> = (0..n).flat_map(|_| sample(&mut rng)).collect();
     let train: Vec<f32> = (0..2 * n).flat_map(|_| sample(&mut rng)).collect();
+    let layer = ConvLayer::new(
+        spec,
+        Tensor::new(vec![c, c, 3, 3], weight).expect("the length is the product of the shape"),
+        Some(Tensor::new(vec![c], bias).expect("the length is the product of the shape")),
+    )
+    .expect("finite He-scaled weights of the spec's shape");
     Workload {
         name: format!("cnn{c}x{hw}x{hw}_b{n}"),
-        weight: Tensor::new(vec![c, c, 3, 3], weight)
-            .expect("the length is the product of the shape"),
-        bias: Some(Tensor::new(vec![c], bias).expect("the length is the product of the shape")),
+        layer,
         input: Tensor::new(vec![n, c, hw, hw], input)
             .expect("the length is the product of the shape"),
         train: Tensor::new(vec![2 * n, c, hw, hw], train)
             .expect("the length is the product of the shape"),
         trained_on_test: false,
-        spec,
     }
 }

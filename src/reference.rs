@@ -69,18 +69,3 @@ pub fn conv_reference(
         .for_each(|(i, chunk)| compute_plane(i / g.out_channels, i % g.out_channels, chunk));
     Tensor::new(g.output_shape(spec.kind), out)
 }
-
-/// Relative L2 error `‖y − e‖ / ‖e‖`, computed in f64 (`‖y‖` when `e` is all zeros).
-pub fn relative_l2(computed: &[f32], expected: &[f32]) -> f64 {
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (&y, &e) in computed.iter().zip(expected) {
-        let d = y as f64 - e as f64;
-        num += d * d;
-        den += e as f64 * e as f64;
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}

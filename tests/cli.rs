@@ -295,7 +295,18 @@ fn bench_report_writes_json_and_plots() {
             .map(|r| r["codebooks"].as_u64().unwrap())
             .collect();
         cs.sort();
-        assert_eq!(cs, [8, 16], "{layer}: MADDNESS codebooks");
+        if layer == "silero_L02_blocks" {
+            // 6 blocks at stride 2 hold only 12 windows: training refuses them, and the bench
+            // says so instead of timing tables that would be noise.
+            assert!(cs.is_empty(), "{layer}: tables trained on 12 windows");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("not trained: the training inputs hold 12 windows"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(cs, [8, 16], "{layer}: MADDNESS codebooks");
+        }
         for r in of("maddness") {
             let e = r["one_minus_nmse"].as_f64().unwrap();
             let s = r["speedup_vs_direct"].as_f64().unwrap();

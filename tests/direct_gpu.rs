@@ -36,7 +36,12 @@ fn direct_matches_reference_on_real_layers() {
         let exact = conv_reference(&layer.spec, &x, &w, b.as_ref()).unwrap();
         let other_engine = layer.test_expected().unwrap();
         for k in kernels(ctx) {
-            let conv = DirectConv::with_kernel(ctx, &layer.spec, &w, b.as_ref(), k).unwrap();
+            let conv = DirectConv::with_kernel(
+                ctx,
+                &maddconv::ConvLayer::new(layer.spec.clone(), w.clone(), b.clone()).unwrap(),
+                k,
+            )
+            .unwrap();
             let y = common::run_direct_poisoned(ctx, &conv, &x);
             let what = format!("{} {:?} vs f64 reference", layer.name, k);
             common::assert_close(&what, y.data(), exact.data(), 1e-5);
@@ -62,9 +67,14 @@ fn check_case(ctx: &Context, case: &Case, seed: u64) -> Result<(), TestCaseError
         .then(|| common::random_tensor(&[case.spec.out_channels], seed + 2));
     let exact = conv_reference(&case.spec, &x, &w, b.as_ref()).unwrap();
     for k in kernels(ctx) {
-        let conv = DirectConv::with_kernel(ctx, &case.spec, &w, b.as_ref(), k).unwrap();
+        let conv = DirectConv::with_kernel(
+            ctx,
+            &maddconv::ConvLayer::new(case.spec.clone(), w.clone(), b.clone()).unwrap(),
+            k,
+        )
+        .unwrap();
         let y = common::run_direct_poisoned(ctx, &conv, &x);
-        let rel = maddconv::reference::relative_l2(y.data(), exact.data());
+        let rel = maddconv::metrics::relative_l2(y.data(), exact.data());
         let bad = y.data().iter().position(|v| !v.is_finite());
         prop_assert!(
             bad.is_none() && rel < 1e-5,
@@ -216,7 +226,12 @@ fn direct_splits_grids_and_slices_batches_under_small_limits() {
     let w = common::random_tensor(&spec.weight_shape(), 8);
     let exact = conv_reference(&spec, &x, &w, None).unwrap();
     for k in kernels(&ctx) {
-        let conv = DirectConv::with_kernel(&ctx, &spec, &w, None, k).unwrap();
+        let conv = DirectConv::with_kernel(
+            &ctx,
+            &maddconv::ConvLayer::new(spec.clone(), w.clone(), None).unwrap(),
+            k,
+        )
+        .unwrap();
         let y = pollster::block_on(conv.run(&ctx, &x)).unwrap();
         common::assert_close(&format!("{k:?} sliced"), y.data(), exact.data(), 1e-5);
     }
@@ -224,7 +239,11 @@ fn direct_splits_grids_and_slices_batches_under_small_limits() {
     // One sample of output, 4×64×64 floats = 64 KiB > 16 KiB (its input, 48 KiB, too):
     // refused, naming the larger size and the limit.
     let big = common::random_tensor(&[1, 3, 64, 64], 9);
-    let conv = DirectConv::new(&ctx, &spec, &w, None).unwrap();
+    let conv = DirectConv::new(
+        &ctx,
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), None).unwrap(),
+    )
+    .unwrap();
     match pollster::block_on(conv.run(&ctx, &big)) {
         Err(Error::TooLarge { value, limit, .. }) => {
             assert_eq!((value, limit), (4 * 64 * 64 * 4, 16 * 1024));

@@ -138,7 +138,12 @@ fn more_codebooks_than_the_cholesky_limit() {
         passes: 0,
         ..Default::default()
     };
-    let t = train(&spec, &w, None, std::slice::from_ref(&x), &cfg, &mut |_| {}).unwrap();
+    let t = train(
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), None).unwrap(),
+        std::slice::from_ref(&x),
+        &cfg,
+    )
+    .unwrap();
     t.validate().unwrap();
     assert_eq!(t.codebooks, c);
     let exact = conv_reference(&spec, &x, &w, None).unwrap();
@@ -147,15 +152,12 @@ fn more_codebooks_than_the_cholesky_limit() {
     assert!(e < 0.2, "training NMSE {e} with {c} codebooks");
     // MADDNESS still refuses (its ridge system is dense).
     let e = train(
-        &spec,
-        &w,
-        None,
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), None).unwrap(),
         std::slice::from_ref(&x),
         &TrainConfig {
             learner: Learner::Maddness,
             ..cfg
         },
-        &mut |_| {},
     )
     .unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
@@ -168,7 +170,12 @@ fn bad_settings_are_refused_clearly() {
     let b = layer.bias().unwrap();
     let x = [layer.train().unwrap()];
     let err = |cfg: TrainConfig| -> String {
-        let e = train(&layer.spec, &w, b.as_ref(), &x, &cfg, &mut |_| {}).unwrap_err();
+        let e = train(
+            &maddconv::ConvLayer::new(layer.spec.clone(), w.clone(), b.clone()).unwrap(),
+            &x,
+            &cfg,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::Argument(_)), "{e:?}");
         e.to_string()
     };
@@ -232,14 +239,11 @@ fn bad_settings_are_refused_clearly() {
         assert_eq!(text.parse::<Grouping>().is_ok(), ok, "{text}");
     }
     assert!("empty".parse::<Start>().is_ok() && "x".parse::<Start>().is_err());
-    // A tensor of another layer is still refused before any learning.
-    let e = train(
-        &layer.spec,
-        &Tensor::new(vec![2, 2, 3, 3], vec![0.0; 36]).unwrap(),
-        b.as_ref(),
-        &x,
-        &base,
-        &mut |_| {},
+    // A tensor of another layer is refused when the layer is made, before any learning.
+    let e = maddconv::ConvLayer::new(
+        layer.spec.clone(),
+        Tensor::new(vec![2, 2, 3, 3], vec![0.0; 36]).unwrap(),
+        b.clone(),
     )
     .unwrap_err();
     assert!(

@@ -29,7 +29,12 @@ fn tables() -> Tables {
         seed: 17,
         ..Default::default()
     };
-    let mut t = train(&spec, &w, Some(&b), &[x], &cfg, &mut |_| {}).unwrap();
+    let mut t = train(
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), Some(b.clone())).unwrap(),
+        &[x],
+        &cfg,
+    )
+    .unwrap();
     t.meta.sources = vec!["x.npy".into()];
     t.meta.heldout = Some(HeldOut {
         source: "t.npy".into(),

@@ -223,12 +223,9 @@ fn gpu_matches_mirror_on_trained_real_layers() {
                 ..TrainConfig::default()
             };
             let tables = train(
-                &layer.spec,
-                &w,
-                b.as_ref(),
+                &maddconv::ConvLayer::new(layer.spec.clone(), w.clone(), b.clone()).unwrap(),
                 std::slice::from_ref(&train_x),
                 &config,
-                &mut |_| {},
             )
             .unwrap();
             let ties = check(
@@ -376,7 +373,11 @@ fn every_kernel_runs_under_downlevel_limits() {
     let b = common::random_tensor(&[150], 33);
     let exact = maddconv::reference::conv_reference(&spec, &x, &w, Some(&b)).unwrap();
     for &k in DirectKernel::ALL {
-        match DirectConv::with_kernel(&ctx, &spec, &w, Some(&b), k) {
+        match DirectConv::with_kernel(
+            &ctx,
+            &maddconv::ConvLayer::new(spec.clone(), w.clone(), Some(b.clone())).unwrap(),
+            k,
+        ) {
             Ok(conv) => {
                 let y = pollster::block_on(conv.run(&ctx, &x)).unwrap();
                 common::assert_close(&format!("downlevel {k:?}"), y.data(), exact.data(), 1e-5);
@@ -404,7 +405,11 @@ fn too_little_workgroup_memory_is_refused_clearly() {
     });
     let spec = ConvSpec::conv2d(3, 4, 3, 3);
     let w = common::random_tensor(&spec.weight_shape(), 1);
-    match DirectConv::with_kernel(&ctx, &spec, &w, None, DirectKernel::Tiled) {
+    match DirectConv::with_kernel(
+        &ctx,
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), None).unwrap(),
+        DirectKernel::Tiled,
+    ) {
         Err(
             e @ Error::TooLarge {
                 value: 12288,

@@ -24,7 +24,9 @@ fn fit(
     x: &Tensor,
     cfg: &TrainConfig,
 ) -> maddconv::Result<Tables> {
-    train(spec, w, b, std::slice::from_ref(x), cfg, &mut no_progress)
+    // The layer's own checks (shapes, finite weights) run first, as in every caller.
+    let layer = maddconv::ConvLayer::new(spec.clone(), w.clone(), b.cloned())?;
+    train(&layer, std::slice::from_ref(x), cfg)
 }
 
 /// Faithful MADDNESS with `c` codebooks (this file tests that learner; the output-aware one is
@@ -81,9 +83,7 @@ fn hand_checkable_trees_thresholds_and_codes() {
     let mut rng = Rng(1);
     let weight = rng.tensor(&[3, 4, 1]);
     let (tables, report) = train_with_report(
-        &spec,
-        &weight,
-        None,
+        &maddconv::ConvLayer::new(spec.clone(), weight.clone(), None).unwrap(),
         std::slice::from_ref(&input),
         &config(2),
         &mut no_progress,
@@ -297,14 +297,13 @@ fn progress_is_reported_in_order() {
             learner,
             ..config(40)
         };
-        train(
-            &layer.spec,
-            &w,
-            b.as_ref(),
+        train_with_report(
+            &maddconv::ConvLayer::new(layer.spec.clone(), w.clone(), b.clone()).unwrap(),
             std::slice::from_ref(&x),
             &cfg,
             &mut |p| events.push(p),
         )
+        .map(|(t, _)| t)
         .unwrap();
         check_progress(&format!("{learner:?}"), &events, 1, monotone);
     }
@@ -314,7 +313,14 @@ fn progress_is_reported_in_order() {
     let mut rng = Rng(9);
     let (gx, gw) = (rng.tensor(&[2, 6, 9, 9]), rng.tensor(&[3, 2, 3, 3]));
     let mut events = Vec::new();
-    train(&spec, &gw, None, &[gx], &config(4), &mut |p| events.push(p)).unwrap();
+    train_with_report(
+        &maddconv::ConvLayer::new(spec.clone(), gw.clone(), None).unwrap(),
+        &[gx],
+        &config(4),
+        &mut |p| events.push(p),
+    )
+    .map(|(t, _)| t)
+    .unwrap();
     check_progress("3 groups", &events, 3, true);
 }
 
@@ -418,7 +424,12 @@ fn bad_inputs_are_rejected_with_clear_errors() {
     assert!(matches!(run(&x, &bad_w, &config(2)), Err(Error::Shape(_))));
     let bad_x = rng.tensor(&[2, 3, 9]);
     assert!(run(&bad_x, &w, &config(2)).is_err());
-    assert!(train(&spec, &w, None, &[], &config(2), &mut no_progress).is_err());
+    assert!(train(
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), None).unwrap(),
+        &[],
+        &config(2)
+    )
+    .is_err());
     let cfg = TrainConfig {
         codebooks: Some(1000),
         learner: Learner::Maddness,
@@ -426,12 +437,9 @@ fn bad_inputs_are_rejected_with_clear_errors() {
     };
     let big = ConvSpec::conv1d(2000, 2, 1);
     let e = train(
-        &big,
-        &rng.tensor(&[2, 2000, 1]),
-        None,
+        &maddconv::ConvLayer::new(big.clone(), rng.tensor(&[2, 2000, 1]), None).unwrap(),
         &[rng.tensor(&[1, 2000, 2])],
         &cfg,
-        &mut no_progress,
     )
     .unwrap_err()
     .to_string();

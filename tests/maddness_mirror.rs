@@ -50,12 +50,9 @@ fn trained(spec: &ConvSpec, shape: &[usize], c: usize, seed: u64) -> (Tables, Te
         ..Default::default()
     };
     let tables = train(
-        spec,
-        &w,
-        b.as_ref(),
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), b.clone()).unwrap(),
         std::slice::from_ref(&x),
         &cfg,
-        &mut |_| {},
     )
     .unwrap();
     // Evaluate on other data than the training input.
@@ -179,15 +176,7 @@ fn eight_bit_close_to_float_tables() {
         codebooks: Some(16),
         ..Default::default()
     };
-    let tables = train(
-        &layer.spec,
-        &layer.weight().unwrap(),
-        layer.bias().unwrap().as_ref(),
-        &[layer.train().unwrap()],
-        &cfg,
-        &mut |_| {},
-    )
-    .unwrap();
+    let tables = train(&layer.layer().unwrap(), &[layer.train().unwrap()], &cfg).unwrap();
     let x = layer.test().unwrap();
     let y8 = mirror::apply(&tables, &x).unwrap();
     let yf = mirror::apply_f32(&tables, &x).unwrap();

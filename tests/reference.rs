@@ -3,7 +3,8 @@
 
 mod common;
 
-use maddconv::reference::{conv_reference, relative_l2};
+use maddconv::metrics::relative_l2;
+use maddconv::reference::conv_reference;
 use maddconv::{ConvSpec, Tensor};
 
 #[test]

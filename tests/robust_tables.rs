@@ -29,7 +29,12 @@ fn tables() -> Tables {
         seed: 3,
         ..Default::default()
     };
-    train(&spec, &w, Some(&b), &[x], &cfg, &mut |_| {}).unwrap()
+    train(
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), Some(b.clone())).unwrap(),
+        &[x],
+        &cfg,
+    )
+    .unwrap()
 }
 
 fn dir() -> PathBuf {

@@ -176,7 +176,11 @@ fn non_finite_inputs_are_rejected_with_their_index() {
     let w = common::random_tensor(&s.weight_shape(), 1);
     let mut x = common::random_tensor(&[1, 4, 5, 5], 2);
     x.data_mut()[37] = f32::NAN;
-    let conv = DirectConv::new(ctx, &s, &w, None).unwrap();
+    let conv = DirectConv::new(
+        ctx,
+        &maddconv::ConvLayer::new(s.clone(), w.clone(), None).unwrap(),
+    )
+    .unwrap();
     match pollster::block_on(conv.run(ctx, &x)) {
         Err(Error::NonFinite { what, index, .. }) => {
             assert_eq!((what.as_str(), index), ("input", 37))
@@ -185,7 +189,8 @@ fn non_finite_inputs_are_rejected_with_their_index() {
     }
     let mut w2 = w.clone();
     w2.data_mut()[3] = f32::INFINITY;
-    match DirectConv::new(ctx, &s, &w2, None) {
+    // A non-finite weight is refused when the layer is made, naming the index.
+    match maddconv::ConvLayer::new(s.clone(), w2.clone(), None) {
         Err(Error::NonFinite { what, index, .. }) => {
             assert_eq!((what.as_str(), index), ("weight", 3))
         }
@@ -271,10 +276,19 @@ fn weights_above_the_binding_limit_are_refused() {
     let kernel = DirectKernel::Tiled;
     let s = ConvSpec::conv2d(64, 64, 1, 1); // weight exactly 64·64·4 bytes = 16 KiB: allowed
     let w = common::random_tensor(&s.weight_shape(), 3);
-    assert!(DirectConv::with_kernel(&ctx, &s, &w, None, kernel).is_ok());
+    assert!(DirectConv::with_kernel(
+        &ctx,
+        &maddconv::ConvLayer::new(s.clone(), w.clone(), None).unwrap(),
+        kernel
+    )
+    .is_ok());
     let s = ConvSpec::conv2d(64, 65, 1, 1);
     let w = common::random_tensor(&s.weight_shape(), 3);
-    match DirectConv::with_kernel(&ctx, &s, &w, None, kernel) {
+    match DirectConv::with_kernel(
+        &ctx,
+        &maddconv::ConvLayer::new(s.clone(), w.clone(), None).unwrap(),
+        kernel,
+    ) {
         // the tiled kernel keeps the weight transposed, channels zero-padded to 68
         Err(Error::TooLarge { value, limit, .. }) => {
             assert_eq!((value, limit), (68 * 64 * 4, 16384))

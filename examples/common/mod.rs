@@ -65,7 +65,10 @@ pub fn compare(
     input: &Tensor,
     reps: Repetitions,
 ) -> Result<Compared> {
-    let direct = DirectConv::new(ctx, spec, weight, bias)?;
+    let direct = DirectConv::new(
+        ctx,
+        &maddconv::ConvLayer::new(spec.clone(), weight.clone(), bias.cloned())?,
+    )?;
     let madd = MaddnessConv::new(ctx, tables)?;
     let out_shape = spec.output_shape(input.shape())?;
     let x = ctx.upload("example input", input)?;

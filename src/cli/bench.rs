@@ -11,7 +11,8 @@ use maddconv::data::LayerDir;
 use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv, LookupKernel, MaddnessConv};
 use maddconv::maddness::{train, TrainConfig};
 use maddconv::metrics::nmse;
-use maddconv::reference::{conv_reference, relative_l2};
+use maddconv::metrics::relative_l2;
+
 use maddconv::Tensor;
 use serde::Serialize;
 
@@ -153,12 +154,10 @@ pub fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
         };
         out.push(Workload {
             name: d.name.clone(),
-            weight: d.weight()?,
-            bias: d.bias()?,
+            layer: d.layer()?,
             input,
             train,
             trained_on_test,
-            spec: d.spec.clone(),
         });
     }
     if args.layers.is_empty() && !args.no_cnn {
@@ -205,7 +204,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     let mut rows = Vec::new();
     for w in workloads(&args)? {
-        eprintln!("{}: {} on {:?}", w.name, w.spec.describe(), w.input.shape());
+        eprintln!(
+            "{}: {} on {:?}",
+            w.name,
+            w.layer.spec().describe(),
+            w.input.shape()
+        );
         let cs: &[usize] = if args.direct { &[] } else { &codebooks };
         rows.extend(bench_workload(
             &ctx,
@@ -325,10 +329,10 @@ pub fn bench_workload(
     reps: Repetitions,
     adapter: &str,
 ) -> Result<Vec<Row>> {
-    let g = w.spec.geometry(w.input.shape())?;
-    let exact = conv_reference(&w.spec, &w.input, &w.weight, w.bias.as_ref())?;
+    let g = w.layer.spec().geometry(w.input.shape())?;
+    let exact = w.layer.exact(&w.input)?;
     let x = ctx.upload("bench input", &w.input)?;
-    let out_shape = g.output_shape(w.spec.kind);
+    let out_shape = g.output_shape(w.layer.spec().kind);
 
     // Every exact kernel the device runs; the speedups are quoted against the fastest of the
     // baselines (tiled, subgroup).
@@ -336,7 +340,7 @@ pub fn bench_workload(
     for &k in DirectKernel::ALL {
         let baseline = matches!(k, DirectKernel::Tiled | DirectKernel::Subgroup);
         if (baseline || all_direct) && k.check(ctx).is_ok() {
-            let conv = DirectConv::with_kernel(ctx, &w.spec, &w.weight, w.bias.as_ref(), k)?;
+            let conv = DirectConv::with_kernel(ctx, &w.layer, k)?;
             entries.push(Entry {
                 conv: Box::new(conv),
                 trained: None,
@@ -352,14 +356,15 @@ pub fn bench_workload(
             ..TrainConfig::default()
         };
         let t0 = Instant::now();
-        let tables = train(
-            &w.spec,
-            &w.weight,
-            w.bias.as_ref(),
-            std::slice::from_ref(&w.train),
-            &config,
-            &mut |_| {},
-        )?;
+        let tables = match train(&w.layer, std::slice::from_ref(&w.train), &config) {
+            Ok(t) => t,
+            // Degenerate training data (too few windows, say): no tables, and the report says why.
+            Err(maddconv::Error::Training(why)) => {
+                eprintln!("  MADDNESS C={c} not trained: {why}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let secs = t0.elapsed().as_secs_f64();
         eprintln!("  trained C={c} in {secs:.1} s");
         let default = LookupKernel::default_for(ctx);
@@ -394,7 +399,7 @@ pub fn bench_workload(
         e.conv.encode(ctx, &mut enc, &x, y, None)?;
         ctx.submit(enc);
         let got = pollster::block_on(ctx.download(y))?;
-        let nmse = nmse(w.spec.kind, &got, &exact)?;
+        let nmse = nmse(w.layer.spec().kind, &got, &exact)?;
         errors.push((1.0 - nmse, relative_l2(got.data(), exact.data())));
     }
 

@@ -51,7 +51,7 @@ pub fn run(args: ConvArgs) -> Result<()> {
         layer.exact(&input)?
     } else {
         let ctx = super::gpu()?;
-        let gpu = DirectConv::new(&ctx, spec, layer.weight(), layer.bias())?;
+        let gpu = DirectConv::new(&ctx, &layer)?;
         pollster::block_on(gpu.run(&ctx, &input))?
     };
     let secs = t.elapsed().as_secs_f64();

@@ -186,16 +186,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
     };
-    let result = learn::train(
-        spec,
-        layer.weight(),
-        layer.bias(),
-        &inputs,
-        &config,
-        &mut on_progress,
-    );
+    let result = learn::train_with_report(&layer, &inputs, &config, &mut on_progress);
     bar.finish_and_clear();
-    let mut tables = result.context("training failed")?;
+    let (mut tables, report) = result.context("training failed")?;
     tables.meta.sources = args.input.iter().map(|p| file_name(p)).collect();
     eprintln!(
         "trained {} ({}): C = {}, {} of {} windows, {:.2} s",
@@ -205,6 +198,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         tables.meta.windows_trained,
         tables.meta.windows_available,
         tables.meta.train_seconds
+    );
+    let worst = report.train_nmse.iter().copied().fold(0.0f64, f64::max);
+    eprintln!(
+        "training fit: 1 − NMSE {:.4} on the training windows (worst group)",
+        1.0 - worst
     );
 
     if let (Some(test), Some(path)) = (&test, &args.test) {

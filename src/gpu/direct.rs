@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::gpu::conv::{check_io, GpuConv};
 use crate::gpu::kernel::{shader_source, uniform_struct, Binding, GeometryParams, Kernel};
 use crate::gpu::{Context, GpuTensor, GpuTimer};
+use crate::layer::ConvLayer;
 use crate::spec::{ConvSpec, Geometry};
-use crate::tensor::Tensor;
 
 use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
 
@@ -199,32 +199,15 @@ impl DirectConv {
     /// Uploads the layer for the device's default exact kernel
     /// ([`DirectKernel::default_for`]).
     ///
-    /// `weight`: `O×(C/g)×KH×KW` (conv2d) or `O×(C/g)×K` (conv1d); `bias`: `O`, present iff
-    /// `spec.bias`.
-    pub fn new(
-        ctx: &Context,
-        spec: &ConvSpec,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-    ) -> Result<Self> {
-        Self::with_kernel(ctx, spec, weight, bias, DirectKernel::default_for(ctx))
+    /// The layer's weight and bias were checked when the [`ConvLayer`] was made.
+    pub fn new(ctx: &Context, layer: &ConvLayer) -> Result<Self> {
+        Self::with_kernel(ctx, layer, DirectKernel::default_for(ctx))
     }
 
     /// Uploads the layer for the given kernel; fails with [`Error::Unsupported`] when the
     /// device cannot run it (never falls back to another kernel).
-    pub fn with_kernel(
-        ctx: &Context,
-        spec: &ConvSpec,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        kernel: DirectKernel,
-    ) -> Result<Self> {
-        spec.check_weight(weight.shape())?;
-        spec.check_bias(bias.map(|b| b.shape()))?;
-        weight.check_finite("weight")?;
-        if let Some(b) = bias {
-            b.check_finite("bias")?;
-        }
+    pub fn with_kernel(ctx: &Context, layer: &ConvLayer, kernel: DirectKernel) -> Result<Self> {
+        let (spec, weight, bias) = (layer.spec(), layer.weight(), layer.bias());
         kernel.check(ctx)?;
         let o = spec.out_channels;
         let og = o / spec.groups;

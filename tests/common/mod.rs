@@ -83,7 +83,7 @@ pub fn assert_close(what: &str, computed: &[f32], expected: &[f32], tol: f64) {
             computed[i], expected[i]
         );
     }
-    let rel = maddconv::reference::relative_l2(computed, expected);
+    let rel = maddconv::metrics::relative_l2(computed, expected);
     if rel >= tol || rel.is_nan() {
         let (i, d) = computed
             .iter()

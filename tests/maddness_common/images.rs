@@ -41,7 +41,11 @@ pub fn experiment(
 ) -> anyhow::Result<(f64, f64, f64)> {
     let (spec, weight) = filters;
     let t = std::time::Instant::now();
-    let tables = train(spec, weight, None, train_photos, config, &mut |_| {})?;
+    let tables = train(
+        &maddconv::ConvLayer::new(spec.clone(), weight.clone(), None)?,
+        train_photos,
+        config,
+    )?;
     let secs = t.elapsed().as_secs_f64();
     // Concatenate the outputs of all test photos (flattened per channel) for one NMSE.
     let (mut e8, mut ef, mut ex) = (Vec::new(), Vec::new(), Vec::new());

@@ -108,12 +108,9 @@ pub fn train_layer(layer: &LayerDir, x: &Tensor, cfg: &TrainConfig) -> Tables {
     let weight = layer.weight().unwrap();
     let bias = layer.bias().unwrap();
     train(
-        &layer.spec,
-        &weight,
-        bias.as_ref(),
+        &maddconv::ConvLayer::new(layer.spec.clone(), weight.clone(), bias.clone()).unwrap(),
         std::slice::from_ref(x),
         cfg,
-        &mut |_| {},
     )
     .unwrap()
 }

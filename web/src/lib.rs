@@ -665,5 +665,5 @@ pub fn relative_l2(computed: &[f32], expected: &[f32]) -> Result<f64, JsError> {
             expected.len()
         )));
     }
-    Ok(maddconv::reference::relative_l2(computed, expected))
+    Ok(maddconv::metrics::relative_l2(computed, expected))
 }

@@ -8,11 +8,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use maddconv::gpu::direct::DirectConv;
-use maddconv::gpu::{GpuConv, LookupKernel, MaddnessConv};
 use maddconv::gpu::{Context, ContextOptions};
+use maddconv::gpu::{GpuConv, LookupKernel, MaddnessConv};
 use maddconv::maddness::{self, mirror};
 use maddconv::metrics::nmse;
-use maddconv::reference::{conv_reference, relative_l2};
+use maddconv::metrics::relative_l2;
+use maddconv::reference::conv_reference;
 use maddconv::ConvKind;
 use maddconv::{ConvSpec, Tensor};
 use maddconv_web::{check_limits, Gpu, Layer, Tables};
@@ -437,7 +438,10 @@ async fn maddness_kernels_match_the_cpu_mirror_in_the_browser() {
         // subgroups, which wgpu 30 does not map on the web: refused, saying so).
         let mut variants = vec![conv];
         for &k in LookupKernel::ALL {
-            match MaddnessConv::new(&ctx, &tables).unwrap().with_kernels(&ctx, k) {
+            match MaddnessConv::new(&ctx, &tables)
+                .unwrap()
+                .with_kernels(&ctx, k)
+            {
                 Ok(layer) => variants.push(layer),
                 Err(maddconv::Error::Unsupported(why)) => {
                     assert!(why.contains("subgroup"), "{name}: {k:?} refused: {why}")

@@ -34,7 +34,8 @@ use maddconv::gpu::maddness::MaddnessConv;
 use maddconv::gpu::{Context, ContextOptions, GpuConv, GpuTensor, GpuTimer};
 use maddconv::maddness::{train, TrainConfig};
 use maddconv::metrics::nmse;
-use maddconv::reference::{conv_reference, relative_l2};
+use maddconv::metrics::relative_l2;
+use maddconv::reference::conv_reference;
 use maddconv::{ConvKind, ConvSpec, Tensor};
 
 const USAGE: &str = "usage: maddconv-peers [--data DIR] [--layers NAME,NAME] [--no-cnn] \

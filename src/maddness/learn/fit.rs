@@ -78,7 +78,7 @@ pub(crate) fn check_group_fit(
         )));
     }
     let nmse = num / den;
-    if !(nmse < 1.0) {
+    if nmse.is_nan() || nmse >= 1.0 {
         return Err(Error::Training(format!(
             "group {g}: the 8-bit tables fit their own training windows no better than \
              predicting each output channel's mean (training NMSE {nmse:.4} ≥ 1, 1 − NMSE \

@@ -257,7 +257,7 @@ mod tests {
             lut
         };
         let dense = project(&protos.p);
-        let rel = crate::reference::relative_l2(luts, &dense);
+        let rel = crate::metrics::relative_l2(luts, &dense);
         assert!(
             rel < 1e-4,
             "luts_f32 vs dense P·wᵀ: relative L2 {rel:.3e} ≥ 1e-4"

@@ -73,6 +73,7 @@ use super::{
     TREE_DEPTH,
 };
 use crate::error::{Error, Result};
+use crate::layer::ConvLayer;
 use crate::spec::ConvSpec;
 use crate::tensor::Tensor;
 
@@ -334,32 +335,26 @@ impl Stopwatch {
     }
 }
 
-/// Learns the tables of a layer: `spec`, its `weight` (`O×(C/g)×KH×KW` or `O×(C/g)×K`), `bias`
-/// (`O`, present iff `spec.bias`) and training `inputs` (each `N×C×H×W` or `N×C×L`, sizes may
-/// differ). `progress` is called on the calling thread as the stages advance.
+/// Learns the tables of a `layer` (spec, weight `O×(C/g)×KH×KW` or `O×(C/g)×K`, bias `O`)
+/// from training `inputs` (each `N×C×H×W` or `N×C×L`, sizes may differ).
 ///
-/// Fails on shape mismatches, non-finite values ([`Error::NonFinite`]), invalid settings
-/// ([`Error::Argument`]) and an unsolvable ridge system ([`Error::Training`]).
-pub fn train(
-    spec: &ConvSpec,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    inputs: &[Tensor],
-    config: &TrainConfig,
-    progress: &mut dyn FnMut(TrainProgress),
-) -> Result<Tables> {
-    train_with_report(spec, weight, bias, inputs, config, progress).map(|(t, _)| t)
+/// Fails on input shapes that do not fit the layer, non-finite inputs ([`Error::NonFinite`]),
+/// invalid settings ([`Error::Argument`]), degenerate training data (fewer than
+/// [`MIN_TRAIN_WINDOWS`] windows, constant inputs, tables no better than the mean) and an
+/// unsolvable ridge system ([`Error::Training`]).
+pub fn train(layer: &ConvLayer, inputs: &[Tensor], config: &TrainConfig) -> Result<Tables> {
+    train_with_report(layer, inputs, config, &mut |_| {}).map(|(t, _)| t)
 }
 
-/// [`train`], also returning diagnostics: per-level SSE of the trees and time per stage.
+/// [`train`], calling `progress` on the calling thread as the stages advance, and also
+/// returning diagnostics: per-level SSE of the trees, the training fit and time per stage.
 pub fn train_with_report(
-    spec: &ConvSpec,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
+    layer: &ConvLayer,
     inputs: &[Tensor],
     config: &TrainConfig,
     progress: &mut dyn FnMut(TrainProgress),
 ) -> Result<(Tables, TrainReport)> {
+    let (spec, weight, bias) = (layer.spec(), layer.weight(), layer.bias());
     let clock = Stopwatch::start();
     let (total, d, c_total) = check_inputs(spec, weight, bias, inputs, config)?;
     let groups = spec.groups;

@@ -23,7 +23,12 @@ pub(super) fn fixture() -> LayerDir {
 pub(super) fn train_on(layer: &LayerDir, x: &Tensor, cfg: &TrainConfig) -> Tables {
     let (w, b) = (layer.weight().unwrap(), layer.bias().unwrap());
     let inputs = std::slice::from_ref(x);
-    super::train(&layer.spec, &w, b.as_ref(), inputs, cfg, &mut |_| {}).unwrap()
+    super::train(
+        &crate::ConvLayer::new(layer.spec.clone(), w.clone(), b.clone()).unwrap(),
+        inputs,
+        cfg,
+    )
+    .unwrap()
 }
 
 /// Every window of group 0 of `x`.
