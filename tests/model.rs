@@ -53,7 +53,10 @@ fn silero_exact_run_matches_onnxruntime() {
         assert_eq!(out[0].shape(), expected.shape());
         common::assert_close("silero speech_probs", out[0].data(), expected.data(), 1e-4);
         let rel = maddconv::reference::relative_l2(out[0].data(), expected.data());
-        eprintln!("silero exact run vs onnxruntime ({}): relative L2 {rel:.3e}", dir.display());
+        eprintln!(
+            "silero exact run vs onnxruntime ({}): relative L2 {rel:.3e}",
+            dir.display()
+        );
     }
 }
 
@@ -103,11 +106,19 @@ fn replacing_every_conv_by_the_reference_reproduces_the_exact_run() {
         .map(|c| (c.name.clone(), Replace::Reference))
         .collect();
     let run = m.run_with(&runs[0], &replace, &[]).unwrap();
-    common::assert_close("all convs by the reference", run.outputs[0].data(), exact[0].data(), 1e-5);
+    common::assert_close(
+        "all convs by the reference",
+        run.outputs[0].data(),
+        exact[0].data(),
+        1e-5,
+    );
     // Each captured input fed to the extracted layer gives tract's conv output.
     for (name, (tract_out, ours)) in &run.replaced {
         common::assert_close(name, ours.data(), tract_out.data(), 1e-5);
-        assert_eq!(run.conv_inputs[name].shape(), m.conv(name).unwrap().input_shape.as_slice());
+        assert_eq!(
+            run.conv_inputs[name].shape(),
+            m.conv(name).unwrap().input_shape.as_slice()
+        );
     }
     assert_eq!(run.replaced.len(), 6);
 }
@@ -166,7 +177,12 @@ fn calibrate_bundle_eval_round_trip() {
     assert!(agree > 0.8, "frame agreement {agree}");
     assert_eq!(cmp.layers.len(), 2);
     for l in &cmp.layers {
-        assert!(l.one_minus_nmse > 0.5, "{}: 1 - NMSE {}", l.name, l.one_minus_nmse);
+        assert!(
+            l.one_minus_nmse > 0.5,
+            "{}: 1 - NMSE {}",
+            l.name,
+            l.one_minus_nmse
+        );
     }
 }
 
@@ -175,17 +191,30 @@ fn bad_inputs_give_clear_errors() {
     let dir = silero_dir();
     let path = dir.join("model.onnx");
     let ok = |n: &str, s: Vec<usize>| (n.to_string(), s);
-    let e = Model::load(&path, &[ok("input", vec![5, 576]), ok("h", vec![1, 1, 128])]).unwrap_err();
+    let e = Model::load(
+        &path,
+        &[ok("input", vec![5, 576]), ok("h", vec![1, 1, 128])],
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("\"c\""), "{e}");
     let e = Model::load(
         &path,
-        &[ok("input", vec![5, 576]), ok("h", vec![1, 1, 128]), ok("c", vec![1, 1, 128]), ok("x", vec![1])],
+        &[
+            ok("input", vec![5, 576]),
+            ok("h", vec![1, 1, 128]),
+            ok("c", vec![1, 1, 128]),
+            ok("x", vec![1]),
+        ],
     )
     .unwrap_err();
     assert!(e.to_string().contains("no input \"x\""), "{e}");
     let e = Model::load(
         &path,
-        &[ok("input", vec![5, 577]), ok("h", vec![1, 1, 128]), ok("c", vec![1, 1, 128])],
+        &[
+            ok("input", vec![5, 577]),
+            ok("h", vec![1, 1, 128]),
+            ok("c", vec![1, 1, 128]),
+        ],
     )
     .unwrap_err();
     assert!(e.to_string().contains("[5, 577]"), "{e}");
@@ -194,7 +223,11 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.to_string().contains("ONNX"), "{e}");
     let m = Model::load(
         &path,
-        &[ok("input", vec![5, 576]), ok("h", vec![1, 1, 128]), ok("c", vec![1, 1, 128])],
+        &[
+            ok("input", vec![5, 576]),
+            ok("h", vec![1, 1, 128]),
+            ok("c", vec![1, 1, 128]),
+        ],
     )
     .unwrap();
     let e = m.conv("/nope/Conv").unwrap_err();
@@ -222,7 +255,12 @@ fn ddddocr_exact_run_matches_onnxruntime() {
         let out = m.run(r).unwrap();
         let want = expected.slice_batch(i, i + 1).unwrap();
         assert_eq!(out[0].shape(), want.shape());
-        common::assert_close(&format!("ddddocr row {i}"), out[0].data(), want.data(), 1e-4);
+        common::assert_close(
+            &format!("ddddocr row {i}"),
+            out[0].data(),
+            want.data(),
+            1e-4,
+        );
         let rel = maddconv::reference::relative_l2(out[0].data(), want.data());
         eprintln!("ddddocr row {i} exact run vs onnxruntime: relative L2 {rel:.3e}");
     }

@@ -210,32 +210,58 @@ fn inspect(a: InspectArgs) -> Result<()> {
     );
     println!(
         "{:>3} {:<22} {:<6} {:>5} {:>5} {:>7} {:>7} {:<12} {:>4} {:>3} {:>6} {:>9} {:>6} {:<22} ok",
-        "#", "node", "kind", "C", "O", "kernel", "stride", "pads", "dil", "g", "D", "positions", "MAC%", "next op"
+        "#",
+        "node",
+        "kind",
+        "C",
+        "O",
+        "kernel",
+        "stride",
+        "pads",
+        "dil",
+        "g",
+        "D",
+        "positions",
+        "MAC%",
+        "next op"
     );
     let list = |v: &serde_json::Value| -> String {
         v.as_array()
-            .map(|a| a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x"))
+            .map(|a| {
+                a.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x")
+            })
             .unwrap_or_else(|| "-".into())
     };
     for r in &rows {
         let pads = r["pads"]
             .as_array()
-            .map(|a| format!("[{}]", a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")))
+            .map(|a| {
+                format!(
+                    "[{}]",
+                    a.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            })
             .unwrap_or_else(|| "-".into());
         println!(
             "{:>3} {:<22} {:<6} {:>5} {:>5} {:>7} {:>7} {:<12} {:>4} {:>3} {:>6} {:>9} {:>5.1}% {:<22} {}",
-            r["index"],
+            r["index"].to_string(),
             r["name"].as_str().unwrap_or(""),
             r["kind"].as_str().unwrap_or("-"),
-            r["in_channels"],
-            r["out_channels"],
+            r["in_channels"].to_string(),
+            r["out_channels"].to_string(),
             list(&r["kernel"]),
             list(&r["stride"]),
             pads,
             list(&r["dilation"]),
-            r["groups"],
-            r["D"],
-            r["positions"],
+            r["groups"].to_string(),
+            r["D"].to_string(),
+            r["positions"].to_string(),
             100.0 * r["mac_share"].as_f64().unwrap_or(0.0),
             r["next_op"].as_str().unwrap_or(""),
             r["why_not"].as_str().map_or("yes".to_string(), |w| format!("no: {w}")),
@@ -347,7 +373,10 @@ fn eval(a: EvalArgs) -> Result<()> {
         );
     }
     for l in &cmp.layers {
-        println!("layer  {:<24} in place: NMSE {:.4}  1 - NMSE {:.4}", l.name, l.nmse, l.one_minus_nmse);
+        println!(
+            "layer  {:<24} in place: NMSE {:.4}  1 - NMSE {:.4}",
+            l.name, l.nmse, l.one_minus_nmse
+        );
     }
     Ok(())
 }
@@ -357,12 +386,21 @@ fn run_model(a: RunArgs) -> Result<()> {
     let bundle = a.tables.as_ref().map(|p| load_bundle(p, &m)).transpose()?;
     let replace: std::collections::BTreeMap<String, Replace<'_>> = bundle
         .iter()
-        .flat_map(|b| b.layers.iter().map(|(n, t)| (n.clone(), Replace::Tables(t))))
+        .flat_map(|b| {
+            b.layers
+                .iter()
+                .map(|(n, t)| (n.clone(), Replace::Tables(t)))
+        })
         .collect();
     let mut first = Vec::new();
     for r in &runs {
         let out = m.run_with(r, &replace, &[])?;
-        first.push(out.outputs.into_iter().next().context("the model has no output")?);
+        first.push(
+            out.outputs
+                .into_iter()
+                .next()
+                .context("the model has no output")?,
+        );
     }
     let y = if first.len() == 1 {
         first.pop().expect("one")
@@ -373,7 +411,10 @@ fn run_model(a: RunArgs) -> Result<()> {
     y.write_npy(&a.output)?;
     eprintln!(
         "{} {:?} ({} replaced layer(s), {} run(s)) written to {}",
-        m.output_names().first().map(String::as_str).unwrap_or("output"),
+        m.output_names()
+            .first()
+            .map(String::as_str)
+            .unwrap_or("output"),
         y.shape(),
         replace.len(),
         runs.len(),

@@ -276,8 +276,15 @@ pub fn compare(
         let Some((e, a)) = layer_pairs.get(name) else {
             continue;
         };
-        let kind = model.conv(name)?.layer.as_ref().expect("replaced").spec().kind;
-        let nmse = crate::metrics::nmse(kind, &Tensor::concat_batch(a)?, &Tensor::concat_batch(e)?)?;
+        let kind = model
+            .conv(name)?
+            .layer
+            .as_ref()
+            .expect("replaced")
+            .spec()
+            .kind;
+        let nmse =
+            crate::metrics::nmse(kind, &Tensor::concat_batch(a)?, &Tensor::concat_batch(e)?)?;
         cmp.layers.push(LayerError {
             name: name.clone(),
             nmse,

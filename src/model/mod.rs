@@ -168,7 +168,8 @@ fn ints(node: &pb::NodeProto, name: &str) -> Option<Vec<usize>> {
 /// The declared shape of a graph input: `Some(n)` for a fixed dimension, `None` for a symbol.
 fn declared_shape(v: &pb::ValueInfoProto) -> Vec<Option<usize>> {
     use pb::tensor_shape_proto::dimension::Value;
-    let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        v.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
         return vec![];
     };
@@ -225,7 +226,12 @@ fn conv_spec(
     let kind = match weight_shape.len() {
         3 => ConvKind::Conv1d,
         4 => ConvKind::Conv2d,
-        r => return Err(format!("a {}-d convolution (weight rank {r})", r.saturating_sub(2))),
+        r => {
+            return Err(format!(
+                "a {}-d convolution (weight rank {r})",
+                r.saturating_sub(2)
+            ))
+        }
     };
     if let Some(a) = attr(node, "auto_pad") {
         let s = String::from_utf8_lossy(&a.s);
@@ -234,11 +240,15 @@ fn conv_spec(
         }
     }
     let dims = kind.spatial_dims();
-    let group = attr(node, "group").map(|a| a.i.max(1) as usize).unwrap_or(1);
+    let group = attr(node, "group")
+        .map(|a| a.i.max(1) as usize)
+        .unwrap_or(1);
     let kernel = weight_shape[2..].to_vec();
     if let Some(k) = ints(node, "kernel_shape") {
         if k != kernel {
-            return Err(format!("kernel_shape {k:?} differs from the weight's {kernel:?}"));
+            return Err(format!(
+                "kernel_shape {k:?} differs from the weight's {kernel:?}"
+            ));
         }
     }
     let spec = ConvSpec {
@@ -339,7 +349,10 @@ impl Model {
             let decl = &declared_inputs[i];
             let fits = decl.is_empty()
                 || (decl.len() == shape.len()
-                    && decl.iter().zip(&shape).all(|(d, &s)| d.is_none_or(|d| d == s)));
+                    && decl
+                        .iter()
+                        .zip(&shape)
+                        .all(|(d, &s)| d.is_none_or(|d| d == s)));
             if !fits {
                 let shown: Vec<String> = decl
                     .iter()
@@ -351,7 +364,10 @@ impl Model {
                 )));
             }
             model
-                .set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), shape.as_slice()))
+                .set_input_fact(
+                    i,
+                    InferenceFact::dt_shape(f32::datum_type(), shape.as_slice()),
+                )
                 .map_err(|e| tract_err(format!("input {name:?}"), e))?;
             input_shapes.push(shape);
         }
@@ -363,9 +379,9 @@ impl Model {
         let mut pending = Vec::new();
         for pnode in graph.node.iter().filter(|n| n.op_type == "Conv") {
             let name = pnode.name.clone();
-            let inode = model.node_by_name(&name).map_err(|_| {
-                Error::Model(format!("Conv node {name:?} is not in tract's graph"))
-            })?;
+            let inode = model
+                .node_by_name(&name)
+                .map_err(|_| Error::Model(format!("Conv node {name:?} is not in tract's graph")))?;
             let input_shape = fact_shape(&model, inode.inputs[0]);
             let output_shape = fact_shape(&model, tract_onnx::prelude::OutletId::new(inode.id, 0));
             let weight = inode.inputs.get(1).and_then(|&o| konst(&model, o));
@@ -373,16 +389,21 @@ impl Model {
             let (layer, unsupported) = match (&weight, inode.inputs.len() > 2 && bias.is_none()) {
                 (None, _) => (None, Some("the weight is not a constant f32 tensor".into())),
                 (_, true) => (None, Some("the bias is not a constant f32 tensor".into())),
-                (Some(w), false) => match conv_spec(pnode, w.shape(), bias.is_some())
-                    .and_then(|s| ConvLayer::new(s, w.clone(), bias.clone()).map_err(|e| e.to_string()))
-                {
-                    Ok(l) => (Some(l), None),
-                    Err(why) => (None, Some(why)),
-                },
+                (Some(w), false) => {
+                    match conv_spec(pnode, w.shape(), bias.is_some()).and_then(|s| {
+                        ConvLayer::new(s, w.clone(), bias.clone()).map_err(|e| e.to_string())
+                    }) {
+                        Ok(l) => (Some(l), None),
+                        Err(why) => (None, Some(why)),
+                    }
+                }
             };
             pending.push(ConvNode {
                 index: pending.len(),
-                next_op: following_op(graph, pnode.output.first().map(String::as_str).unwrap_or("")),
+                next_op: following_op(
+                    graph,
+                    pnode.output.first().map(String::as_str).unwrap_or(""),
+                ),
                 name,
                 layer,
                 unsupported,
@@ -409,10 +430,8 @@ impl Model {
             match typed.node_by_name(&c.name) {
                 Ok(n) if n.op.name() == "Conv" && !n.inputs.is_empty() => c.typed_id = n.id,
                 Ok(n) => {
-                    c.unsupported.get_or_insert(format!(
-                        "tract turned it into a {} node",
-                        n.op.name()
-                    ));
+                    c.unsupported
+                        .get_or_insert(format!("tract turned it into a {} node", n.op.name()));
                 }
                 Err(_) => {
                     c.unsupported
@@ -519,54 +538,54 @@ impl Model {
         let mut state = TypedSimpleState::new(&self.plan).map_err(|e| tract_err("run", e))?;
         let mut run = Run::default();
         let mut failure: Option<Error> = None;
-        let outputs = state
-            .run_plan_with_eval(tv, |ctx, op_state, node, node_inputs| {
-                let exact = tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs.clone());
-                let Some((c, r)) = hooked.get(&node.id) else {
-                    return exact;
-                };
-                let exact = exact?;
-                let step = (|| -> Result<Option<TValue>> {
-                    let x = from_tvalue(&node_inputs[0], &format!("input of {}", c.name))?;
-                    let approx = match r {
-                        None => None,
-                        Some(r) => {
-                            let layer = c.layer.as_ref().expect("checked above");
-                            let y = match r {
-                                Replace::Tables(t) => mirror::apply(t, &x)?,
-                                Replace::Reference => layer.exact(&x)?,
-                            };
-                            let ex = from_tvalue(&exact[0], &format!("output of {}", c.name))?;
-                            if ex.shape() != y.shape() {
-                                return Err(Error::Model(format!(
-                                    "the replacement of {} gives shape {:?}, tract's conv {:?}",
-                                    c.name,
-                                    y.shape(),
-                                    ex.shape()
-                                )));
-                            }
-                            let v = to_tvalue(&y)?;
-                            run.replaced.insert(c.name.clone(), (ex, y));
-                            Some(v)
+        let outputs = state.run_plan_with_eval(tv, |ctx, op_state, node, node_inputs| {
+            let exact =
+                tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs.clone());
+            let Some((c, r)) = hooked.get(&node.id) else {
+                return exact;
+            };
+            let exact = exact?;
+            let step = (|| -> Result<Option<TValue>> {
+                let x = from_tvalue(&node_inputs[0], &format!("input of {}", c.name))?;
+                let approx = match r {
+                    None => None,
+                    Some(r) => {
+                        let layer = c.layer.as_ref().expect("checked above");
+                        let y = match r {
+                            Replace::Tables(t) => mirror::apply(t, &x)?,
+                            Replace::Reference => layer.exact(&x)?,
+                        };
+                        let ex = from_tvalue(&exact[0], &format!("output of {}", c.name))?;
+                        if ex.shape() != y.shape() {
+                            return Err(Error::Model(format!(
+                                "the replacement of {} gives shape {:?}, tract's conv {:?}",
+                                c.name,
+                                y.shape(),
+                                ex.shape()
+                            )));
                         }
-                    };
-                    run.conv_inputs.insert(c.name.clone(), x);
-                    Ok(approx)
-                })();
-                match step {
-                    Ok(Some(v)) => {
-                        let mut out = exact;
-                        out[0] = v;
-                        Ok(out)
+                        let v = to_tvalue(&y)?;
+                        run.replaced.insert(c.name.clone(), (ex, y));
+                        Some(v)
                     }
-                    Ok(None) => Ok(exact),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        failure = Some(e);
-                        Err(tract_onnx::prelude::TractError::msg(msg))
-                    }
+                };
+                run.conv_inputs.insert(c.name.clone(), x);
+                Ok(approx)
+            })();
+            match step {
+                Ok(Some(v)) => {
+                    let mut out = exact;
+                    out[0] = v;
+                    Ok(out)
                 }
-            });
+                Ok(None) => Ok(exact),
+                Err(e) => {
+                    let msg = e.to_string();
+                    failure = Some(e);
+                    Err(tract_onnx::prelude::TractError::msg(msg))
+                }
+            }
+        });
         if let Some(e) = failure {
             return Err(e);
         }
@@ -604,10 +623,7 @@ impl Model {
 /// (e.g. a detector exported with `images` `[1, 3, 416, 416]`): `N` rows become `N` runs of one
 /// row each. Inputs whose first declared dimension is not a fixed 1 are passed whole to every run
 /// (and must then be the same for all). Returns one input set per run and the per-run shapes.
-pub fn split_runs(
-    declared: &[Vec<Option<usize>>],
-    inputs: &[Tensor],
-) -> Result<Vec<Vec<Tensor>>> {
+pub fn split_runs(declared: &[Vec<Option<usize>>], inputs: &[Tensor]) -> Result<Vec<Vec<Tensor>>> {
     let batched: Vec<bool> = inputs
         .iter()
         .enumerate()
@@ -636,7 +652,13 @@ pub fn split_runs(
             inputs
                 .iter()
                 .zip(&batched)
-                .map(|(t, &b)| if b { t.slice_batch(r, r + 1) } else { Ok(t.clone()) })
+                .map(|(t, &b)| {
+                    if b {
+                        t.slice_batch(r, r + 1)
+                    } else {
+                        Ok(t.clone())
+                    }
+                })
                 .collect()
         })
         .collect()
@@ -701,18 +723,18 @@ pub fn load_for(
         Error::Model(m) => Error::Model(format!("{}: {m}", path.display())),
         other => other,
     })?;
-    let runs = runs
-        .into_iter()
-        .map(|run| {
-            let mut ordered = Vec::new();
-            for name in model.input_names() {
-                let i = inputs.iter().position(|(n, _)| n == name).ok_or_else(|| {
-                    Error::Model(format!("no tensor given for input {name:?}"))
-                })?;
-                ordered.push(run[i].clone());
-            }
-            Ok(ordered)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let runs =
+        runs.into_iter()
+            .map(|run| {
+                let mut ordered = Vec::new();
+                for name in model.input_names() {
+                    let i = inputs.iter().position(|(n, _)| n == name).ok_or_else(|| {
+                        Error::Model(format!("no tensor given for input {name:?}"))
+                    })?;
+                    ordered.push(run[i].clone());
+                }
+                Ok(ordered)
+            })
+            .collect::<Result<Vec<_>>>()?;
     Ok((model, runs))
 }
