@@ -128,8 +128,9 @@ pub struct Run {
     pub replaced: BTreeMap<String, (Tensor, Tensor)>,
 }
 
-fn tract_err(what: impl std::fmt::Display, e: impl std::fmt::Debug) -> Error {
-    Error::Model(format!("{what}: {e:?}"))
+fn tract_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    // `{:#}`: tract's (anyhow) chain of causes on one line, without a backtrace.
+    Error::Model(format!("{what}: {e:#}"))
 }
 
 /// Hex sha256 of bytes.
