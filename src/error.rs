@@ -126,6 +126,12 @@ pub enum Error {
     /// Learning the tables failed (e.g. no training windows, a singular system).
     #[error("training failed: {0}")]
     Training(String),
+
+    /// An ONNX model could not be loaded or run (not an ONNX file, an unknown input or node
+    /// name, a wrong input shape, an op tract cannot run). The message names the file, node,
+    /// op or shape at fault.
+    #[error("model: {0}")]
+    Model(String),
 }
 
 impl Error {

@@ -14,6 +14,8 @@
 //! * [`data`] — layer folders (`layer.json` + `.npy` files).
 //! * [`maddness`] — learned hash trees and look-up tables: training, the CPU mirror of
 //!   inference, the table file.
+//! * [`model`] (feature `onnx`) — whole ONNX models on tract with chosen Conv nodes
+//!   captured or replaced by MADDNESS tables.
 //! * [`metrics`] — the error of an approximate layer (NMSE, DESIGN.md §5).
 //! * [`filters`] — fixed filters as conv layers for demos and tests (Sobel and Gaussian image
 //!   filters, a band-pass FIR bank).
@@ -29,6 +31,8 @@ pub mod io;
 pub mod layer;
 pub mod maddness;
 pub mod metrics;
+#[cfg(feature = "onnx")]
+pub mod model;
 pub mod reference;
 pub mod rng;
 pub mod spec;

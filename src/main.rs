@@ -26,6 +26,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Time the kernels on this adapter, methods interleaved, with their error next to the speed.
     Bench(cli::bench::BenchArgs),
+    /// Whole ONNX models: inspect Conv nodes, calibrate tables, eval and run with them.
+    #[cfg(feature = "onnx")]
+    Model(cli::model::ModelArgs),
 }
 
 fn main() {
@@ -49,6 +52,8 @@ fn main() {
         Command::Eval(a) => cli::eval::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        #[cfg(feature = "onnx")]
+        Command::Model(a) => cli::model::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

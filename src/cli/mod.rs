@@ -4,6 +4,8 @@ pub mod bench;
 pub mod conv;
 pub mod eval;
 pub mod info;
+#[cfg(feature = "onnx")]
+pub mod model;
 pub mod report;
 pub mod run;
 pub mod train;
