@@ -5,12 +5,7 @@
 //! Tests never assert on time; benchmarks print tables. Also the workloads the benchmarks share
 //! (a layer, a timed input, training inputs) and the synthetic batch-8 CNN shapes.
 
-// std's Instant panics on wasm32-unknown-unknown; web-time reads performance.now() there.
-#[cfg(not(target_arch = "wasm32"))]
-use std::time::Instant;
-#[cfg(target_arch = "wasm32")]
-use web_time::Instant;
-
+use crate::clock::Instant;
 use crate::error::Result;
 use crate::gpu::{Context, GpuConv, GpuTensor, GpuTimer};
 use crate::layer::ConvLayer;

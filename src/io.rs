@@ -35,6 +35,8 @@ fn pending() -> MutexGuard<'static, Vec<PathBuf>> {
 /// temporary is removed and `path` is untouched; temporaries of the same path left by processes
 /// that no longer run (killed mid-write) are removed first. See the [module docs](self) for
 /// signals.
+// On wasm32 `File` has no destructor; the explicit drop still says when the file is closed.
+#[cfg_attr(target_arch = "wasm32", allow(clippy::drop_non_drop))]
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,

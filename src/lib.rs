@@ -16,6 +16,7 @@
 //!   inference, the table file.
 //! * [`model`] (feature `onnx`) — whole ONNX models on tract with chosen Conv nodes
 //!   captured or replaced by MADDNESS tables.
+//! * [`clock`] — the one clock (std natively, `performance.now()` in browsers).
 //! * [`metrics`] — the error of an approximate layer (NMSE, DESIGN.md §5).
 //! * [`filters`] — fixed filters as conv layers for demos and tests (Sobel and Gaussian image
 //!   filters, a band-pass FIR bank).
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod clock;
 pub mod data;
 pub mod error;
 pub mod filters;

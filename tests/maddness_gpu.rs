@@ -197,11 +197,16 @@ fn gpu_matches_mirror_on_trained_real_layers() {
     let Some(ctx) = common::gpu() else { return };
     for layer in common::layer_dirs() {
         let x = layer.test().unwrap();
-        let w = layer.weight().unwrap();
-        let b = layer.bias().unwrap();
         // Train on train.npy where the folder has one (the shared data), else on the test input
         // itself: this test is about GPU = mirror, not about quality.
-        let train_x = layer.train().unwrap_or_else(|_| x.clone());
+        // The input repeated until it holds the windows training needs (the fixture
+        // silero_L02_blocks has only 12).
+        let train_x = layer.train().unwrap_or_else(|_| {
+            let per =
+                layer.spec.geometry(x.shape()).unwrap().positions() as u64 * x.shape()[0] as u64;
+            let copies = maddconv::maddness::learn::MIN_TRAIN_WINDOWS.div_ceil(per) as usize;
+            Tensor::concat_batch(&vec![x.clone(); copies.max(1)]).unwrap()
+        });
         // Both learners: the output-aware one splits on any window dimension (codebooks are not
         // contiguous ranges), which the encoder must read by index arithmetic all the same.
         for (c, learner) in [
@@ -223,7 +228,7 @@ fn gpu_matches_mirror_on_trained_real_layers() {
                 ..TrainConfig::default()
             };
             let tables = train(
-                &maddconv::ConvLayer::new(layer.spec.clone(), w.clone(), b.clone()).unwrap(),
+                &layer.layer().unwrap(),
                 std::slice::from_ref(&train_x),
                 &config,
             )

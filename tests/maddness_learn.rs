@@ -36,6 +36,8 @@ fn config(c: usize) -> TrainConfig {
         codebooks: Some(c),
         learner: Learner::Maddness,
         refit_offsets: false,
+        // The hand-made inputs here are small on purpose.
+        min_windows: 1,
         ..Default::default()
     }
 }
@@ -354,35 +356,46 @@ fn grouped_and_depthwise_convolutions() {
     }
 }
 
-/// Constant inputs and an all-zero weight: no NaN, scale 1 where a table column is constant,
-/// and the output is exactly the bias.
+/// Degenerate training data is refused with the numbers, never turned into tables that give
+/// wrong results: all-zero inputs, a layer whose output on the inputs is constant (zero
+/// weight), and fewer windows than the default minimum.
 #[test]
-fn degenerate_inputs_give_finite_tables() {
+fn degenerate_training_is_refused() {
     let mut spec = ConvSpec::conv2d(2, 3, 2, 2);
     spec.bias = true;
     spec.padding = vec![1, 1, 1, 1];
-    let x = Tensor::new(vec![2, 2, 5, 5], vec![0.0; 100]).unwrap();
     let mut rng = Rng(3);
     let w = rng.tensor(&[3, 2, 2, 2]);
     let b = Tensor::new(vec![3], vec![0.5, -1.0, 2.0]).unwrap();
-    let tables = fit(&spec, &w, Some(&b), &x, &config(4)).unwrap();
+    let zeros = Tensor::new(vec![8, 2, 5, 5], vec![0.0; 400]).unwrap();
+    let e = fit(&spec, &w, Some(&b), &zeros, &config(4)).unwrap_err();
     assert!(
-        tables.scales.iter().all(|&s| s == 1.0),
-        "scales {:?}",
-        tables.scales
+        matches!(&e, Error::Training(m) if m.contains("constant or all zero")),
+        "{e}"
     );
-    let y = mirror::apply(&tables, &x).unwrap();
-    for (i, &v) in y.data().iter().enumerate() {
-        let o = (i / 36) % 3;
-        assert_eq!(v, b.data()[o], "output {i}");
-    }
     // A constant non-zero input (padding makes windows differ) and a zero weight.
-    let x = Tensor::new(vec![1, 2, 5, 5], vec![3.0; 50]).unwrap();
+    let x = Tensor::new(vec![8, 2, 5, 5], vec![3.0; 400]).unwrap();
     let zero = Tensor::new(vec![3, 2, 2, 2], vec![0.0; 24]).unwrap();
-    let tables = fit(&spec, &zero, Some(&b), &x, &config(8)).unwrap();
-    tables.validate().unwrap();
-    assert!(tables.luts.iter().all(|&q| q == 0));
-    assert!(tables.thresholds.iter().all(|t| t.is_finite()));
+    let e = fit(&spec, &zero, Some(&b), &x, &config(8)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("is constant in every output channel"),
+        "{e}"
+    );
+    // 2 samples of 6×6 positions: 72 windows, under the default 128.
+    let few = rng.tensor(&[2, 2, 5, 5]);
+    let cfg = TrainConfig {
+        min_windows: learn::MIN_TRAIN_WINDOWS,
+        ..config(4)
+    };
+    let e = fit(&spec, &w, Some(&b), &few, &cfg).unwrap_err();
+    assert!(
+        e.to_string().contains("hold 72 windows") && e.to_string().contains("at least 128"),
+        "{e}"
+    );
+    // The same data are accepted with a lower minimum, and give finite tables.
+    let t = fit(&spec, &w, Some(&b), &few, &config(4)).unwrap();
+    t.validate().unwrap();
 }
 
 #[test]

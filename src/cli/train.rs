@@ -79,6 +79,9 @@ pub struct TrainArgs {
     /// Keep MADDNESS's plain rounding of the 8-bit tables (no rounding-aware offsets).
     #[arg(long)]
     pub no_refit_offsets: bool,
+    /// Fewest training windows accepted; fewer give tables that fit noise.
+    #[arg(long, default_value_t = defaults().min_windows)]
+    pub min_windows: u64,
     /// Output table file (`.safetensors`, written atomically).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -172,6 +175,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         start: args.start,
         passes: args.passes,
         refit_offsets: !args.no_refit_offsets,
+        min_windows: args.min_windows,
     };
 
     let bar = ProgressBar::new(1);

@@ -31,16 +31,16 @@ mod tables;
 use std::rc::Rc;
 
 use maddconv::bench::{self, Repetitions};
+use maddconv::clock::Instant;
 use maddconv::filters::{ColourMix, ImageFilter};
 use maddconv::gpu::direct::DirectConv;
 use maddconv::gpu::maddness::MaddnessConv;
 use maddconv::gpu::{Context, ContextOptions, GpuConv};
-use maddconv::{ConvKind, ConvSpec, Tensor};
+use maddconv::{ConvKind, ConvLayer, ConvSpec, Tensor};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_time::Instant;
 
 pub use tables::Tables;
 
@@ -277,8 +277,7 @@ impl Gpu {
 
     /// Uploads `layer` for the exact direct-convolution kernel.
     pub fn direct(&self, layer: &Layer) -> Result<DirectLayer, JsError> {
-        let conv = DirectConv::new(&self.ctx, &layer.spec, &layer.weight, layer.bias.as_ref())
-            .map_err(js_err)?;
+        let conv = DirectConv::new(&self.ctx, &layer.inner).map_err(js_err)?;
         Ok(DirectLayer {
             ctx: self.ctx.clone(),
             conv: Rc::new(conv),
@@ -329,9 +328,8 @@ impl OneOrMany {
 /// A convolution layer on the host: its parameters, weight and optional bias.
 #[wasm_bindgen]
 pub struct Layer {
-    pub(crate) spec: ConvSpec,
-    pub(crate) weight: Tensor,
-    pub(crate) bias: Option<Tensor>,
+    /// The checked layer (the library's own type).
+    pub(crate) inner: ConvLayer,
 }
 
 #[wasm_bindgen]
@@ -388,13 +386,9 @@ impl Layer {
         weight: Tensor,
         bias: Option<Tensor>,
     ) -> maddconv::Result<Layer> {
-        spec.check_weight(weight.shape())?;
-        spec.check_bias(bias.as_ref().map(|b| b.shape()))?;
-        weight.check_finite("weight")?;
-        if let Some(b) = &bias {
-            b.check_finite("bias")?;
-        }
-        Ok(Layer { spec, weight, bias })
+        Ok(Layer {
+            inner: ConvLayer::new(spec, weight, bias)?,
+        })
     }
 
     /// One of the demo's filter banks (the library's `maddconv::filters::ImageFilter`, read per
@@ -417,22 +411,22 @@ impl Layer {
     /// Input channels `C`.
     #[wasm_bindgen(getter, js_name = inChannels)]
     pub fn in_channels(&self) -> usize {
-        self.spec.in_channels
+        self.inner.spec().in_channels
     }
     /// Output channels `O`.
     #[wasm_bindgen(getter, js_name = outChannels)]
     pub fn out_channels(&self) -> usize {
-        self.spec.out_channels
+        self.inner.spec().out_channels
     }
     /// Length `D = (C/groups)·KH·KW` of one window (the most codebooks MADDNESS can use).
     #[wasm_bindgen(getter, js_name = windowLen)]
     pub fn window_len(&self) -> usize {
-        self.weight.len() / self.spec.out_channels
+        self.inner.weight().len() / self.inner.spec().out_channels
     }
     /// The layer's parameters as JSON (the `layer.json` format of the data folders).
     #[wasm_bindgen(js_name = specJson)]
     pub fn spec_json(&self) -> String {
-        serde_json::to_string(&self.spec).unwrap_or_default()
+        serde_json::to_string(self.inner.spec()).unwrap_or_default()
     }
     /// The output shape for an input of shape `inputShape`.
     #[wasm_bindgen(js_name = outputShape)]
@@ -448,9 +442,7 @@ impl Layer {
     pub fn reference(&self, input: Vec<f32>, input_shape: Vec<u32>) -> Result<ConvOutput, JsError> {
         let start = Instant::now();
         let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
-        let y =
-            maddconv::reference::conv_reference(&self.spec, &x, &self.weight, self.bias.as_ref())
-                .map_err(js_err)?;
+        let y = self.inner.exact(&x).map_err(js_err)?;
         Ok(ConvOutput::cpu(y, start.elapsed().as_secs_f64() * 1e3))
     }
 }

@@ -1,11 +1,11 @@
 //! MADDNESS tables from JS: training on the CPU in wasm, the table file, and the CPU mirror of
 //! inference.
 
+use maddconv::clock::Instant;
 use maddconv::maddness::{self, mirror, TrainConfig};
 use maddconv::Tensor;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
-use web_time::Instant;
 
 use crate::{js_err, parse_options, shape_of, ConvOutput, Layer};
 
@@ -48,7 +48,6 @@ impl Tables {
             "training options",
             "{lambda, maxWindows, seed, source}",
         )?;
-        let start = Instant::now();
         let x = Tensor::new(shape_of(&input_shape), input).map_err(js_err)?;
         let defaults = TrainConfig::default();
         let config = TrainConfig {
@@ -58,17 +57,8 @@ impl Tables {
             seed: opts.seed.unwrap_or(defaults.seed),
             ..defaults
         };
-        let mut inner = maddness::train(
-            &layer.spec,
-            &layer.weight,
-            layer.bias.as_ref(),
-            std::slice::from_ref(&x),
-            &config,
-            &mut |_| {},
-        )
-        .map_err(js_err)?;
-        // The library's stopwatch reads 0 on wasm32-unknown-unknown; performance.now() does not.
-        inner.meta.train_seconds = start.elapsed().as_secs_f64();
+        let mut inner =
+            maddness::train(&layer.inner, std::slice::from_ref(&x), &config).map_err(js_err)?;
         inner.meta.sources = vec![opts.source.unwrap_or_else(|| "browser input".into())];
         Ok(Tables { inner })
     }

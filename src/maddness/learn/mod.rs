@@ -132,6 +132,10 @@ pub struct TrainConfig {
     /// of that codebook's entries, weighted by how often the training windows hit each bucket
     /// (default true).
     pub refit_offsets: bool,
+    /// Fewest training windows accepted (default [`MIN_TRAIN_WINDOWS`] = 128: 16 buckets per
+    /// tree × 8 windows each). Fewer give tables that fit noise; lower it only for hand-made
+    /// data whose few windows are chosen to be enough (at least 1).
+    pub min_windows: u64,
 }
 
 impl Default for TrainConfig {
@@ -152,6 +156,7 @@ impl Default for TrainConfig {
             start: Start::default(),
             passes: 1,
             refit_offsets: true,
+            min_windows: MIN_TRAIN_WINDOWS,
         }
     }
 }
@@ -313,25 +318,15 @@ pub struct TrainReport {
     pub train_nmse: Vec<f64>,
 }
 
-/// A stopwatch that reads 0 where the platform has no clock (wasm32-unknown-unknown).
-struct Stopwatch(#[cfg(not(target_arch = "wasm32"))] std::time::Instant);
+/// Seconds since a start, on the library's clock ([`crate::clock`], also in browsers).
+struct Stopwatch(crate::clock::Instant);
 
 impl Stopwatch {
     fn start() -> Self {
-        Stopwatch(
-            #[cfg(not(target_arch = "wasm32"))]
-            std::time::Instant::now(),
-        )
+        Stopwatch(crate::clock::Instant::now())
     }
     fn seconds(&self) -> f64 {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            self.0.elapsed().as_secs_f64()
-        }
-        #[cfg(target_arch = "wasm32")]
-        {
-            0.0
-        }
+        self.0.elapsed().as_secs_f64()
     }
 }
 
@@ -511,11 +506,12 @@ fn check_inputs(
         x.check_finite(&format!("training input {i}"))?;
         total += (g.batch * g.positions()) as u64;
     }
-    if total < MIN_TRAIN_WINDOWS {
+    if total < config.min_windows.max(1) {
         return Err(Error::Training(format!(
             "the training inputs hold {total} windows (output positions); training needs at \
-             least {MIN_TRAIN_WINDOWS} (16 buckets per tree × 8 windows each): give more or \
-             larger inputs"
+             least {} (min_windows; by default 16 buckets per tree × 8 windows each): give \
+             more or larger inputs",
+            config.min_windows.max(1)
         )));
     }
     if config.max_windows == Some(0) {
