@@ -388,12 +388,8 @@ impl Layer {
         weight: Tensor,
         bias: Option<Tensor>,
     ) -> maddconv::Result<Layer> {
-        spec.check_weight(weight.shape())?;
-        spec.check_bias(bias.as_ref().map(|b| b.shape()))?;
-        weight.check_finite("weight")?;
-        if let Some(b) = &bias {
-            b.check_finite("bias")?;
-        }
+        // The library's checks of a layer, in its order.
+        let (spec, weight, bias) = maddconv::ConvLayer::new(spec, weight, bias)?.into_parts();
         Ok(Layer { spec, weight, bias })
     }
 
