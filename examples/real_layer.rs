@@ -143,7 +143,7 @@ fn main() -> Result<()> {
     let mut direct_note = String::new();
     for &c in &codebooks {
         let (mut tables, report, train_s) = common::train_timed(
-            &spec,
+            spec,
             &weight,
             bias.as_ref(),
             std::slice::from_ref(&train),
