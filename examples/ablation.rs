@@ -33,11 +33,11 @@
 //! samples are stored source by source), trains on the others and scores on the held-out block
 //! against the exact f64 convolution. This is how the learner's settings were tuned.
 
+mod common;
+
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use maddconv::data::LayerDir;
 use maddconv::maddness::evaluate;
 use maddconv::maddness::learn::{self, Grouping, Learner, Start, TrainConfig};
 use maddconv::reference::conv_reference;
@@ -101,12 +101,7 @@ fn main() -> Result<()> {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
             "--data" => data = PathBuf::from(value()?),
-            "--codebooks" => {
-                codebooks = value()?
-                    .split(',')
-                    .map(|v| v.parse().with_context(|| format!("codebooks {v:?}")))
-                    .collect::<Result<_>>()?
-            }
+            "--codebooks" => codebooks = common::parse_codebooks(&value()?, false)?,
             "--layers" => only = Some(value()?.split(',').map(str::to_string).collect()),
             "--steps" => steps = value()?.split(',').map(str::to_string).collect(),
             "--seed" => base.seed = value()?.parse()?,
@@ -125,7 +120,7 @@ fn main() -> Result<()> {
             other => bail!("unknown argument {other}"),
         }
     }
-    let layers = LayerDir::list(data.join("layers"))?;
+    let layers = common::chosen_layers(&data, &only)?;
     println!(
         "| layer | D | M | C | step | 1−NMSE 8-bit | 1−NMSE f32 tables | {}train s |",
         if train_error {
@@ -139,11 +134,6 @@ fn main() -> Result<()> {
         if train_error { "---|" } else { "" }
     );
     for layer in layers {
-        if let Some(names) = &only {
-            if !names.contains(&layer.name) {
-                continue;
-            }
-        }
         let weight = layer.weight()?;
         let bias = layer.bias()?;
         let (train, test, expected) = match validation {
@@ -176,13 +166,8 @@ fn main() -> Result<()> {
                 if config.learner == Learner::Maddness && c > learn::MAX_TRAIN_CODEBOOKS {
                     continue;
                 }
-                let t = Instant::now();
-                let tables = learn::train(
-                    &maddconv::ConvLayer::new(layer.spec.clone(), weight.clone(), bias.clone())?,
-                    std::slice::from_ref(&train),
-                    &config,
-                )?;
-                let secs = t.elapsed().as_secs_f64();
+                let (tables, secs) =
+                    common::train_secs(&layer.spec, &weight, bias.as_ref(), &train, &config)?;
                 let held = evaluate(&tables, &test, &expected, "test")?;
                 let tr = match &train_exact {
                     Some(y) => {

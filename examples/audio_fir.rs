@@ -30,7 +30,6 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context as _, Result};
 use maddconv::bench::Repetitions;
 use maddconv::filters::BandpassBank;
-use maddconv::maddness::learn::{train_with_report, TrainConfig};
 use maddconv::metrics::relative_l2;
 use maddconv::reference::conv_reference;
 use maddconv::Tensor;
@@ -66,17 +65,12 @@ fn options() -> Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "-h" || a == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
+        common::exit_on_help(&a, USAGE);
         if !a.starts_with("--") {
             o.wavs.push(PathBuf::from(a));
             continue;
         }
-        let value = args
-            .next()
-            .with_context(|| format!("{a} needs a value\n{USAGE}"))?;
+        let value = common::flag_value(&mut args, &a, USAGE)?;
         match a.as_str() {
             "--data" => o.data = PathBuf::from(value),
             "--codebooks" => o.codebooks = common::parse(&a, &value)?,
@@ -96,12 +90,7 @@ fn options() -> Result<Options> {
         o.codebooks,
         o.taps
     );
-    ensure!(
-        o.max_windows >= 16,
-        "--max-windows {} is below 16",
-        o.max_windows
-    );
-    ensure!(o.reps >= 1, "--reps must be at least 1");
+    common::check_windows_and_reps(o.max_windows, o.reps)?;
     Ok(o)
 }
 
@@ -286,19 +275,8 @@ fn main() -> Result<()> {
     common::make_out_dir(&o.out)?;
 
     let train_x: Vec<Tensor> = train_clips.iter().map(|c| tensor(&c.samples)).collect();
-    let config = TrainConfig {
-        codebooks: Some(o.codebooks),
-        max_windows: Some(o.max_windows),
-        ..TrainConfig::default()
-    };
-    let t0 = Instant::now();
-    let (tables, report) = train_with_report(
-        &maddconv::ConvLayer::new(spec.clone(), weight.clone(), None)?,
-        &train_x,
-        &config,
-        &mut |_| {},
-    )?;
-    let train_s = t0.elapsed().as_secs_f64();
+    let (tables, report, train_s) =
+        common::train_timed(&spec, &weight, None, &train_x, o.codebooks, o.max_windows)?;
     println!(
         "MADDNESS: D = {}, C = {} codebooks; trained on {} of {} windows in {train_s:.2} s",
         bank.taps, o.codebooks, report.windows_trained, report.windows_available
@@ -400,10 +378,7 @@ fn main() -> Result<()> {
         "repetitions": cmp.direct.repetitions,
         "files": written,
     });
-    maddconv::tensor::write_atomic(&summary_path, |w| {
-        use std::io::Write;
-        writeln!(w, "{}", serde_json::to_string_pretty(&json)?)
-    })?;
+    common::write_json(&summary_path, &json)?;
     println!(
         "wrote {} WAVs and {} in {:.1} s",
         1 + 2 * shown.len(),

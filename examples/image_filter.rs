@@ -38,7 +38,6 @@ use anyhow::{bail, ensure, Context as _, Result};
 use common::imageio::{gray, grid, heat, Rgb};
 use maddconv::bench::Repetitions;
 use maddconv::filters::{ColourMix, ImageFilter};
-use maddconv::maddness::learn::{train_with_report, TrainConfig};
 use maddconv::metrics::relative_l2;
 use maddconv::reference::conv_reference;
 use maddconv::Tensor;
@@ -79,17 +78,12 @@ fn options() -> Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "-h" || a == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
+        common::exit_on_help(&a, USAGE);
         if a == "--no-augment" {
             o.augment = false;
             continue;
         }
-        let value = args
-            .next()
-            .with_context(|| format!("{a} needs a value\n{USAGE}"))?;
+        let value = common::flag_value(&mut args, &a, USAGE)?;
         match a.as_str() {
             "--images" => o.images = Some(PathBuf::from(value)),
             "--test" => o.test = Some(value.split(',').map(|s| s.trim().to_string()).collect()),
@@ -107,12 +101,7 @@ fn options() -> Result<Options> {
         "--max-side {} is below 16 pixels",
         o.max_side
     );
-    ensure!(
-        o.max_windows >= 16,
-        "--max-windows {} is below 16",
-        o.max_windows
-    );
-    ensure!(o.reps >= 1, "--reps must be at least 1");
+    common::check_windows_and_reps(o.max_windows, o.reps)?;
     Ok(o)
 }
 
@@ -314,19 +303,8 @@ fn main() -> Result<()> {
         let (spec, weight) = filter.layer(ColourMix::Mean, 0);
         let d = spec.in_channels * spec.kernel.iter().product::<usize>();
         let c = o.codebooks.min(d);
-        let config = TrainConfig {
-            codebooks: Some(c),
-            max_windows: Some(o.max_windows),
-            ..TrainConfig::default()
-        };
-        let t0 = Instant::now();
-        let (tables, report) = train_with_report(
-            &maddconv::ConvLayer::new(spec.clone(), weight.clone(), None)?,
-            &train_x,
-            &config,
-            &mut |_| {},
-        )?;
-        let train_s = t0.elapsed().as_secs_f64();
+        let (tables, report, train_s) =
+            common::train_timed(&spec, &weight, None, &train_x, c, o.max_windows)?;
         println!(
             "\n{}: {}; D = {d}, C = {c} codebooks; trained on {} of {} windows in {train_s:.2} s",
             filter.name(),
@@ -389,10 +367,7 @@ fn main() -> Result<()> {
         "gaussian_scale": format!("blurred mean of R, G, B on [0, 1]; error = |approx − exact| × {GAUSSIAN_ERROR_GAIN}"),
         "rows": summary,
     });
-    maddconv::tensor::write_atomic(&summary_path, |w| {
-        use std::io::Write;
-        writeln!(w, "{}", serde_json::to_string_pretty(&json)?)
-    })?;
+    common::write_json(&summary_path, &json)?;
     println!(
         "\npanels: original | exact (direct kernel) | approximate (MADDNESS) | error map (heat colours)"
     );

@@ -10,11 +10,11 @@
 //!
 //! `--codebooks default` uses `learn::default_codebooks(D)` for each layer.
 
+mod common;
+
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
-use maddconv::data::LayerDir;
 use maddconv::maddness::{evaluate, learn};
 
 fn main() -> Result<()> {
@@ -28,30 +28,17 @@ fn main() -> Result<()> {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
             "--data" => data = PathBuf::from(value()?),
-            "--codebooks" => {
-                codebooks = value()?
-                    .split(',')
-                    .map(|v| match v {
-                        "default" => Ok(0),
-                        v => v.parse().with_context(|| format!("codebooks {v:?}")),
-                    })
-                    .collect::<Result<_>>()?
-            }
+            "--codebooks" => codebooks = common::parse_codebooks(&value()?, true)?,
             "--layers" => only = Some(value()?.split(',').map(str::to_string).collect()),
             "--seed" => seed = value()?.parse()?,
             "--max-windows" => max_windows = Some(value()?.parse()?),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
-    let layers = LayerDir::list(data.join("layers"))?;
+    let layers = common::chosen_layers(&data, &only)?;
     println!("| layer | D | M | train windows | C | 1−NMSE 8-bit | 1−NMSE f32 tables | train s |");
     println!("|---|---|---|---|---|---|---|---|");
     for layer in layers {
-        if let Some(names) = &only {
-            if !names.contains(&layer.name) {
-                continue;
-            }
-        }
         let weight = layer.weight()?;
         let bias = layer.bias()?;
         let train = layer.train()?;
@@ -80,13 +67,8 @@ fn main() -> Result<()> {
                 refit_offsets: false,
                 ..Default::default()
             };
-            let t = Instant::now();
-            let tables = learn::train(
-                &maddconv::ConvLayer::new(layer.spec.clone(), weight.clone(), bias.clone())?,
-                std::slice::from_ref(&train),
-                &config,
-            )?;
-            let secs = t.elapsed().as_secs_f64();
+            let (tables, secs) =
+                common::train_secs(&layer.spec, &weight, bias.as_ref(), &train, &config)?;
             let held = evaluate(&tables, &test, &expected, "test")?;
             println!(
                 "| {} | {d} | {} | {} | {c} | {:.3} | {:.3} | {secs:.2} |",

@@ -22,7 +22,6 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context as _, Result};
 use maddconv::bench::Repetitions;
 use maddconv::data::LayerDir;
-use maddconv::maddness::learn::{train_with_report, TrainConfig};
 use maddconv::maddness::{HeldOut, Tables};
 use maddconv::metrics::nmse;
 use maddconv::metrics::relative_l2;
@@ -51,10 +50,7 @@ fn options() -> Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "-h" || a == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
+        common::exit_on_help(&a, USAGE);
         if !a.starts_with("--") {
             ensure!(
                 name.is_none(),
@@ -64,9 +60,7 @@ fn options() -> Result<Options> {
             name = Some(a);
             continue;
         }
-        let value = args
-            .next()
-            .with_context(|| format!("{a} needs a value\n{USAGE}"))?;
+        let value = common::flag_value(&mut args, &a, USAGE)?;
         match a.as_str() {
             "--data" => o.data = PathBuf::from(value),
             "--codebooks" => o.codebooks = Some(common::parse_list(&a, &value)?),
@@ -77,12 +71,7 @@ fn options() -> Result<Options> {
         }
     }
     o.name = name.with_context(|| format!("which layer? {USAGE}"))?;
-    ensure!(
-        o.max_windows >= 16,
-        "--max-windows {} is below 16",
-        o.max_windows
-    );
-    ensure!(o.reps >= 1, "--reps must be at least 1");
+    common::check_windows_and_reps(o.max_windows, o.reps)?;
     Ok(o)
 }
 
@@ -153,19 +142,14 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|");
     let mut direct_note = String::new();
     for &c in &codebooks {
-        let config = TrainConfig {
-            codebooks: Some(c),
-            max_windows: Some(o.max_windows),
-            ..TrainConfig::default()
-        };
-        let t0 = Instant::now();
-        let (mut tables, report) = train_with_report(
-            &maddconv::ConvLayer::new(spec.clone(), weight.clone(), bias.clone())?,
+        let (mut tables, report, train_s) = common::train_timed(
+            spec,
+            &weight,
+            bias.as_ref(),
             std::slice::from_ref(&train),
-            &config,
-            &mut |_| {},
+            c,
+            o.max_windows,
         )?;
-        let train_s = t0.elapsed().as_secs_f64();
         let cmp = common::compare(&ctx, spec, &weight, bias.as_ref(), &tables, &test, reps)?;
         let exact_rel = relative_l2(cmp.exact.data(), expected.data());
         ensure!(
@@ -223,10 +207,7 @@ fn main() -> Result<()> {
         "test_shape": test.shape(),
         "rows": rows,
     });
-    maddconv::tensor::write_atomic(&summary_path, |w| {
-        use std::io::Write;
-        writeln!(w, "{}", serde_json::to_string_pretty(&json)?)
-    })?;
+    common::write_json(&summary_path, &json)?;
     println!(
         "wrote {} table file(s) and {} in {:.1} s",
         codebooks.len(),

@@ -23,15 +23,55 @@ fn fixture(layer: &str, file: &str) -> PathBuf {
 }
 
 fn conv_args(cmd: &mut Command, layer: &str, out: &Path) {
+    conv_args_on(cmd, &fixture(layer, "test.npy"), layer, out);
+}
+
+/// `conv --input INPUT --weight/--bias (the layer's) -o OUT`.
+fn conv_args_on(cmd: &mut Command, input: &Path, layer: &str, out: &Path) {
     cmd.arg("conv")
         .arg("--input")
-        .arg(fixture(layer, "test.npy"))
+        .arg(input)
         .arg("--weight")
         .arg(fixture(layer, "weight.npy"))
         .arg("--bias")
         .arg(fixture(layer, "bias.npy"))
         .arg("-o")
         .arg(out);
+}
+
+/// `maddconv train --weight WEIGHT --bias BIAS --input INPUT -o OUT`, run.
+fn train_output(weight: &Path, bias: &Path, input: &Path, out: &Path) -> std::process::Output {
+    maddconv()
+        .arg("train")
+        .arg("--weight")
+        .arg(weight)
+        .arg("--bias")
+        .arg(bias)
+        .arg("--input")
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// `maddconv SUBCOMMAND --tables TABLES --input INPUT`, to add to.
+fn tables_cmd(subcommand: &str, tables: &Path, input: &Path) -> Command {
+    let mut cmd = maddconv();
+    cmd.arg(subcommand)
+        .arg("--tables")
+        .arg(tables)
+        .arg("--input")
+        .arg(input);
+    cmd
+}
+
+/// Runs `cmd`, with `--cpu` added when `cpu`.
+fn output_on(mut cmd: Command, cpu: bool) -> std::process::Output {
+    if cpu {
+        cmd.arg("--cpu");
+    }
+    cmd.output().unwrap()
 }
 
 #[test]
@@ -48,10 +88,7 @@ fn conv_reproduces_the_expected_output() {
         let mut cmd = maddconv();
         conv_args(&mut cmd, "silero_L02_blocks", &out);
         cmd.args(&extra);
-        if cpu {
-            cmd.arg("--cpu");
-        }
-        let o = cmd.output().unwrap();
+        let o = output_on(cmd, cpu);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let y = Tensor::read_npy(&out).unwrap();
         let e = Tensor::read_npy(fixture("silero_L02_blocks", "test_expected.npy")).unwrap();
@@ -159,18 +196,9 @@ fn run_and_eval_agree_between_gpu_and_mirror() {
     let mut outs = Vec::new();
     for cpu in [false, true] {
         let out = tmp(&format!("run_{cpu}.npy"));
-        let mut cmd = maddconv();
-        cmd.arg("run")
-            .arg("--tables")
-            .arg(&tables)
-            .arg("--input")
-            .arg(fixture(layer, "test.npy"))
-            .arg("-o")
-            .arg(&out);
-        if cpu {
-            cmd.arg("--cpu");
-        }
-        let o = cmd.output().unwrap();
+        let mut cmd = tables_cmd("run", &tables, &fixture(layer, "test.npy"));
+        cmd.arg("-o").arg(&out);
+        let o = output_on(cmd, cpu);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         outs.push(Tensor::read_npy(&out).unwrap());
     }
@@ -179,19 +207,11 @@ fn run_and_eval_agree_between_gpu_and_mirror() {
 
     let mut nmse = Vec::new();
     for cpu in [false, true] {
-        let mut cmd = maddconv();
-        cmd.arg("eval")
-            .arg("--tables")
-            .arg(&tables)
-            .arg("--input")
-            .arg(fixture(layer, "test.npy"))
-            .arg("--expected")
+        let mut cmd = tables_cmd("eval", &tables, &fixture(layer, "test.npy"));
+        cmd.arg("--expected")
             .arg(fixture(layer, "test_expected.npy"))
             .arg("--json");
-        if cpu {
-            cmd.arg("--cpu");
-        }
-        let o = cmd.output().unwrap();
+        let o = output_on(cmd, cpu);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let backend = v["backend"].as_str().unwrap().to_string();
@@ -408,18 +428,7 @@ fn outputs_never_replace_inputs_and_are_checked_first() {
         );
     }
     // train -o naming its weight, and run -o naming its table file.
-    let o = maddconv()
-        .arg("train")
-        .arg("--weight")
-        .arg(&weight)
-        .arg("--bias")
-        .arg(&bias)
-        .arg("--input")
-        .arg(&input)
-        .arg("-o")
-        .arg(&weight)
-        .output()
-        .unwrap();
+    let o = train_output(&weight, &bias, &input, &weight);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("(the same file)"),
@@ -432,18 +441,12 @@ fn outputs_never_replace_inputs_and_are_checked_first() {
     assert!(before == after, "an input file was changed");
 
     // A missing output directory fails before the (slow) training starts.
-    let o = maddconv()
-        .arg("train")
-        .arg("--weight")
-        .arg(&weight)
-        .arg("--bias")
-        .arg(&bias)
-        .arg("--input")
-        .arg(fixture(layer, "train.npy"))
-        .arg("-o")
-        .arg(dir.join("no-such-dir/t.safetensors"))
-        .output()
-        .unwrap();
+    let o = train_output(
+        &weight,
+        &bias,
+        &fixture(layer, "train.npy"),
+        &dir.join("no-such-dir/t.safetensors"),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -493,18 +496,9 @@ fn overflow_and_nan_are_never_silent() {
         ] {
             let out = tmp(&format!("overflow_{cpu}.npy"));
             let mut cmd = maddconv();
-            cmd.args(["conv", "--stride", "2", "--padding", "1", "--input"])
-                .arg(input)
-                .arg("--weight")
-                .arg(fixture(layer, "weight.npy"))
-                .arg("--bias")
-                .arg(fixture(layer, "bias.npy"))
-                .arg("-o")
-                .arg(&out);
-            if cpu {
-                cmd.arg("--cpu");
-            }
-            let o = cmd.output().unwrap();
+            conv_args_on(&mut cmd, input, layer, &out);
+            cmd.args(["--stride", "2", "--padding", "1"]);
+            let o = output_on(cmd, cpu);
             let err = String::from_utf8_lossy(&o.stderr);
             assert_eq!(
                 o.status.code(),

@@ -7,9 +7,9 @@ mod common;
 
 use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv};
 use maddconv::reference::conv_reference;
-use maddconv::{ConvKind, ConvSpec, Error};
+use maddconv::{ConvKind, ConvSpec, Error, Tensor};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+use proptest::test_runner::TestRunner;
 
 /// The kernels this device runs (every one this build has on adapters with subgroups of ≥ 8;
 /// `naive` only with the `extra-kernels` feature).
@@ -26,23 +26,33 @@ fn kernels(ctx: &Context) -> Vec<DirectKernel> {
     v
 }
 
+/// The direct kernel `k` for the layer (`spec`, `w`, `b`) run on `x` (output poisoned first).
+fn run_kernel(
+    ctx: &Context,
+    k: DirectKernel,
+    spec: &ConvSpec,
+    w: &Tensor,
+    b: &Option<Tensor>,
+    x: &Tensor,
+) -> Tensor {
+    let conv = DirectConv::with_kernel(
+        ctx,
+        &maddconv::ConvLayer::new(spec.clone(), w.clone(), b.clone()).unwrap(),
+        k,
+    )
+    .unwrap();
+    common::run_direct_poisoned(ctx, &conv, x)
+}
+
 #[test]
 fn direct_matches_reference_on_real_layers() {
     let Some(ctx) = common::gpu() else { return };
     for layer in common::layer_dirs() {
-        let x = layer.test().unwrap();
-        let w = layer.weight().unwrap();
-        let b = layer.bias().unwrap();
+        let (x, w, b) = common::test_weight_bias(&layer);
         let exact = conv_reference(&layer.spec, &x, &w, b.as_ref()).unwrap();
         let other_engine = layer.test_expected().unwrap();
         for k in kernels(ctx) {
-            let conv = DirectConv::with_kernel(
-                ctx,
-                &maddconv::ConvLayer::new(layer.spec.clone(), w.clone(), b.clone()).unwrap(),
-                k,
-            )
-            .unwrap();
-            let y = common::run_direct_poisoned(ctx, &conv, &x);
+            let y = run_kernel(ctx, k, &layer.spec, &w, &b, &x);
             let what = format!("{} {:?} vs f64 reference", layer.name, k);
             common::assert_close(&what, y.data(), exact.data(), 1e-5);
             let what = format!("{} {:?} vs test_expected.npy", layer.name, k);
@@ -67,13 +77,7 @@ fn check_case(ctx: &Context, case: &Case, seed: u64) -> Result<(), TestCaseError
         .then(|| common::random_tensor(&[case.spec.out_channels], seed + 2));
     let exact = conv_reference(&case.spec, &x, &w, b.as_ref()).unwrap();
     for k in kernels(ctx) {
-        let conv = DirectConv::with_kernel(
-            ctx,
-            &maddconv::ConvLayer::new(case.spec.clone(), w.clone(), b.clone()).unwrap(),
-            k,
-        )
-        .unwrap();
-        let y = common::run_direct_poisoned(ctx, &conv, &x);
+        let y = run_kernel(ctx, k, &case.spec, &w, &b, &x);
         let rel = maddconv::metrics::relative_l2(y.data(), exact.data());
         let bad = y.data().iter().position(|v| !v.is_finite());
         prop_assert!(
@@ -125,13 +129,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
 #[test]
 fn direct_matches_reference_on_random_shapes() {
     let Some(ctx) = common::gpu() else { return };
-    let config = Config {
-        cases: 64,
-        rng_seed: RngSeed::Fixed(0x5eed_c0de),
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config);
+    let mut runner = TestRunner::new(common::proptest_config(64, 0x5eed_c0de));
     let seed = std::sync::atomic::AtomicU64::new(0);
     runner
         .run(&case_strategy(), |case| {
@@ -206,16 +204,9 @@ fn direct_matches_reference_on_named_cases() {
 /// sample above the limit is refused with a message naming its size and the limit.
 #[test]
 fn direct_splits_grids_and_slices_batches_under_small_limits() {
-    if common::gpu().is_none() {
+    let Some(ctx) = common::gpu_small_limits() else {
         return;
-    }
-    let base = common::gpu().unwrap().limits().clone();
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: 16 * 1024,
-        max_compute_workgroups_per_dimension: 8,
-        ..base
     };
-    let ctx = common::gpu_with(limits);
     assert_eq!(ctx.limits().max_storage_buffer_binding_size, 16 * 1024);
 
     // 20 samples × 3×16×16 floats = 3 KiB each in, 4 × 16 × 16 floats = 4 KiB each out:

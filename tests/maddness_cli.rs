@@ -25,44 +25,68 @@ fn tmp_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// The trainable fixture layer's files, and `maddconv train`/`eval` on them.
+struct Fixture(PathBuf);
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture(common::fixtures().join("layers/mtcnn_pnet_conv3_trainable"))
+    }
+
+    fn f(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+
+    /// `maddconv train --weight weight.npy [--bias bias.npy] --input train.npy EXTRA -o OUT`.
+    fn train(&self, bias: bool, extra: &[&str], out: &str) -> (bool, String, String) {
+        let (weight, bias_file, input) = (
+            self.f("weight.npy"),
+            self.f("bias.npy"),
+            self.f("train.npy"),
+        );
+        let mut args = vec!["train", "--weight", &weight];
+        if bias {
+            args.extend(["--bias", &bias_file]);
+        }
+        args.extend(["--input", &input]);
+        args.extend_from_slice(extra);
+        args.extend(["-o", out]);
+        maddconv(&args)
+    }
+
+    /// `maddconv eval --tables TABLES --input test.npy EXTRA`.
+    fn eval(&self, tables: &str, extra: &[&str]) -> (bool, String, String) {
+        let input = self.f("test.npy");
+        let mut args = vec!["eval", "--tables", tables, "--input", &input];
+        args.extend_from_slice(extra);
+        maddconv(&args)
+    }
+}
+
 #[test]
 fn train_then_eval() {
-    let dir = common::fixtures().join("layers/mtcnn_pnet_conv3_trainable");
-    let f = |n: &str| dir.join(n).display().to_string();
+    let fx = Fixture::new();
+    let f = |n: &str| fx.f(n);
     let tmp = tmp_dir("train_then_eval");
     let out = tmp.join("t.safetensors").display().to_string();
-    let (ok, stdout, stderr) = maddconv(&[
-        "train",
-        "--weight",
-        &f("weight.npy"),
-        "--bias",
-        &f("bias.npy"),
-        "--input",
-        &f("train.npy"),
-        "--test",
-        &f("test.npy"),
-        "--codebooks",
-        "12",
-        "--seed",
-        "5",
-        "--max-windows",
-        "1500",
-        "-o",
+    let (ok, stdout, stderr) = fx.train(
+        true,
+        &[
+            "--test",
+            &f("test.npy"),
+            "--codebooks",
+            "12",
+            "--seed",
+            "5",
+            "--max-windows",
+            "1500",
+        ],
         &out,
-    ]);
+    );
     assert!(ok, "train failed: {stderr}");
     assert!(stdout.contains("held-out NMSE"), "{stdout}");
 
-    let (ok, stdout, stderr) = maddconv(&[
-        "eval",
-        "--tables",
-        &out,
-        "--input",
-        &f("test.npy"),
-        "--expected",
-        &f("test_expected.npy"),
-        "--json",
-    ]);
+    let (ok, stdout, stderr) = fx.eval(&out, &["--expected", &f("test_expected.npy"), "--json"]);
     assert!(ok, "eval failed: {stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     for key in [
@@ -91,129 +115,50 @@ fn train_then_eval() {
     assert!(nmse < 0.7, "held-out NMSE {nmse}");
 
     // The exact output from the weight instead of --expected: the same error.
-    let (ok, stdout, _) = maddconv(&[
-        "eval",
-        "--tables",
-        &out,
-        "--input",
-        &f("test.npy"),
-        "--weight",
-        &f("weight.npy"),
-        "--json",
-    ]);
+    let (ok, stdout, _) = fx.eval(&out, &["--weight", &f("weight.npy"), "--json"]);
     assert!(ok);
     let w: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert!((w["nmse"].as_f64().unwrap() - nmse).abs() < 1e-4);
 
     // Text output.
-    let (ok, stdout, _) = maddconv(&[
-        "eval",
-        "--tables",
-        &out,
-        "--input",
-        &f("test.npy"),
-        "--expected",
-        &f("test_expected.npy"),
-    ]);
+    let (ok, stdout, _) = fx.eval(&out, &["--expected", &f("test_expected.npy")]);
     assert!(ok && stdout.contains("1 − NMSE"), "{stdout}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
 #[test]
 fn errors_are_clear_and_leave_no_output() {
-    let dir = common::fixtures().join("layers/mtcnn_pnet_conv3_trainable");
-    let f = |n: &str| dir.join(n).display().to_string();
+    let fx = Fixture::new();
+    let f = |n: &str| fx.f(n);
     let tmp = tmp_dir("errors");
     let out = tmp.join("never.safetensors");
     let o = out.display().to_string();
     // C above D = 144.
-    let (ok, _, stderr) = maddconv(&[
-        "train",
-        "--weight",
-        &f("weight.npy"),
-        "--bias",
-        &f("bias.npy"),
-        "--input",
-        &f("train.npy"),
-        "--codebooks",
-        "145",
-        "-o",
-        &o,
-    ]);
+    let (ok, _, stderr) = fx.train(true, &["--codebooks", "145"], &o);
     assert!(
         !ok && stderr.contains("145") && stderr.contains("144"),
         "{stderr}"
     );
     // A test input of the wrong channel count.
-    let (ok, _, stderr) = maddconv(&[
-        "train",
-        "--weight",
-        &f("weight.npy"),
-        "--bias",
-        &f("bias.npy"),
-        "--input",
-        &f("train.npy"),
-        "--test",
-        &f("test_expected.npy"),
-        "-o",
-        &o,
-    ]);
+    let (ok, _, stderr) = fx.train(true, &["--test", &f("test_expected.npy")], &o);
     assert!(!ok && stderr.contains("channels"), "{stderr}");
-    let (ok, _, stderr) = maddconv(&[
-        "train",
-        "--weight",
-        &f("weight.npy"),
-        "--input",
-        &f("train.npy"),
-        "--max-windows",
-        "zero",
-        "-o",
-        &o,
-    ]);
+    let (ok, _, stderr) = fx.train(false, &["--max-windows", "zero"], &o);
     assert!(!ok && stderr.contains("--max-windows"), "{stderr}");
     assert!(!out.exists(), "a failed train left {}", out.display());
     // eval on a file that is not a table file.
-    let (ok, _, stderr) = maddconv(&[
-        "eval",
-        "--tables",
-        &f("weight.npy"),
-        "--input",
-        &f("test.npy"),
-    ]);
+    let (ok, _, stderr) = fx.eval(&f("weight.npy"), &[]);
     assert!(!ok && stderr.contains("table file"), "{stderr}");
     // eval without a way to get the exact output.
     let good = tmp.join("small.safetensors").display().to_string();
-    let (ok, _, stderr) = maddconv(&[
-        "train",
-        "--weight",
-        &f("weight.npy"),
-        "--bias",
-        &f("bias.npy"),
-        "--input",
-        &f("train.npy"),
-        "--codebooks",
-        "4",
-        "--max-windows",
-        "300",
-        "-o",
-        &good,
-    ]);
+    let (ok, _, stderr) = fx.train(true, &["--codebooks", "4", "--max-windows", "300"], &good);
     assert!(ok, "{stderr}");
-    let (ok, _, stderr) = maddconv(&["eval", "--tables", &good, "--input", &f("test.npy")]);
+    let (ok, _, stderr) = fx.eval(&good, &[]);
     assert!(
         !ok && stderr.contains("--expected") && stderr.contains("--weight"),
         "{stderr}"
     );
     // An expected output of the wrong shape.
-    let (ok, _, stderr) = maddconv(&[
-        "eval",
-        "--tables",
-        &good,
-        "--input",
-        &f("test.npy"),
-        "--expected",
-        &f("test.npy"),
-    ]);
+    let (ok, _, stderr) = fx.eval(&good, &["--expected", &f("test.npy")]);
     assert!(!ok && stderr.contains("shape"), "{stderr}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }

@@ -7,10 +7,9 @@ mod maddness_common;
 use std::collections::HashMap;
 
 use maddconv::maddness::file::{content_checksum, CHECKSUM_KEY, FORMAT_NAME, FORMAT_VERSION};
-use maddconv::maddness::learn::{train, TrainConfig};
 use maddconv::maddness::{HeldOut, Tables};
 use maddconv::{ConvSpec, Error};
-use maddness_common::{Rng, TensorRng};
+use maddness_common::Rng;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
@@ -20,21 +19,7 @@ fn tables() -> Tables {
     spec.groups = 2;
     spec.bias = true;
     spec.padding = vec![1, 1, 1, 1];
-    let mut rng = Rng(9);
-    let x = rng.tensor(&[3, 4, 7, 7]);
-    let w = rng.tensor(&[6, 2, 3, 3]);
-    let b = rng.tensor(&[6]);
-    let cfg = TrainConfig {
-        codebooks: Some(5),
-        seed: 17,
-        ..Default::default()
-    };
-    let mut t = train(
-        &maddconv::ConvLayer::new(spec.clone(), w.clone(), Some(b.clone())).unwrap(),
-        &[x],
-        &cfg,
-    )
-    .unwrap();
+    let mut t = maddness_common::train_random(&spec, 9, &[3, 4, 7, 7], 5, 17);
     t.meta.sources = vec!["x.npy".into()];
     t.meta.heldout = Some(HeldOut {
         source: "t.npy".into(),

@@ -9,7 +9,7 @@ use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv, LookupKernel, Ma
 use maddconv::maddness::{mirror, train, Learner, TableMeta, Tables, TrainConfig, BUCKETS};
 use maddconv::{ConvKind, ConvSpec, Error, Tensor};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+use proptest::test_runner::TestRunner;
 
 /// Tables with random trees (thresholds drawn like the inputs), random 8-bit tables and
 /// scales: no training involved, so any shape and any number of codebooks can be made.
@@ -275,12 +275,7 @@ fn spec_strategy() -> impl Strategy<Value = (ConvSpec, Vec<usize>, usize)> {
 #[test]
 fn gpu_matches_mirror_on_random_shapes_and_tables() {
     let Some(ctx) = common::gpu() else { return };
-    let config = Config {
-        cases: 48,
-        rng_seed: RngSeed::Fixed(0x7ab1e5),
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = common::proptest_config(48, 0x7ab1e5);
     let counter = std::sync::atomic::AtomicU64::new(0);
     TestRunner::new(config)
         .run(&spec_strategy(), |(spec, input, cb)| {
@@ -329,15 +324,9 @@ fn gpu_matches_mirror_on_many_codebooks_and_wide_outputs() {
 
 #[test]
 fn gpu_slices_batches_under_small_limits() {
-    if common::gpu().is_none() {
+    let Some(ctx) = common::gpu_small_limits() else {
         return;
-    }
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: 16 * 1024,
-        max_compute_workgroups_per_dimension: 8,
-        ..common::gpu().unwrap().limits().clone()
     };
-    let ctx = common::gpu_with(limits);
     let mut spec = ConvSpec::conv2d(3, 4, 3, 3);
     spec.padding = vec![1; 4];
     let tables = random_tables(&spec, 9, 11);
@@ -362,13 +351,12 @@ fn gpu_slices_batches_under_small_limits() {
 /// as on the full device.
 #[test]
 fn every_kernel_runs_under_downlevel_limits() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let ctx = common::gpu_with(wgpu::Limits {
+    let Some(ctx) = common::gpu_limited(|_| wgpu::Limits {
         max_storage_buffers_per_shader_stage: 8,
         ..wgpu::Limits::downlevel_defaults()
-    });
+    }) else {
+        return;
+    };
     assert_eq!(ctx.limits().max_compute_workgroup_storage_size, 16352);
     let mut spec = ConvSpec::conv2d(16, 150, 3, 3);
     spec.padding = vec![1; 4];
@@ -400,14 +388,13 @@ fn every_kernel_runs_under_downlevel_limits() {
 /// the device grants.
 #[test]
 fn too_little_workgroup_memory_is_refused_clearly() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let ctx = common::gpu_with(wgpu::Limits {
+    let Some(ctx) = common::gpu_limited(|_| wgpu::Limits {
         max_compute_workgroup_storage_size: 8192,
         max_storage_buffers_per_shader_stage: 8,
         ..wgpu::Limits::downlevel_defaults()
-    });
+    }) else {
+        return;
+    };
     let spec = ConvSpec::conv2d(3, 4, 3, 3);
     let w = common::random_tensor(&spec.weight_shape(), 1);
     match DirectConv::with_kernel(

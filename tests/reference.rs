@@ -15,9 +15,7 @@ fn reference_matches_other_engines_on_real_layers() {
         "expected the repository's fixtures at least"
     );
     for layer in &layers {
-        let x = layer.test().unwrap();
-        let w = layer.weight().unwrap();
-        let b = layer.bias().unwrap();
+        let (x, w, b) = common::test_weight_bias(layer);
         let expected = layer.test_expected().unwrap();
         let y = conv_reference(&layer.spec, &x, &w, b.as_ref()).unwrap();
         assert_eq!(y.shape(), expected.shape(), "{}: output shape", layer.name);

@@ -10,31 +10,15 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use maddconv::maddness::file::{content_checksum, CHECKSUM_KEY, MAX_HEADER_BYTES};
-use maddconv::maddness::learn::{train, TrainConfig};
 use maddconv::maddness::Tables;
 use maddconv::{ConvSpec, Error, Tensor};
-use maddness_common::{Rng, TensorRng};
 
 /// Tables with a bias and float tables, stride and padding 1 (so that edits of both show).
 fn tables() -> Tables {
     let mut spec = ConvSpec::conv2d(3, 4, 3, 3);
     spec.bias = true;
     spec.padding = vec![1, 1, 1, 1];
-    let mut rng = Rng(5);
-    let x = rng.tensor(&[4, 3, 6, 6]);
-    let w = rng.tensor(&[4, 3, 3, 3]);
-    let b = rng.tensor(&[4]);
-    let cfg = TrainConfig {
-        codebooks: Some(4),
-        seed: 3,
-        ..Default::default()
-    };
-    train(
-        &maddconv::ConvLayer::new(spec.clone(), w.clone(), Some(b.clone())).unwrap(),
-        &[x],
-        &cfg,
-    )
-    .unwrap()
+    maddness_common::train_random(&spec, 5, &[4, 3, 6, 6], 4, 3)
 }
 
 fn dir() -> PathBuf {

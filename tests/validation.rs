@@ -78,25 +78,21 @@ fn window_larger_than_padded_input_is_rejected() {
 
 #[test]
 fn channels_not_divisible_by_groups_are_rejected() {
-    let mut s = ConvSpec::conv2d(6, 4, 1, 1);
-    s.groups = 4;
-    let (_, text) = err_text(s.validate());
-    assert!(
-        text.contains("in_channels 6 is not divisible by groups 4"),
-        "{text}"
-    );
-    let mut s = ConvSpec::conv2d(8, 6, 1, 1);
-    s.groups = 4;
-    let (_, text) = err_text(s.validate());
-    assert!(
-        text.contains("out_channels 6 is not divisible by groups 4"),
-        "{text}"
-    );
+    for (cin, cout, needle) in [
+        (6, 4, "in_channels 6 is not divisible by groups 4"),
+        (8, 6, "out_channels 6 is not divisible by groups 4"),
+    ] {
+        let mut s = ConvSpec::conv2d(cin, cout, 1, 1);
+        s.groups = 4;
+        let (_, text) = err_text(s.validate());
+        assert!(text.contains(needle), "{text}");
+    }
 }
 
 #[test]
 fn shape_mismatches_are_rejected() {
     let s = spec3();
+    let zeros = |shape: &[usize]| Tensor::zeros(shape.to_vec()).unwrap();
     let x = Tensor::zeros(vec![1, 4, 5, 5]).unwrap();
     let w = Tensor::zeros(s.weight_shape()).unwrap();
     // weight
@@ -108,39 +104,19 @@ fn shape_mismatches_are_rejected() {
         "{text}"
     );
     // input channels and rank
-    let (_, text) = err_text(conv_reference(
-        &s,
-        &Tensor::zeros(vec![1, 3, 5, 5]).unwrap(),
-        &w,
-        None,
-    ));
+    let (_, text) = err_text(conv_reference(&s, &zeros(&[1, 3, 5, 5]), &w, None));
     assert!(
         text.contains("3 channels") && text.contains("expects 4"),
         "{text}"
     );
-    let (_, text) = err_text(conv_reference(
-        &s,
-        &Tensor::zeros(vec![4, 5, 5]).unwrap(),
-        &w,
-        None,
-    ));
+    let (_, text) = err_text(conv_reference(&s, &zeros(&[4, 5, 5]), &w, None));
     assert!(text.contains("N×C×H×W"), "{text}");
     // bias: wrong shape, unexpected, missing
     let mut sb = s.clone();
     sb.bias = true;
-    let (_, text) = err_text(conv_reference(
-        &sb,
-        &x,
-        &w,
-        Some(&Tensor::zeros(vec![5]).unwrap()),
-    ));
+    let (_, text) = err_text(conv_reference(&sb, &x, &w, Some(&zeros(&[5]))));
     assert!(text.contains("bias has shape [5], expected [6]"), "{text}");
-    let (_, text) = err_text(conv_reference(
-        &s,
-        &x,
-        &w,
-        Some(&Tensor::zeros(vec![6]).unwrap()),
-    ));
+    let (_, text) = err_text(conv_reference(&s, &x, &w, Some(&zeros(&[6]))));
     assert!(text.contains("says the layer has none"), "{text}");
     let (_, text) = err_text(conv_reference(&sb, &x, &w, None));
     assert!(text.contains("none was given"), "{text}");
@@ -265,14 +241,12 @@ fn failed_writes_leave_nothing_behind() {
 
 #[test]
 fn weights_above_the_binding_limit_are_refused() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let limits = wgpu::Limits {
+    let Some(ctx) = common::gpu_limited(|base| wgpu::Limits {
         max_storage_buffer_binding_size: 16 * 1024,
-        ..common::gpu().unwrap().limits().clone()
+        ..base.clone()
+    }) else {
+        return;
     };
-    let ctx = common::gpu_with(limits);
     let kernel = DirectKernel::Tiled;
     let s = ConvSpec::conv2d(64, 64, 1, 1); // weight exactly 64·64·4 bytes = 16 KiB: allowed
     let w = common::random_tensor(&s.weight_shape(), 3);

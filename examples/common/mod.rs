@@ -6,12 +6,15 @@ pub mod imageio;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Instant;
 
-use anyhow::{Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 use maddconv::bench::{time_interleaved, Method, Repetitions, Timing};
+use maddconv::data::LayerDir;
 use maddconv::gpu::direct::DirectConv;
 use maddconv::gpu::maddness::MaddnessConv;
 use maddconv::gpu::{Context, ContextOptions, GpuConv};
+use maddconv::maddness::learn::{train_with_report, TrainConfig, TrainReport};
 use maddconv::maddness::Tables;
 use maddconv::{ConvSpec, Tensor};
 
@@ -169,4 +172,100 @@ pub fn one_minus_nmse_over(pairs: &[(&Tensor, &Tensor)]) -> Result<f64> {
     let flat = |v: Vec<Vec<f32>>| Tensor::new(vec![1, o, p], v.concat());
     let nmse = maddconv::metrics::nmse(maddconv::ConvKind::Conv1d, &flat(a)?, &flat(e)?)?;
     Ok(1.0 - nmse)
+}
+
+/// Trains `codebooks` codebooks on at most `max_windows` windows of `train` for the layer
+/// (`spec`, `weight`, `bias`): the tables, the report and the training time in seconds.
+pub fn train_timed(
+    spec: &ConvSpec,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    train: &[Tensor],
+    codebooks: usize,
+    max_windows: usize,
+) -> Result<(Tables, TrainReport, f64)> {
+    let config = TrainConfig {
+        codebooks: Some(codebooks),
+        max_windows: Some(max_windows),
+        ..TrainConfig::default()
+    };
+    let t0 = Instant::now();
+    let (tables, report) = train_with_report(
+        &maddconv::ConvLayer::new(spec.clone(), weight.clone(), bias.cloned())?,
+        train,
+        &config,
+        &mut |_| {},
+    )?;
+    Ok((tables, report, t0.elapsed().as_secs_f64()))
+}
+
+/// Writes `json` pretty-printed to `path` (atomically).
+pub fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
+    maddconv::tensor::write_atomic(path, |w| {
+        use std::io::Write;
+        writeln!(w, "{}", serde_json::to_string_pretty(json)?)
+    })?;
+    Ok(())
+}
+
+/// The checks every example makes of `--max-windows` and `--reps`.
+pub fn check_windows_and_reps(max_windows: usize, reps: usize) -> Result<()> {
+    ensure!(max_windows >= 16, "--max-windows {max_windows} is below 16");
+    ensure!(reps >= 1, "--reps must be at least 1");
+    Ok(())
+}
+
+/// Prints `usage` and exits when `arg` asks for help.
+pub fn exit_on_help(arg: &str, usage: &str) {
+    if arg == "-h" || arg == "--help" {
+        println!("{usage}");
+        std::process::exit(0);
+    }
+}
+
+/// The value after the flag `flag`, or an error naming the flag.
+pub fn flag_value(
+    args: &mut impl Iterator<Item = String>,
+    flag: &str,
+    usage: &str,
+) -> Result<String> {
+    args.next()
+        .with_context(|| format!("{flag} needs a value\n{usage}"))
+}
+
+/// A `--codebooks` list (`8,16,32`); with `default_allowed`, `default` stands for 0.
+pub fn parse_codebooks(text: &str, default_allowed: bool) -> Result<Vec<usize>> {
+    text.split(',')
+        .map(|v| match v {
+            "default" if default_allowed => Ok(0),
+            v => v.parse().with_context(|| format!("codebooks {v:?}")),
+        })
+        .collect()
+}
+
+/// The layer folders of `data/layers`, only those named in `only` when it is given.
+pub fn chosen_layers(data: &Path, only: &Option<Vec<String>>) -> Result<Vec<LayerDir>> {
+    let mut layers = LayerDir::list(data.join("layers"))?;
+    if let Some(names) = only {
+        layers.retain(|layer| names.contains(&layer.name));
+    }
+    Ok(layers)
+}
+
+/// `learn::train` on the layer (`spec`, `weight`, `bias`) with `config`, timed: the tables and
+/// the training time in seconds.
+pub fn train_secs(
+    spec: &ConvSpec,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    train: &Tensor,
+    config: &TrainConfig,
+) -> Result<(Tables, f64)> {
+    let t = Instant::now();
+    let tables = maddconv::maddness::learn::train(
+        &maddconv::ConvLayer::new(spec.clone(), weight.clone(), bias.cloned())?,
+        std::slice::from_ref(train),
+        config,
+    )?;
+    Ok((tables, t.elapsed().as_secs_f64()))
 }

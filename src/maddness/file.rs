@@ -69,6 +69,15 @@ fn le_bytes<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u
     v.iter().flat_map(|&x| f(x)).collect()
 }
 
+/// A tensor entry of f32 values for [`Tables::to_bytes`].
+fn f32_entry<'a>(
+    name: &'a str,
+    shape: Vec<usize>,
+    v: &[f32],
+) -> (&'a str, Dtype, Vec<usize>, Vec<u8>) {
+    (name, Dtype::F32, shape, le_bytes(v, f32::to_le_bytes))
+}
+
 impl Tables {
     /// Serialises the tables to the bytes of a table file (see the [module docs](self)).
     /// Fails when the tables are invalid ([`Tables::validate`]) or a metadata number is not
@@ -89,11 +98,10 @@ impl Tables {
                 vec![g, c, TREE_DEPTH],
                 le_bytes(&self.split_dims, u32::to_le_bytes),
             ),
-            (
+            f32_entry(
                 "thresholds",
-                Dtype::F32,
                 vec![g, c, TREE_DEPTH, LEVEL_SLOTS],
-                le_bytes(&self.thresholds, f32::to_le_bytes),
+                &self.thresholds,
             ),
             (
                 "luts",
@@ -101,29 +109,14 @@ impl Tables {
                 vec![g, c, BUCKETS, mg],
                 self.luts.clone(),
             ),
-            (
-                "lut_offsets",
-                Dtype::F32,
-                vec![g, c, mg],
-                le_bytes(&self.lut_offsets, f32::to_le_bytes),
-            ),
-            (
-                "scales",
-                Dtype::F32,
-                vec![o],
-                le_bytes(&self.scales, f32::to_le_bytes),
-            ),
+            f32_entry("lut_offsets", vec![g, c, mg], &self.lut_offsets),
+            f32_entry("scales", vec![o], &self.scales),
         ];
         if let Some(b) = &self.bias {
-            tensors.push(("bias", Dtype::F32, vec![o], le_bytes(b, f32::to_le_bytes)));
+            tensors.push(f32_entry("bias", vec![o], b));
         }
         if let Some(t) = &self.luts_f32 {
-            tensors.push((
-                "luts_f32",
-                Dtype::F32,
-                vec![g, c, BUCKETS, mg],
-                le_bytes(t, f32::to_le_bytes),
-            ));
+            tensors.push(f32_entry("luts_f32", vec![g, c, BUCKETS, mg], t));
         }
         let header = Header {
             spec: self.spec.clone(),

@@ -166,3 +166,41 @@ pub fn place_window(
         }
     }
 }
+
+/// A fresh GPU context with the limits `limits` makes from the shared context's, or `None`
+/// (as [`gpu`]) when there is no adapter.
+pub fn gpu_limited(limits: impl FnOnce(&wgpu::Limits) -> wgpu::Limits) -> Option<Context> {
+    gpu().map(|ctx| gpu_with(limits(ctx.limits())))
+}
+
+/// The property tests' runner configuration: `cases` cases from the fixed seed `seed`, no
+/// failure files.
+pub fn proptest_config(cases: u32, seed: u64) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// A layer folder's test input, weight and bias.
+pub fn test_weight_bias(
+    layer: &maddconv::data::LayerDir,
+) -> (maddconv::Tensor, maddconv::Tensor, Option<maddconv::Tensor>) {
+    (
+        layer.test().unwrap(),
+        layer.weight().unwrap(),
+        layer.bias().unwrap(),
+    )
+}
+
+/// A fresh GPU context (as [`gpu_limited`]) whose limits fold grids and slice batches early:
+/// 16 KiB storage bindings, 8 workgroups per dimension.
+pub fn gpu_small_limits() -> Option<Context> {
+    gpu_limited(|base| wgpu::Limits {
+        max_storage_buffer_binding_size: 16 * 1024,
+        max_compute_workgroups_per_dimension: 8,
+        ..base.clone()
+    })
+}

@@ -114,3 +114,30 @@ pub fn train_layer(layer: &LayerDir, x: &Tensor, cfg: &TrainConfig) -> Tables {
     )
     .unwrap()
 }
+
+/// Tables trained with `codebooks` codebooks (training seed `train_seed`) for `spec` (which
+/// has a bias) on one random input of shape `input`, the input, weight and bias drawn in that
+/// order from `Rng(rng_seed)`.
+pub fn train_random(
+    spec: &ConvSpec,
+    rng_seed: u64,
+    input: &[usize],
+    codebooks: usize,
+    train_seed: u64,
+) -> Tables {
+    let mut rng = Rng(rng_seed);
+    let x = rng.tensor(input);
+    let w = rng.tensor(&spec.weight_shape());
+    let b = rng.tensor(&[spec.out_channels]);
+    let cfg = TrainConfig {
+        codebooks: Some(codebooks),
+        seed: train_seed,
+        ..Default::default()
+    };
+    train(
+        &maddconv::ConvLayer::new(spec.clone(), w, Some(b)).unwrap(),
+        &[x],
+        &cfg,
+    )
+    .unwrap()
+}
