@@ -52,7 +52,7 @@ fn silero_exact_run_matches_onnxruntime() {
         let expected = npy(&dir, "test_expected.npy");
         assert_eq!(out[0].shape(), expected.shape());
         common::assert_close("silero speech_probs", out[0].data(), expected.data(), 1e-4);
-        let rel = maddconv::reference::relative_l2(out[0].data(), expected.data());
+        let rel = maddconv::metrics::relative_l2(out[0].data(), expected.data());
         eprintln!(
             "silero exact run vs onnxruntime ({}): relative L2 {rel:.3e}",
             dir.display()
@@ -261,7 +261,7 @@ fn ddddocr_exact_run_matches_onnxruntime() {
             want.data(),
             1e-4,
         );
-        let rel = maddconv::reference::relative_l2(out[0].data(), want.data());
+        let rel = maddconv::metrics::relative_l2(out[0].data(), want.data());
         eprintln!("ddddocr row {i} exact run vs onnxruntime: relative L2 {rel:.3e}");
     }
 }
