@@ -127,7 +127,7 @@ impl Tensor {
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         // The size of a regular file bounds what is read; other files (pipes) are read as a
         // stream, still element by element, so a lying header cannot make a huge allocation.
-        let len = meta.is_file().then(|| meta.len());
+        let len = meta.is_file().then_some(meta.len());
         Self::read_npy_from(std::io::BufReader::new(file), path, len)
     }
 
