@@ -188,7 +188,8 @@ impl Tensor {
         })?;
         let truncated = |held: u64| {
             npy_err(format!(
-                "truncated file: header shape {shape:?} of {name} needs {need} data bytes after                  the {header_len}-byte header, but the file holds only {held}"
+                "truncated file: header shape {shape:?} of {name} needs {need} data bytes after \
+                 the {header_len}-byte header, but the file holds only {held}"
             ))
         };
         if let Some(len) = file_len {
