@@ -373,3 +373,36 @@ fn os_errors_are_printed_once() {
     let chain = format!("{:#}", anyhow::Error::from(e));
     assert_eq!(chain.matches("os error 2").count(), 1, "{chain}");
 }
+
+/// The `npy_file` fuzz target's stall and out-of-memory (kept in its seeds): a header of 40
+/// unclosed `[`, which npyz's parser took ~2^40 steps over (built from the grammar; libFuzzer
+/// with -timeout=10 reports it as a timeout on the old reader), and a 21-byte version 3.0 file
+/// the fuzzer found whose header length says 3.6 GB (npyz allocated it). Both are refused at
+/// once, by what is wrong.
+#[test]
+fn npy_headers_found_by_fuzzing_are_refused_quickly() {
+    let cases: [(&str, &[u8], &str); 2] = [
+        (
+            "slow_nested_list_header.npy",
+            include_bytes!("../fuzz/seeds/npy_file/slow_nested_list_header.npy"),
+            "nests brackets more than",
+        ),
+        (
+            "oom_v3_header_len.npy",
+            include_bytes!("../fuzz/seeds/npy_file/oom_v3_header_len.npy"),
+            "the header states a length of 3632594828 bytes",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Tensor::from_npy_bytes(bytes, name).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{name}: reading took more than 10 s"));
+        let msg = got.expect_err(name);
+        assert!(msg.contains(name) && msg.contains(want), "{name}: {msg}");
+        eprintln!("{name}: {msg}");
+    }
+}
