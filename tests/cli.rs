@@ -349,7 +349,9 @@ fn bench_report_writes_json_and_plots() {
         "SVG of {} bytes",
         svg.len()
     );
-    for layer in &layers {
+    // The plot shows the layers that have MADDNESS points (silero_L02_blocks has none: too few
+    // windows to train on).
+    for layer in layers.iter().filter(|l| l.as_str() != "silero_L02_blocks") {
         assert!(
             svg.contains(layer.as_str()),
             "the SVG does not name {layer}"

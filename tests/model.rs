@@ -146,6 +146,8 @@ fn calibrate_bundle_eval_round_trip() {
         train: TrainConfig {
             codebooks: Some(16),
             learner: maddconv::maddness::Learner::Maddness,
+            // The fixture keeps 96 calibration frames; a stride-2 layer sees 96 windows.
+            min_windows: 64,
             ..TrainConfig::default()
         },
         independent: false,
