@@ -432,7 +432,7 @@ impl Layer {
     #[wasm_bindgen(js_name = outputShape)]
     pub fn output_shape(&self, input_shape: Vec<u32>) -> Result<Vec<u32>, JsError> {
         let s = self
-            .spec
+            .inner
             .output_shape(&shape_of(&input_shape))
             .map_err(js_err)?;
         Ok(s.into_iter().map(|d| d as u32).collect())

@@ -175,7 +175,11 @@ async fn direct_kernel_matches_reference_in_the_browser() {
             .then(|| rng.tensor(&[case.spec.out_channels]));
         let input = rng.tensor(&case.input);
         let want = conv_reference(&case.spec, &input, &weight, bias.as_ref()).unwrap();
-        let conv = DirectConv::new(&ctx, &case.spec, &weight, bias.as_ref()).unwrap();
+        let conv = DirectConv::new(
+            &ctx,
+            &maddconv::ConvLayer::new(case.spec.clone(), weight.clone(), bias.clone()).unwrap(),
+        )
+        .unwrap();
         let x = ctx.upload("input", &input).unwrap();
         let y = ctx.create_tensor("output", want.shape()).unwrap();
         ctx.fill(&y, f32::NAN);
@@ -367,7 +371,12 @@ fn trained(rng: &mut Rng, spec: &ConvSpec, train: &[usize], codebooks: usize) ->
         codebooks: Some(codebooks),
         ..Default::default()
     };
-    maddness::train(spec, &weight, bias.as_ref(), &[x], &config, &mut |_| {}).unwrap()
+    maddness::train(
+        &maddconv::ConvLayer::new(spec.clone(), weight, bias).unwrap(),
+        &[x],
+        &config,
+    )
+    .unwrap()
 }
 
 #[wasm_bindgen_test]

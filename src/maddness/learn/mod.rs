@@ -506,14 +506,6 @@ fn check_inputs(
         x.check_finite(&format!("training input {i}"))?;
         total += (g.batch * g.positions()) as u64;
     }
-    if total < config.min_windows.max(1) {
-        return Err(Error::Training(format!(
-            "the training inputs hold {total} windows (output positions); training needs at \
-             least {} (min_windows; by default 16 buckets per tree × 8 windows each): give \
-             more or larger inputs",
-            config.min_windows.max(1)
-        )));
-    }
     if config.max_windows == Some(0) {
         return Err(Error::Argument(
             "max_windows = 0; at least 1 window is needed".into(),
@@ -535,6 +527,15 @@ fn check_inputs(
         "exact u32 sums of 8-bit table entries",
     )?;
     grouping::codebook_ranges(d, c_total)?;
+    // The data last: settings errors name the setting even on too little data.
+    if total < config.min_windows.max(1) {
+        return Err(Error::Training(format!(
+            "the training inputs hold {total} windows (output positions); training needs at \
+             least {} (min_windows; by default 16 buckets per tree × 8 windows each): give \
+             more or larger inputs",
+            config.min_windows.max(1)
+        )));
+    }
     Ok((total, d, c_total))
 }
 
