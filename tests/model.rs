@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use maddconv::maddness::TrainConfig;
-use maddconv::model::{self, Bundle, CalibrateConfig, Metric, Model, Replace};
+use maddconv::model::{
+    self, Backend, Bundle, CalibrateConfig, Metric, Model, Replace, Replacements, Target, Task,
+};
 use maddconv::{ConvKind, Error, Tensor};
 
 fn silero_dir() -> PathBuf {
@@ -105,7 +107,7 @@ fn replacing_every_conv_by_the_reference_reproduces_the_exact_run() {
         .iter()
         .map(|c| (c.name.clone(), Replace::Reference))
         .collect();
-    let run = m.run_with(&runs[0], &replace, &[]).unwrap();
+    let run = m.run_with(&runs[0], &replace, &[], true).unwrap();
     common::assert_close(
         "all convs by the reference",
         run.outputs[0].data(),
@@ -153,9 +155,14 @@ fn calibrate_bundle_eval_round_trip() {
         independent: false,
     };
     let mut seen = Vec::new();
-    let trained = model::calibrate(&m_calib, &[calib], &layers, &config, &mut |n| {
-        seen.push(n.to_string())
-    })
+    let trained = model::calibrate(
+        &m_calib,
+        &[calib],
+        &layers,
+        &config,
+        Backend::Cpu,
+        &mut |n| seen.push(n.to_string()),
+    )
     .unwrap();
     assert_eq!(seen, ["/encoder.1/Conv", "/encoder.2/Conv"], "graph order");
     let bundle = Bundle {
@@ -172,7 +179,8 @@ fn calibrate_bundle_eval_round_trip() {
     assert!(e.to_string().contains("another model"), "{e}");
 
     let (m, runs) = silero(&dir, "test");
-    let cmp = model::compare(&m, &runs, &back.layers, Some(Metric::Threshold(0.5))).unwrap();
+    let reps = Replacements::with(Backend::Cpu, &back.layers).unwrap();
+    let cmp = model::compare(&m, &runs, &reps, Some(Task::first(Metric::Threshold(0.5)))).unwrap();
     let (agree, n) = cmp.outputs[0].agreement.unwrap();
     eprintln!("silero, encoder.1+2 at C = 16: {cmp:?}");
     assert_eq!(n, 339);
@@ -234,10 +242,17 @@ fn bad_inputs_give_clear_errors() {
     .unwrap();
     let e = m.conv("/nope/Conv").unwrap_err();
     assert!(e.to_string().contains("/encoder.0/Conv"), "{e}");
-    let x = Tensor::zeros(vec![4, 576]).unwrap();
     let h = Tensor::zeros(vec![1, 1, 128]).unwrap();
+    // Another frame count is another plan; another frame length is refused.
+    let x = Tensor::zeros(vec![4, 576]).unwrap();
+    assert_eq!(m.run(&[x, h.clone(), h.clone()]).unwrap()[0].shape(), [4]);
+    let x = Tensor::zeros(vec![4, 577]).unwrap();
+    let e = m.run(&[x, h.clone(), h.clone()]).unwrap_err();
+    assert!(e.to_string().contains("[4, 577]"), "{e}");
+    let mut x = Tensor::zeros(vec![4, 576]).unwrap();
+    x.data_mut()[5] = f32::NAN;
     let e = m.run(&[x, h.clone(), h]).unwrap_err();
-    assert!(e.to_string().contains("[4, 576]"), "{e}");
+    assert!(e.to_string().contains("\"input\""), "{e}");
 }
 
 #[test]
@@ -266,4 +281,320 @@ fn ddddocr_exact_run_matches_onnxruntime() {
         let rel = maddconv::metrics::relative_l2(out[0].data(), want.data());
         eprintln!("ddddocr row {i} exact run vs onnxruntime: relative L2 {rel:.3e}");
     }
+}
+
+fn silero_calib_head(dir: &Path) -> Vec<Tensor> {
+    vec![
+        npy(dir, "calib_input_head.npy"),
+        npy(dir, "test_h.npy"),
+        npy(dir, "test_c.npy"),
+    ]
+}
+
+fn small_config() -> CalibrateConfig {
+    CalibrateConfig {
+        train: TrainConfig {
+            codebooks: Some(16),
+            learner: maddconv::maddness::Learner::Maddness,
+            min_windows: 64,
+            ..TrainConfig::default()
+        },
+        independent: false,
+    }
+}
+
+#[test]
+fn sequential_and_independent_calibration_differ_after_the_first_layer() {
+    let dir = silero_dir();
+    let (m, _) = silero(&dir, "test");
+    let calib = vec![silero_calib_head(&dir)];
+    let layers = vec!["/encoder.1/Conv".to_string(), "/encoder.2/Conv".to_string()];
+    let seq = model::calibrate(
+        &m,
+        &calib,
+        &layers,
+        &small_config(),
+        Backend::Cpu,
+        &mut |_| {},
+    )
+    .unwrap();
+    let ind_config = CalibrateConfig {
+        independent: true,
+        ..small_config()
+    };
+    let ind =
+        model::calibrate(&m, &calib, &layers, &ind_config, Backend::Cpu, &mut |_| {}).unwrap();
+    // The first layer sees the exact inputs either way; the second sees encoder.1's error
+    // only when sequential.
+    assert_eq!(
+        seq[0].1.luts, ind[0].1.luts,
+        "first layer: same inputs, same tables"
+    );
+    assert_ne!(
+        seq[1].1.luts, ind[1].1.luts,
+        "second layer: sequential tables must come from other inputs"
+    );
+}
+
+#[test]
+fn gpu_replacement_matches_the_mirror_in_the_whole_model() {
+    let Some(ctx) = common::gpu() else { return };
+    let dir = silero_dir();
+    let (m, runs) = silero(&dir, "test");
+    let calib = vec![silero_calib_head(&dir)];
+    let layers = vec!["/encoder.1/Conv".to_string(), "/encoder.3/Conv".to_string()];
+    let trained = model::calibrate(
+        &m,
+        &calib,
+        &layers,
+        &small_config(),
+        Backend::Gpu(ctx),
+        &mut |_| {},
+    )
+    .unwrap();
+    let cpu = Replacements::with(Backend::Cpu, &trained).unwrap();
+    let gpu = Replacements::with(Backend::Gpu(ctx), &trained).unwrap();
+    let a = m.run_with(&runs[0], &cpu.map(), &[], true).unwrap();
+    let b = m.run_with(&runs[0], &gpu.map(), &[], true).unwrap();
+    for name in &layers {
+        let (exact_a, ya) = &a.replaced[name];
+        let (_, yb) = &b.replaced[name];
+        common::assert_close(&format!("{name} GPU vs mirror"), yb.data(), ya.data(), 1e-5);
+        assert!(
+            maddconv::metrics::relative_l2(ya.data(), exact_a.data()) > 1e-3,
+            "{name}: the tables should not be exact"
+        );
+        let t = &b.timing[name];
+        assert_eq!(t.calls, 1);
+        assert!(t.gpu.compute_ms > 0.0 && t.cpu_ms == 0.0, "{t:?}");
+        assert!(a.timing[name].cpu_ms > 0.0 && a.timing[name].gpu.compute_ms == 0.0);
+    }
+    common::assert_close(
+        "speech_probs, GPU vs mirror layers",
+        b.outputs[0].data(),
+        a.outputs[0].data(),
+        1e-4,
+    );
+    // Without the in-place measurement tract's conv is skipped and nothing is paired.
+    let c = m.run_with(&runs[0], &gpu.map(), &[], false).unwrap();
+    assert!(c.replaced.is_empty());
+    assert_eq!(c.timing[&layers[0]].exact_ms, 0.0);
+    common::assert_close(
+        "in place or not",
+        c.outputs[0].data(),
+        b.outputs[0].data(),
+        1e-6,
+    );
+}
+
+#[test]
+fn holdout_cuts_runs_or_the_free_first_dimension() {
+    let dir = silero_dir();
+    let (m, _) = silero(&dir, "test");
+    let calib = silero_calib_head(&dir);
+    let model::Split { train, held } =
+        model::holdout(&m, std::slice::from_ref(&calib), 0.25).unwrap();
+    assert_eq!(train[0][0].shape(), [72, 576]);
+    assert_eq!(held[0][0].shape(), [24, 576]);
+    assert_eq!(
+        held[0][1].shape(),
+        [1, 1, 128],
+        "the LSTM state goes to both parts"
+    );
+    assert_eq!(held[0][0].data(), &calib[0].data()[72 * 576..]);
+    // A run of other shapes than the loaded ones gets its own plan.
+    let out = m.run(&held[0]).unwrap();
+    assert_eq!(out[0].shape(), [24]);
+    let runs = vec![calib.clone(), calib.clone(), calib.clone(), calib];
+    let model::Split { train, held } = model::holdout(&m, &runs, 0.2).unwrap();
+    assert_eq!((train.len(), held.len()), (3, 1));
+    for bad in [0.0, 1.0, -0.5, f64::NAN] {
+        let e = model::holdout(&m, &runs, bad).unwrap_err();
+        assert!(e.to_string().contains("between 0 and 1"), "{e}");
+    }
+}
+
+#[test]
+fn targets_and_metrics_parse_or_say_what_is_expected() {
+    let t: Target = "threshold:0.5:0.995".parse().unwrap();
+    assert_eq!(
+        t,
+        Target::Agreement(Task::first(Metric::Threshold(0.5)), 0.995)
+    );
+    assert_eq!(
+        "argmax:0.99".parse::<Target>().unwrap(),
+        Target::Agreement(Task::first(Metric::Argmax(-1)), 0.99)
+    );
+    assert_eq!(
+        "argmax:1:0.9".parse::<Target>().unwrap(),
+        Target::Agreement(Task::first(Metric::Argmax(1)), 0.9)
+    );
+    assert_eq!("nmse:0.01".parse::<Target>().unwrap(), Target::Nmse(0.01));
+    let Target::Agreement(task, v) = "yolox:0.2:0.5:0.98".parse::<Target>().unwrap() else {
+        panic!("yolox target")
+    };
+    assert_eq!(v, 0.98);
+    let Metric::Yolox(d) = task.metric else {
+        panic!("yolox metric")
+    };
+    assert_eq!((d.score, d.nms_iou), (0.2, 0.5));
+    for bad in [
+        "threshold:0.5",
+        "nmse:x",
+        "yolox:1.5",
+        "argmax",
+        "f1:0.9",
+        "nmse:-1",
+    ] {
+        let e = bad.parse::<Target>().unwrap_err();
+        assert!(e.to_string().contains("expected"), "{bad}: {e}");
+    }
+    assert!("threshold".parse::<Metric>().is_err());
+    assert_eq!("argmax".parse::<Metric>().unwrap(), Metric::Argmax(-1));
+}
+
+#[test]
+fn auto_keeps_a_layer_only_while_the_target_holds() {
+    let dir = silero_dir();
+    let (m, _) = silero(&dir, "test");
+    let split = model::holdout(&m, &[silero_calib_head(&dir)], 0.25).unwrap();
+    let candidates = vec!["/encoder.2/Conv".to_string(), "/encoder.3/Conv".to_string()];
+    let run = |target: Target| {
+        model::calibrate_auto(
+            &m,
+            &split,
+            &candidates,
+            &small_config(),
+            target,
+            Backend::Cpu,
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    let unpack = |r: model::calibrate::AutoResult| (r.tables, r.steps, r.comparison);
+    // Nothing approximate has zero error: no layer is kept.
+    let (kept, steps, _) = unpack(run(Target::Nmse(0.0)));
+    assert!(kept.is_empty(), "{steps:?}");
+    assert_eq!(steps.len(), 2);
+    assert!(
+        steps.iter().all(|s| !s.kept && s.measured > 0.0),
+        "{steps:?}"
+    );
+    // Larger layers first.
+    let macs = |n: &str| m.conv(n).unwrap().macs();
+    assert!(macs(&steps[0].name) >= macs(&steps[1].name));
+    // Any error allowed: both are kept, in graph order.
+    let (kept, steps, cmp) = unpack(run(Target::Nmse(1e9)));
+    let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["/encoder.2/Conv", "/encoder.3/Conv"], "{steps:?}");
+    assert_eq!(cmp.layers.len(), 2);
+    // A target between the two layers' measured values keeps exactly the one that meets it.
+    let (_, steps, _) = unpack(run(Target::Nmse(0.0)));
+    let (lo, hi) = (
+        steps[0].measured.min(steps[1].measured),
+        steps[0].measured.max(steps[1].measured),
+    );
+    if hi > lo {
+        let (kept, steps, _) = unpack(run(Target::Nmse((lo + hi) / 2.0)));
+        assert!(!kept.is_empty(), "{steps:?}");
+        for s in &steps {
+            assert_eq!(s.kept, s.measured <= (lo + hi) / 2.0, "{steps:?}");
+        }
+    }
+}
+
+#[test]
+fn a_model_with_an_unknown_op_is_refused_naming_the_node() {
+    let path = common::fixtures().join("models/unknown_op/model.onnx");
+    let e = Model::load(&path, &[("x".into(), vec![1, 4])]).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Model(_)), "{msg}");
+    assert!(
+        msg.contains("NoSuchOp") && msg.contains("mystery"),
+        "the error should name the op and the node: {msg}"
+    );
+}
+
+#[test]
+fn tiny_cnn_exact_run_matches_onnxruntime_and_calibrates() {
+    let dir = common::fixtures().join("models/tiny_cnn");
+    let x = npy(&dir, "input.npy");
+    let expected = npy(&dir, "expected.npy");
+    let (m, runs) = model::load_for(dir.join("model.onnx"), &[("images".into(), x)]).unwrap();
+    assert_eq!(runs.len(), 6);
+    let names: Vec<&str> = m.convs().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["conv0", "conv1", "conv2"]);
+    for (i, r) in runs.iter().enumerate() {
+        let out = m.run(r).unwrap();
+        common::assert_close(
+            &format!("tiny_cnn row {i}"),
+            out[0].data(),
+            &expected.data()[i * 4..(i + 1) * 4],
+            1e-5,
+        );
+    }
+    let config = CalibrateConfig {
+        train: TrainConfig {
+            codebooks: Some(8),
+            min_windows: 64,
+            ..TrainConfig::default()
+        },
+        independent: false,
+    };
+    let trained = model::calibrate(
+        &m,
+        &runs[..4],
+        &["conv1".to_string()],
+        &config,
+        Backend::Cpu,
+        &mut |_| {},
+    )
+    .unwrap();
+    let reps = Replacements::with(Backend::Cpu, &trained).unwrap();
+    let cmp = model::compare(&m, &runs[4..], &reps, Some(Task::first(Metric::Argmax(-1)))).unwrap();
+    let (_, n) = cmp.outputs[0].agreement.unwrap();
+    assert_eq!(n, 2, "one top-1 decision per run");
+    assert!(cmp.outputs[0].nmse > 0.0);
+}
+
+#[test]
+fn yolox_decoding_reproduces_ddddocrs_boxes() {
+    let Some(d) = shared_models() else { return };
+    let dir = d.join("ddddocr_det");
+    let y = npy(&dir, "test_text_expected.npy");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("test_boxes.json")).unwrap())
+            .unwrap();
+    let rows = json["files"]["test_text.npy"].as_array().unwrap();
+    let mut total = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let ratio = row["ratio"].as_f64().unwrap() as f32;
+        let want = row["dets"].as_array().unwrap();
+        let out = y.slice_batch(i, i + 1).unwrap();
+        let got = model::boxes::decode_yolox(&out, 416, 416, &Default::default()).unwrap();
+        assert_eq!(got.len(), want.len(), "row {i}: {got:?}");
+        for (g, w) in got.iter().zip(want) {
+            let w: Vec<f32> = w
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            for (k, (&b, &theirs)) in g.bbox.iter().zip(&w).enumerate() {
+                let ours = b / ratio;
+                assert!(
+                    (ours - theirs).abs() < 1e-2,
+                    "row {i} box coordinate {k}: ours {ours}, ddddocr {theirs}"
+                );
+            }
+            assert!(
+                (g.score - w[4]).abs() < 1e-5,
+                "row {i}: score {} vs {}",
+                g.score,
+                w[4]
+            );
+        }
+        total += got.len();
+    }
+    assert_eq!(total, 40);
 }

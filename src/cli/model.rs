@@ -1,13 +1,14 @@
 //! `maddconv model`: whole ONNX models (run by tract) with chosen Conv nodes replaced by
-//! MADDNESS tables through the CPU mirror: `inspect`, `calibrate`, `eval`, `run`.
+//! MADDNESS tables, on the GPU (or the CPU mirror with `--cpu`): `inspect`, `calibrate`,
+//! `eval`, `run`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use maddconv::maddness::TrainConfig;
 use maddconv::model::{
-    self, bundle::BundleSettings, Bundle, CalibrateConfig, Metric, Model, Replace,
+    self, bundle::BundleSettings, Backend, Bundle, CalibrateConfig, Metric, Model, Replacements,
+    Target, Task,
 };
 use maddconv::Tensor;
 
@@ -27,7 +28,7 @@ pub enum ModelCommand {
     Calibrate(CalibrateArgs),
     /// The model with a bundle's tables against the exact model: output errors, task metric.
     Eval(EvalArgs),
-    /// Run the model (exactly, or with a bundle's tables) and write its first output.
+    /// Run the model (exactly, or with a bundle's tables) and write its outputs.
     Run(RunArgs),
 }
 
@@ -57,19 +58,41 @@ pub struct InspectArgs {
 pub struct CalibrateArgs {
     #[command(flatten)]
     pub io: ModelInputs,
-    /// Conv node names, comma-separated, or "all" (every replaceable node).
+    /// Conv nodes to replace: "all" (every replaceable node), "auto" (greedy by MACs, each kept
+    /// only while the whole model meets --target on the held-out part), or node names,
+    /// comma-separated.
     #[arg(long)]
     pub layers: String,
-    /// Codebooks per group C (default: the learner's per layer).
+    /// What --layers auto must keep, METRIC:VALUE: threshold:T:V (agreement of y > T ≥ V),
+    /// argmax[:AXIS]:V, yolox[:SCORE[:NMS]]:V (box recall and precision ≥ V) or nmse:V (every
+    /// output's NMSE ≤ V).
     #[arg(long)]
-    pub codebooks: Option<usize>,
+    pub target: Option<String>,
+    /// Task metric measured on the held-out part and stored in the bundle (default: the
+    /// target's): threshold:T, argmax[:AXIS] or yolox[:SCORE[:NMS]].
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// The output the task metric reads (default: the model's first output).
+    #[arg(long)]
+    pub metric_output: Option<String>,
+    /// Fraction of the calibration inputs held out of training to measure the whole model
+    /// (the last runs, or the last rows of a single run's free first dimension); 0 trains on
+    /// everything and measures nothing.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
     /// Train every layer on the exact model's inputs (default: sequential, each layer on the
     /// inputs it sees with the earlier chosen layers replaced).
     #[arg(long)]
     pub independent: bool,
-    /// Tree learner: "output" (default) or "maddness".
-    #[arg(long, default_value = "output")]
-    pub learner: String,
+    /// --layers auto: try at most this many candidates (the largest by MACs).
+    #[arg(long)]
+    pub max_candidates: Option<usize>,
+    /// Run the replaced layers on the CPU mirror instead of the GPU (same tables; the GPU
+    /// kernels compute the mirror's integer sums).
+    #[arg(long)]
+    pub cpu: bool,
+    #[command(flatten)]
+    pub learner: super::train::LearnerArgs,
     /// Output bundle (`.safetensors`, written atomically).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -83,9 +106,17 @@ pub struct EvalArgs {
     /// Bundle made by `maddconv model calibrate` for this model.
     #[arg(long)]
     pub tables: PathBuf,
-    /// Task metric: threshold:T (agreement of y > T) or argmax[:AXIS] (top-1 agreement).
+    /// Task metric: threshold:T (agreement of y > T and IoU of the positives), argmax[:AXIS]
+    /// (top-1 agreement) or yolox[:SCORE[:NMS]] (detector boxes: recall and precision at IoU
+    /// 0.5 against the exact model's).
     #[arg(long)]
     pub metric: Option<String>,
+    /// The output the task metric reads (default: the model's first output).
+    #[arg(long)]
+    pub metric_output: Option<String>,
+    /// Run the replaced layers on the CPU mirror instead of the GPU.
+    #[arg(long)]
+    pub cpu: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -99,7 +130,12 @@ pub struct RunArgs {
     /// Bundle whose tables replace their Conv nodes (default: the exact model).
     #[arg(long)]
     pub tables: Option<PathBuf>,
-    /// Output `.npy`: the model's first output, runs concatenated on axis 0.
+    /// Run the replaced layers on the CPU mirror instead of the GPU.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Output: a `.npy` file for a single-output model, else a directory (created if missing)
+    /// that receives
+    /// `<output name>.npy` for every output (runs concatenated on axis 0).
     #[arg(short, long)]
     pub output: PathBuf,
 }
@@ -270,39 +306,266 @@ fn inspect(a: InspectArgs) -> Result<()> {
     Ok(())
 }
 
-fn calibrate(a: CalibrateArgs) -> Result<()> {
-    let (m, runs) = load(&a.io)?;
-    let layers: Vec<String> = if a.layers.trim() == "all" {
-        m.convs()
-            .iter()
-            .filter(|c| c.unsupported.is_none())
-            .map(|c| c.name.clone())
-            .collect()
+/// The GPU for replaced layers, or the CPU mirror with `--cpu`.
+fn backend_context(cpu: bool) -> Result<Option<maddconv::gpu::Context>> {
+    if cpu {
+        Ok(None)
     } else {
-        a.layers.split(',').map(|s| s.trim().to_string()).collect()
+        Ok(Some(super::gpu()?))
+    }
+}
+
+fn backend(ctx: &Option<maddconv::gpu::Context>) -> Backend<'_> {
+    match ctx {
+        Some(c) => Backend::Gpu(c),
+        None => Backend::Cpu,
+    }
+}
+
+fn parse_metric(s: Option<&str>) -> Result<Option<Metric>> {
+    s.map(|s| s.parse().with_context(|| format!("--metric {s}")))
+        .transpose()
+}
+
+/// The index of `--metric-output NAME` (default 0, the first output).
+fn output_index(m: &Model, name: Option<&str>) -> Result<usize> {
+    match name {
+        None => Ok(0),
+        Some(n) => m
+            .output_names()
+            .iter()
+            .position(|o| o == n)
+            .with_context(|| {
+                format!(
+                    "--metric-output {n:?}: the model's outputs are {:?}",
+                    m.output_names()
+                )
+            }),
+    }
+}
+
+/// Median kernel times (direct, look-ups) of one layer on `input`, interleaved.
+fn kernel_speedup(
+    ctx: &maddconv::gpu::Context,
+    layer: &maddconv::ConvLayer,
+    tables: &maddconv::maddness::Tables,
+    input: &Tensor,
+) -> Result<(f64, f64)> {
+    use maddconv::bench::{time_interleaved, Method, Repetitions};
+    use maddconv::gpu::{DirectConv, GpuConv, MaddnessConv};
+    let direct = DirectConv::new(ctx, layer)?;
+    let lookup = MaddnessConv::new(ctx, tables)?;
+    let x = ctx.upload("speedup input", input)?;
+    let shape = direct.output_shape(input.shape())?;
+    let (y0, y1) = (
+        ctx.create_tensor("direct", &shape)?,
+        ctx.create_tensor("lookup", &shape)?,
+    );
+    let methods = [
+        Method {
+            conv: &direct,
+            input: &x,
+            output: &y0,
+        },
+        Method {
+            conv: &lookup,
+            input: &x,
+            output: &y1,
+        },
+    ];
+    let reps = Repetitions {
+        warmup: 2,
+        timed: 10,
     };
-    let train = TrainConfig {
-        codebooks: a.codebooks,
-        learner: a
-            .learner
-            .parse()
-            .with_context(|| format!("--learner {}", a.learner))?,
-        ..TrainConfig::default()
+    let t = pollster::block_on(time_interleaved(ctx, &methods, reps))?;
+    Ok((t[0].median_ms, t[1].median_ms))
+}
+
+fn calibrate(a: CalibrateArgs) -> Result<()> {
+    let mut read: Vec<&Path> = vec![a.io.model.as_path()];
+    let files: Vec<PathBuf> =
+        a.io.input
+            .iter()
+            .map(|s| PathBuf::from(s.split_once('=').map_or(s.as_str(), |(_, f)| f)))
+            .collect();
+    read.extend(files.iter().map(PathBuf::as_path));
+    super::check_output_path(&a.output, &read)?;
+    let target: Option<Target> = a
+        .target
+        .as_deref()
+        .map(|s| s.parse().with_context(|| format!("--target {s}")))
+        .transpose()?;
+    let metric = parse_metric(a.metric.as_deref())?;
+    let auto = a.layers.trim() == "auto";
+    if auto && target.is_none() {
+        bail!("--layers auto needs --target METRIC:VALUE (e.g. threshold:0.5:0.99, yolox:0.98)");
+    }
+    if !auto && target.is_some() {
+        bail!("--target is for --layers auto; with chosen layers use --metric to measure them");
+    }
+    if auto && a.holdout == 0.0 {
+        bail!("--layers auto measures the model on held-out inputs: --holdout must be > 0");
+    }
+    let (m, runs) = load(&a.io)?;
+    let out = output_index(&m, a.metric_output.as_deref())?;
+    let target = target.map(|t| match t {
+        Target::Agreement(task, v) => Target::Agreement(
+            Task {
+                output: out,
+                ..task
+            },
+            v,
+        ),
+        t => t,
+    });
+    let task = metric
+        .map(|metric| Task {
+            metric,
+            output: out,
+        })
+        .or(target.and_then(|t| t.task()));
+    let split = if a.holdout == 0.0 {
+        model::Split {
+            train: runs.clone(),
+            held: Vec::new(),
+        }
+    } else {
+        model::holdout(&m, &runs, a.holdout).context("--holdout")?
     };
+    let (train_runs, held) = (&split.train, &split.held);
+    let ctx = backend_context(a.cpu)?;
+    let train = a.learner.config();
     let learner = train.describe();
     let config = CalibrateConfig {
         train,
         independent: a.independent,
     };
+    let replaceable: Vec<String> = m
+        .convs()
+        .iter()
+        .filter(|c| c.unsupported.is_none())
+        .map(|c| c.name.clone())
+        .collect();
+    let total_macs: u64 = m.convs().iter().map(|c| c.macs()).sum();
+    eprintln!(
+        "{}: {} run(s) for training, {} held out; replaced layers on {}",
+        a.io.model.display(),
+        train_runs.len(),
+        held.len(),
+        ctx.as_ref()
+            .map(|c| c.adapter_info().name.clone())
+            .unwrap_or_else(|| "the CPU mirror".into())
+    );
     let t = std::time::Instant::now();
-    let trained = model::calibrate(&m, &runs, &layers, &config, &mut |name| {
-        eprintln!("calibrating {name} ...")
-    })?;
+    let (trained, steps) = if auto {
+        let target = target.expect("checked");
+        let mut candidates = replaceable.clone();
+        candidates.sort_by_key(|n| std::cmp::Reverse(m.conv(n).map(|c| c.macs()).unwrap_or(0)));
+        if let Some(k) = a.max_candidates {
+            candidates.truncate(k);
+        }
+        eprintln!(
+            "auto: {} candidate(s) by MACs, target {target}",
+            candidates.len()
+        );
+        let result = model::calibrate_auto(
+            &m,
+            &split,
+            &candidates,
+            &config,
+            target,
+            backend(&ctx),
+            &mut |s| {
+                eprintln!(
+                    "  {:<24} {:>5.1}% of MACs  {}",
+                    s.name,
+                    100.0 * s.mac_share,
+                    match &s.skipped {
+                        Some(why) => format!("not trained: {why}"),
+                        None => format!(
+                            "{target} measured {:.4} -> {}",
+                            s.measured,
+                            if s.kept { "kept" } else { "dropped" }
+                        ),
+                    }
+                )
+            },
+        )?;
+        (result.tables, Some(result.steps))
+    } else {
+        let layers: Vec<String> = if a.layers.trim() == "all" {
+            replaceable.clone()
+        } else {
+            a.layers.split(',').map(|s| s.trim().to_string()).collect()
+        };
+        let trained = model::calibrate(
+            &m,
+            train_runs,
+            &layers,
+            &config,
+            backend(&ctx),
+            &mut |name| eprintln!("calibrating {name} ..."),
+        )?;
+        (trained, None)
+    };
+    if trained.is_empty() {
+        bail!(
+            "no layer was kept: every candidate broke the target on the held-out inputs \
+             (try more codebooks, a looser --target, or name the layers)"
+        );
+    }
+    let replaced_macs: u64 = trained
+        .iter()
+        .filter_map(|(n, _)| m.conv(n).ok())
+        .map(|c| c.macs())
+        .sum();
     for (name, t) in &trained {
         eprintln!(
             "  {name}: C = {}, {} of {} windows, {:.2} s",
             t.codebooks, t.meta.windows_trained, t.meta.windows_available, t.meta.train_seconds
         );
+    }
+    eprintln!(
+        "{} layer(s) replaced, {:.1}% of the conv MACs",
+        trained.len(),
+        100.0 * replaced_macs as f64 / total_macs.max(1) as f64
+    );
+    let held_report = if held.is_empty() {
+        None
+    } else {
+        let reps = Replacements::with(backend(&ctx), &trained)?;
+        let cmp = model::compare(&m, held, &reps, task)?;
+        for l in output_lines(&cmp, "held-out") {
+            eprintln!("{l}");
+        }
+        Some(serde_json::json!({
+            "fraction": a.holdout,
+            "runs": held.len(),
+            "metric": task.map(|t| t.metric.to_string()),
+            "metric_output": task.map(|t| m.output_names()[t.output].clone()),
+            "outputs": cmp.outputs,
+            "layers": cmp.layers.iter().map(|l| serde_json::json!({
+                "name": l.name, "one_minus_nmse": l.one_minus_nmse})).collect::<Vec<_>>(),
+        }))
+    };
+    // Each replaced layer's kernel speedup on this adapter, on its input of one held-out (or
+    // calibration) run.
+    let mut speed = Vec::new();
+    if let Some(ctx) = &ctx {
+        let run = held.first().unwrap_or(&train_runs[0]);
+        let names: Vec<String> = trained.iter().map(|(n, _)| n.clone()).collect();
+        let reps = Replacements::with(Backend::Gpu(ctx), &trained)?;
+        let captured = m.run_with(run, &reps.map(), &names, false)?.conv_inputs;
+        for (name, tables) in &trained {
+            let layer = m.conv(name)?.layer.as_ref().context("replaceable")?;
+            let (d, l) = kernel_speedup(ctx, layer, tables, &captured[name])?;
+            eprintln!(
+                "  {name:<24} direct {d:8.3} ms  look-ups {l:8.3} ms  speedup {:.2}x ({})",
+                d / l,
+                ctx.adapter_info().name
+            );
+            speed.push(serde_json::json!({"name": name, "direct_ms": d, "lookup_ms": l}));
+        }
     }
     let bundle = Bundle {
         model_sha256: m.sha256().to_string(),
@@ -310,10 +573,15 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
         layers: trained,
         settings: BundleSettings {
             sequential: !a.independent,
-            codebooks: a.codebooks,
+            codebooks: a.learner.codebooks,
             learner,
             sources: sources(&a.io),
-            runs: runs.len(),
+            runs: train_runs.len(),
+            layers: a.layers.trim().to_string(),
+            target: target.map(|t| t.to_string()),
+            held_out: held_report,
+            auto_steps: steps.map(|s| serde_json::to_value(s).unwrap_or_default()),
+            kernel_times: (!speed.is_empty()).then_some(serde_json::Value::Array(speed)),
         },
     };
     bundle
@@ -339,86 +607,190 @@ fn load_bundle(path: &Path, m: &Model) -> Result<Bundle> {
     Ok(b)
 }
 
+/// The comparison's lines: per output the errors and task metric, per layer in place.
+fn output_lines(cmp: &model::Comparison, what: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for o in &cmp.outputs {
+        let task = match (&o.boxes, o.agreement, o.positives_iou) {
+            (Some(b), _, _) => format!(
+                "  boxes: {} exact, {} approx, {} matched: recall {:.2}%, precision {:.2}%",
+                b.exact,
+                b.approx,
+                b.matched,
+                100.0 * b.recall(),
+                100.0 * b.precision()
+            ),
+            (None, Some((f, n)), iou) => format!(
+                "  agreement {:.2}% of {n}{}",
+                100.0 * f,
+                iou.map(|v| format!(", positives IoU {v:.4}"))
+                    .unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        lines.push(format!(
+            "{what} output {:<14} 1 - NMSE {:.5}  rel L2 {:.3e}  max |d| {:.3e}  mean |d| {:.3e}{task}",
+            o.name, o.one_minus_nmse, o.relative_l2, o.max_abs, o.mean_abs
+        ));
+    }
+    for l in &cmp.layers {
+        lines.push(format!(
+            "{what} layer  {:<24} in place: 1 - NMSE {:.4}",
+            l.name, l.one_minus_nmse
+        ));
+    }
+    lines
+}
+
 fn eval(a: EvalArgs) -> Result<()> {
     let (m, runs) = load(&a.io)?;
     let bundle = load_bundle(&a.tables, &m)?;
-    let metric: Option<Metric> = a
-        .metric
-        .as_deref()
-        .map(|s| s.parse().with_context(|| format!("--metric {s}")))
+    let task = parse_metric(a.metric.as_deref())?
+        .map(|metric| -> Result<Task> {
+            Ok(Task {
+                metric,
+                output: output_index(&m, a.metric_output.as_deref())?,
+            })
+        })
         .transpose()?;
-    let cmp = model::compare(&m, &runs, &bundle.layers, metric)?;
+    let ctx = backend_context(a.cpu)?;
+    let reps = Replacements::with(backend(&ctx), &bundle.layers)?;
+    let cmp = model::compare(&m, &runs, &reps, task)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&cmp)?);
         return Ok(());
     }
     println!(
-        "{} with {} replaced layer(s) from {}, {} run(s)",
+        "{} with {} replaced layer(s) from {} on {}, {} run(s)",
         a.io.model.display(),
         bundle.layers.len(),
         a.tables.display(),
+        ctx.as_ref()
+            .map(|c| c.adapter_info().name.clone())
+            .unwrap_or_else(|| "the CPU mirror".into()),
         cmp.runs
     );
-    for o in &cmp.outputs {
-        println!(
-            "output {:<16} NMSE {:.3e}  1 - NMSE {:.5}  rel L2 {:.3e}  max abs {:.3e}{}",
-            o.name,
-            o.nmse,
-            o.one_minus_nmse,
-            o.relative_l2,
-            o.max_abs,
-            o.agreement
-                .map(|(f, n)| format!("  agreement {:.2}% of {n}", 100.0 * f))
-                .unwrap_or_default()
-        );
+    for l in output_lines(&cmp, "") {
+        println!("{}", l.trim_start());
     }
+    println!(
+        "time: exact model {:.1} ms; replaced model {:.1} ms (includes tract's exact conv at each \
+         replaced node, {:.1} ms, run to measure the layers in place)",
+        cmp.exact_ms,
+        cmp.approx_ms,
+        cmp.layers.iter().map(|l| l.timing.exact_ms).sum::<f64>()
+    );
+    println!(
+        "{:<24} {:>6} {:>10} {:>10} {:>10} {:>11} {:>12}",
+        "layer", "calls", "kernel ms", "compute ms", "cpu ms", "transfer ms", "tract conv ms"
+    );
     for l in &cmp.layers {
+        let t = &l.timing;
         println!(
-            "layer  {:<24} in place: NMSE {:.4}  1 - NMSE {:.4}",
-            l.name, l.nmse, l.one_minus_nmse
+            "{:<24} {:>6} {:>10} {:>10.2} {:>10.2} {:>11.2} {:>12.2}",
+            l.name,
+            t.calls,
+            t.gpu
+                .kernel_ms
+                .map_or("-".to_string(), |k| format!("{k:.2}")),
+            t.gpu.compute_ms,
+            t.cpu_ms,
+            t.transfer_ms(),
+            t.exact_ms
         );
     }
     Ok(())
 }
 
-fn run_model(a: RunArgs) -> Result<()> {
-    let (m, runs) = load(&a.io)?;
-    let bundle = a.tables.as_ref().map(|p| load_bundle(p, &m)).transpose()?;
-    let replace: std::collections::BTreeMap<String, Replace<'_>> = bundle
-        .iter()
-        .flat_map(|b| {
-            b.layers
-                .iter()
-                .map(|(n, t)| (n.clone(), Replace::Tables(t)))
+fn output_file_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
         })
         .collect();
-    let mut first = Vec::new();
+    format!("{}.npy", clean.trim_start_matches('.'))
+}
+
+fn run_model(a: RunArgs) -> Result<()> {
+    let (m, runs) = load(&a.io)?;
+    let single = m.output_names().len() == 1 && a.output.extension().is_some_and(|e| e == "npy");
+    let targets: Vec<PathBuf> = if single {
+        vec![a.output.clone()]
+    } else {
+        if (a.output.exists() && !a.output.is_dir())
+            || a.output.extension().is_some_and(|e| e == "npy")
+        {
+            bail!(
+                "-o {}: the model has {} outputs {:?}; give a directory (each output is written \
+                 as <name>.npy there)",
+                a.output.display(),
+                m.output_names().len(),
+                m.output_names()
+            );
+        }
+        m.output_names()
+            .iter()
+            .map(|n| a.output.join(output_file_name(n)))
+            .collect()
+    };
+    let mut read: Vec<&Path> = vec![a.io.model.as_path()];
+    read.extend(a.tables.as_deref());
+    let files: Vec<PathBuf> =
+        a.io.input
+            .iter()
+            .map(|s| PathBuf::from(s.split_once('=').map_or(s.as_str(), |(_, f)| f)))
+            .collect();
+    read.extend(files.iter().map(PathBuf::as_path));
+    if !single {
+        std::fs::create_dir_all(&a.output)
+            .with_context(|| format!("creating the output directory {}", a.output.display()))?;
+    }
+    for t in &targets {
+        super::check_output_path(t, &read)?;
+    }
+    let bundle = a.tables.as_ref().map(|p| load_bundle(p, &m)).transpose()?;
+    let ctx = if bundle.is_some() {
+        backend_context(a.cpu)?
+    } else {
+        None
+    };
+    let reps = Replacements::with(
+        backend(&ctx),
+        bundle.as_ref().map_or(&[][..], |b| b.layers.as_slice()),
+    )?;
+    let replace = reps.map();
+    let mut outs: Vec<Vec<Tensor>> = vec![Vec::new(); m.output_names().len()];
     for r in &runs {
-        let out = m.run_with(r, &replace, &[])?;
-        first.push(
-            out.outputs
-                .into_iter()
-                .next()
-                .context("the model has no output")?,
+        let run = m.run_with(r, &replace, &[], false)?;
+        for (i, y) in run.outputs.into_iter().enumerate() {
+            outs[i].push(y);
+        }
+    }
+    let mut ys = Vec::new();
+    for (parts, name) in outs.iter_mut().zip(m.output_names()) {
+        let y = if parts.len() == 1 {
+            parts.pop().expect("one")
+        } else {
+            Tensor::concat_batch(parts)
+                .with_context(|| format!("output {name:?}: the runs' shapes differ"))?
+        };
+        super::check_output_finite(&y, &format!("the model's output {name:?}"))?;
+        ys.push(y);
+    }
+    for ((y, path), name) in ys.iter().zip(&targets).zip(m.output_names()) {
+        y.write_npy(path)?;
+        eprintln!(
+            "{name} {:?} ({} replaced layer(s), {} run(s)) written to {}",
+            y.shape(),
+            replace.len(),
+            runs.len(),
+            path.display()
         );
     }
-    let y = if first.len() == 1 {
-        first.pop().expect("one")
-    } else {
-        Tensor::concat_batch(&first)?
-    };
-    super::check_output_finite(&y, "the model")?;
-    y.write_npy(&a.output)?;
-    eprintln!(
-        "{} {:?} ({} replaced layer(s), {} run(s)) written to {}",
-        m.output_names()
-            .first()
-            .map(String::as_str)
-            .unwrap_or("output"),
-        y.shape(),
-        replace.len(),
-        runs.len(),
-        a.output.display()
-    );
     Ok(())
 }

@@ -27,6 +27,16 @@ pub struct TrainArgs {
     pub test: Option<PathBuf>,
     #[command(flatten)]
     pub spec: super::SpecArgs,
+    #[command(flatten)]
+    pub learner: LearnerArgs,
+    /// Output table file (`.safetensors`, written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// The learner's settings, shared by `train` and `model calibrate`.
+#[derive(Args, Debug, Clone)]
+pub struct LearnerArgs {
     /// Codebooks per group C (1 ≤ C ≤ D). Default: D/8, at least min(D, 8), at most 64.
     #[arg(long)]
     pub codebooks: Option<usize>,
@@ -82,9 +92,30 @@ pub struct TrainArgs {
     /// Fewest training windows accepted; fewer give tables that fit noise.
     #[arg(long, default_value_t = defaults().min_windows)]
     pub min_windows: u64,
-    /// Output table file (`.safetensors`, written atomically).
-    #[arg(short, long)]
-    pub output: PathBuf,
+}
+
+impl LearnerArgs {
+    /// The settings as the library takes them.
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            codebooks: self.codebooks,
+            lambda: self.lambda,
+            max_windows: self.max_windows.0,
+            seed: self.seed,
+            keep_f32_tables: !self.no_f32_tables,
+            learner: self.learner,
+            grouping: self.grouping,
+            shortlist: self.shortlist,
+            rank: self.rank,
+            tree_rows: self.tree_rows,
+            min_leaf: self.min_leaf,
+            shrinkage: self.shrinkage,
+            start: self.start,
+            passes: self.passes,
+            refit_offsets: !self.no_refit_offsets,
+            min_windows: self.min_windows,
+        }
+    }
 }
 
 /// The library's defaults, the one place they are stated (the help shows them).
@@ -159,24 +190,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Ok(t)
         })
         .transpose()?;
-    let config = TrainConfig {
-        codebooks: args.codebooks,
-        lambda: args.lambda,
-        max_windows: args.max_windows.0,
-        seed: args.seed,
-        keep_f32_tables: !args.no_f32_tables,
-        learner: args.learner,
-        grouping: args.grouping,
-        shortlist: args.shortlist,
-        rank: args.rank,
-        tree_rows: args.tree_rows,
-        min_leaf: args.min_leaf,
-        shrinkage: args.shrinkage,
-        start: args.start,
-        passes: args.passes,
-        refit_offsets: !args.no_refit_offsets,
-        min_windows: args.min_windows,
-    };
+    let config = args.learner.config();
 
     let bar = ProgressBar::new(1);
     bar.set_style(

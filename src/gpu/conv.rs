@@ -66,16 +66,62 @@ pub trait GpuConv {
     /// Applies the layer to a host tensor: uploads, runs and reads back, in batch slices when
     /// the whole batch would exceed the device's binding limits. The input must be finite.
     fn run<'a>(&'a self, ctx: &'a Context, input: &'a Tensor) -> LocalFuture<'a, Result<Tensor>> {
-        Box::pin(run_batched(self, ctx, input))
+        Box::pin(async move { Ok(run_batched(self, ctx, input, false).await?.0) })
+    }
+
+    /// [`Self::run`], timing each step apart: the upload, the compute passes (wall time of
+    /// submit → idle and, where the device has timestamp queries, the passes' own GPU time)
+    /// and the read-back. Each step is waited for before the next starts, so the times do not
+    /// overlap (and their sum exceeds a pipelined run's).
+    fn run_timed<'a>(
+        &'a self,
+        ctx: &'a Context,
+        input: &'a Tensor,
+    ) -> LocalFuture<'a, Result<(Tensor, RunTiming)>> {
+        Box::pin(run_batched(self, ctx, input, true))
     }
 }
 
-/// [`GpuConv::run`]'s body.
+/// Where the time of one [`GpuConv::run_timed`] went, in milliseconds (summed over batch
+/// slices).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RunTiming {
+    /// Host → GPU: writing the input and waiting for the copy.
+    pub upload_ms: f64,
+    /// Submit → idle of the compute passes (includes dispatch overhead).
+    pub compute_ms: f64,
+    /// The compute passes' own time from timestamp queries (`None` without them).
+    pub kernel_ms: Option<f64>,
+    /// GPU → host: copying and mapping the output.
+    pub download_ms: f64,
+}
+
+impl RunTiming {
+    /// Adds another run's times (e.g. over the runs of a model).
+    pub fn add(&mut self, other: &RunTiming) {
+        if *self == RunTiming::default() {
+            *self = *other;
+            return;
+        }
+        self.upload_ms += other.upload_ms;
+        self.compute_ms += other.compute_ms;
+        self.kernel_ms = self.kernel_ms.zip(other.kernel_ms).map(|(a, b)| a + b);
+        self.download_ms += other.download_ms;
+    }
+
+    /// Upload + download: the time spent moving tensors, apart from the compute.
+    pub fn transfer_ms(&self) -> f64 {
+        self.upload_ms + self.download_ms
+    }
+}
+
+/// [`GpuConv::run`]'s and [`GpuConv::run_timed`]'s body (`timed`: wait after each step).
 async fn run_batched<C: GpuConv + ?Sized>(
     conv: &C,
     ctx: &Context,
     input: &Tensor,
-) -> Result<Tensor> {
+    timed: bool,
+) -> Result<(Tensor, RunTiming)> {
     let g = conv.spec().geometry(input.shape())?;
     input.check_finite("input")?;
     let chunk = limits::batch_chunk(
@@ -84,6 +130,16 @@ async fn run_batched<C: GpuConv + ?Sized>(
         g.batch,
         &conv.bytes_per_sample(&g.with_batch(1)),
     )?;
+    let mut timing = RunTiming::default();
+    let mut timer = if timed {
+        GpuTimer::new(ctx, conv.passes() as u32)
+    } else {
+        None
+    };
+    if timed && timer.is_some() {
+        timing.kernel_ms = Some(0.0);
+    }
+    let ms = |t: crate::clock::Instant| t.elapsed().as_secs_f64() * 1e3;
     let mut parts = Vec::new();
     for start in (0..g.batch).step_by(chunk) {
         let end = (start + chunk).min(g.batch);
@@ -94,18 +150,40 @@ async fn run_batched<C: GpuConv + ?Sized>(
             slice = input.slice_batch(start, end)?;
             &slice
         };
+        let t = crate::clock::Instant::now();
         let x = ctx.upload("input", part)?;
         let y = ctx.create_tensor("output", &conv.output_shape(x.shape())?)?;
+        if timed {
+            ctx.wait_idle().await?;
+            timing.upload_ms += ms(t);
+        }
+        let t = crate::clock::Instant::now();
         let mut encoder = ctx.encoder(conv.name());
-        conv.encode(ctx, &mut encoder, &x, &y, None)?;
+        conv.encode(ctx, &mut encoder, &x, &y, timer.as_mut())?;
+        if let Some(timer) = &timer {
+            timer.resolve(&mut encoder);
+        }
         ctx.submit(encoder);
+        if timed {
+            ctx.wait_idle().await?;
+            timing.compute_ms += ms(t);
+            if let Some(timer) = &mut timer {
+                let passes = timer.read(ctx).await?;
+                *timing.kernel_ms.get_or_insert(0.0) += passes.iter().sum::<f64>();
+            }
+        }
+        let t = crate::clock::Instant::now();
         parts.push(ctx.download(&y).await?);
+        if timed {
+            timing.download_ms += ms(t);
+        }
     }
-    if parts.len() == 1 {
-        Ok(parts.remove(0))
+    let y = if parts.len() == 1 {
+        parts.remove(0)
     } else {
-        Tensor::concat_batch(&parts)
-    }
+        Tensor::concat_batch(&parts)?
+    };
+    Ok((y, timing))
 }
 
 /// The geometry of `input`; fails with [`crate::Error::Shape`] unless `output` has the shape

@@ -35,7 +35,7 @@ pub mod timer;
 
 pub use buffer::GpuTensor;
 pub use context::{AdapterSummary, Context, ContextOptions};
-pub use conv::GpuConv;
+pub use conv::{GpuConv, RunTiming};
 pub use direct::{DirectConv, DirectKernel};
 pub use kernel::Kernel;
 pub use maddness::{LookupKernel, MaddnessConv};

@@ -41,8 +41,25 @@ pub struct BundleSettings {
     pub learner: String,
     /// Names of the calibration input files.
     pub sources: Vec<String>,
-    /// Runs of the model the calibration inputs made.
+    /// Runs of the model the tables were trained on.
     pub runs: usize,
+    /// The `--layers` choice ("all", "auto" or the names).
+    #[serde(default)]
+    pub layers: String,
+    /// `--layers auto`'s target.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The whole model measured on the held-out calibration inputs (fraction, runs, metric,
+    /// per output errors and agreement, per layer 1 − NMSE in place).
+    #[serde(default)]
+    pub held_out: Option<serde_json::Value>,
+    /// `--layers auto`: every candidate tried, its measured value, kept or not.
+    #[serde(default)]
+    pub auto_steps: Option<serde_json::Value>,
+    /// Each replaced layer's median kernel times on the calibrating adapter (direct and
+    /// look-ups, ms).
+    #[serde(default)]
+    pub kernel_times: Option<serde_json::Value>,
 }
 
 /// Tables for several Conv nodes of one model.

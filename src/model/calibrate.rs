@@ -4,9 +4,12 @@
 //! * [`calibrate`] — sequential by default (DESIGN.md §7): layer `k` learns on its inputs
 //!   captured from runs with layers `0..k` already replaced; `independent` trains every layer on
 //!   the exact model's inputs.
-//! * [`compare`] — per output NMSE (global variance), 1 − NMSE, relative L2 and max abs; per
-//!   replaced layer its NMSE in place (channel-wise, [`crate::metrics::nmse`]); the task metric
-//!   ([`Metric`]).
+//! * [`calibrate_auto`] — greedy choice of the layers: candidates in order of MACs, each kept
+//!   only if the whole model still meets a [`Target`] on held-out runs.
+//! * [`compare`] — per output NMSE (global variance), 1 − NMSE, relative L2, max and mean abs;
+//!   per replaced layer its NMSE in place (channel-wise, [`crate::metrics::nmse`]); the task
+//!   metric ([`Metric`]); where the time went.
+//! * [`holdout`] — splits calibration runs into a training and a held-out part.
 //!
 //! Inputs are runs: one `Vec<Tensor>` per model call, in [`Model::input_names`] order.
 
@@ -14,11 +17,115 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Model, Replace};
+use super::boxes::{self, BoxAgreement, YoloxDecode};
+use super::{LayerTiming, Model, Replace};
 use crate::error::{Error, Result};
+use crate::gpu::{Context, MaddnessConv};
 use crate::layer::ConvLayer;
 use crate::maddness::{learn, Tables, TrainConfig};
 use crate::tensor::Tensor;
+
+/// Where replaced layers run.
+#[derive(Clone, Copy)]
+pub enum Backend<'a> {
+    /// The CPU mirror ([`crate::maddness::mirror`]).
+    Cpu,
+    /// The look-up kernels on this GPU.
+    Gpu(&'a Context),
+}
+
+impl std::fmt::Debug for Backend<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Cpu => write!(f, "Cpu"),
+            Backend::Gpu(c) => write!(f, "Gpu({})", c.adapter_info().name),
+        }
+    }
+}
+
+/// The replaced layers of a model and where they run: owns each layer's tables and, on the
+/// GPU, its uploaded [`MaddnessConv`].
+pub struct Replacements<'a> {
+    backend: Backend<'a>,
+    layers: Vec<(String, Tables, Option<MaddnessConv>)>,
+}
+
+impl<'a> Replacements<'a> {
+    /// No layer replaced yet.
+    pub fn new(backend: Backend<'a>) -> Self {
+        Replacements {
+            backend,
+            layers: Vec::new(),
+        }
+    }
+
+    /// These layers' tables, on `backend`.
+    pub fn with(backend: Backend<'a>, tables: &[(String, Tables)]) -> Result<Self> {
+        let mut r = Replacements::new(backend);
+        for (name, t) in tables {
+            r.push(name.clone(), t.clone())?;
+        }
+        Ok(r)
+    }
+
+    /// Adds (or replaces) one layer's tables; on the GPU they are uploaded here.
+    pub fn push(&mut self, name: String, tables: Tables) -> Result<()> {
+        let gpu = match self.backend {
+            Backend::Cpu => None,
+            Backend::Gpu(ctx) => Some(MaddnessConv::new(ctx, &tables)?),
+        };
+        self.layers.retain(|(n, _, _)| *n != name);
+        self.layers.push((name, tables, gpu));
+        Ok(())
+    }
+
+    /// Removes the layer added last.
+    pub fn pop(&mut self) -> Option<(String, Tables)> {
+        self.layers.pop().map(|(n, t, _)| (n, t))
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend<'a> {
+        self.backend
+    }
+
+    /// Replaced layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True when no layer is replaced.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// (name, tables) of every replaced layer, in the order they were added.
+    pub fn tables(&self) -> Vec<(String, Tables)> {
+        self.layers
+            .iter()
+            .map(|(n, t, _)| (n.clone(), t.clone()))
+            .collect()
+    }
+
+    /// Names of the replaced layers.
+    pub fn names(&self) -> Vec<String> {
+        self.layers.iter().map(|(n, _, _)| n.clone()).collect()
+    }
+
+    /// What [`Model::run_with`] takes.
+    pub fn map(&self) -> BTreeMap<String, Replace<'_>> {
+        self.layers
+            .iter()
+            .map(|(n, t, g)| {
+                let r = match (self.backend, g) {
+                    (Backend::Gpu(ctx), Some(conv)) => Replace::Gpu(ctx, conv),
+                    _ => Replace::Tables(t),
+                };
+                (n.clone(), r)
+            })
+            .collect()
+    }
+}
 
 /// Settings of [`calibrate`].
 #[derive(Clone, Debug, Default)]
@@ -35,19 +142,8 @@ pub fn train_layer(layer: &ConvLayer, inputs: &[Tensor], config: &TrainConfig) -
     learn::train(layer, inputs, config)
 }
 
-/// Learns tables for the Conv nodes `layers` (any order; trained in graph order) from the
-/// calibration `runs`. `progress` is told each layer's name as it starts. Returns
-/// (node name, tables) in graph order.
-pub fn calibrate(
-    model: &Model,
-    runs: &[Vec<Tensor>],
-    layers: &[String],
-    config: &CalibrateConfig,
-    progress: &mut dyn FnMut(&str),
-) -> Result<Vec<(String, Tables)>> {
-    if runs.is_empty() {
-        return Err(Error::Argument("no calibration inputs were given".into()));
-    }
+/// The chosen Conv nodes in graph order, checked to be replaceable.
+fn chosen_in_order(model: &Model, layers: &[String]) -> Result<Vec<String>> {
     let mut chosen = Vec::new();
     for name in layers {
         let c = model.conv(name)?;
@@ -61,39 +157,77 @@ pub fn calibrate(
         }
     }
     chosen.sort_unstable();
-    let names: Vec<String> = chosen
+    Ok(chosen
         .iter()
         .map(|&i| model.convs()[i].name.clone())
-        .collect();
-    let mut trained: Vec<(String, Tables)> = Vec::new();
+        .collect())
+}
+
+/// Captures `name`'s inputs on every run with `replaced` in place, and trains its tables.
+fn train_in_place(
+    model: &Model,
+    runs: &[Vec<Tensor>],
+    name: &str,
+    replaced: &Replacements<'_>,
+    train: &TrainConfig,
+) -> Result<Tables> {
+    let map = replaced.map();
+    let inputs: Vec<Tensor> = runs
+        .iter()
+        .map(|r| {
+            let mut run = model.run_with(r, &map, &[name.to_string()], false)?;
+            Ok(run.conv_inputs.remove(name).expect("captured"))
+        })
+        .collect::<Result<_>>()?;
+    let layer = model.conv(name)?.layer.as_ref().expect("checked");
+    train_layer(layer, &inputs, train).map_err(|e| Error::Training(format!("layer {name:?}: {e}")))
+}
+
+/// Learns tables for the Conv nodes `layers` (any order; trained in graph order) from the
+/// calibration `runs`, the earlier layers running on `backend` while the later ones capture
+/// their inputs. `progress` is told each layer's name as it starts. Returns (node name,
+/// tables) in graph order.
+pub fn calibrate(
+    model: &Model,
+    runs: &[Vec<Tensor>],
+    layers: &[String],
+    config: &CalibrateConfig,
+    backend: Backend<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<(String, Tables)>> {
+    if runs.is_empty() {
+        return Err(Error::Argument("no calibration inputs were given".into()));
+    }
+    let names = chosen_in_order(model, layers)?;
+    let mut replaced = Replacements::new(backend);
     let mut captured_exact: Option<Vec<BTreeMap<String, Tensor>>> = None;
     if config.independent {
         captured_exact = Some(
             runs.iter()
-                .map(|r| Ok(model.run_with(r, &BTreeMap::new(), &names)?.conv_inputs))
+                .map(|r| {
+                    Ok(model
+                        .run_with(r, &BTreeMap::new(), &names, false)?
+                        .conv_inputs)
+                })
                 .collect::<Result<_>>()?,
         );
     }
+    let mut trained = Vec::new();
     for name in &names {
         progress(name);
-        let inputs: Vec<Tensor> = match &captured_exact {
-            Some(all) => all.iter().map(|m| m[name].clone()).collect(),
+        let tables = match &captured_exact {
+            Some(all) => {
+                let inputs: Vec<Tensor> = all.iter().map(|m| m[name].clone()).collect();
+                let layer = model.conv(name)?.layer.as_ref().expect("checked");
+                train_layer(layer, &inputs, &config.train)
+                    .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?
+            }
             None => {
-                let replace: BTreeMap<String, Replace<'_>> = trained
-                    .iter()
-                    .map(|(n, t)| (n.clone(), Replace::Tables(t)))
-                    .collect();
-                runs.iter()
-                    .map(|r| {
-                        let mut run = model.run_with(r, &replace, std::slice::from_ref(name))?;
-                        Ok(run.conv_inputs.remove(name).expect("captured"))
-                    })
-                    .collect::<Result<_>>()?
+                let t = train_in_place(model, runs, name, &replaced, &config.train)?;
+                replaced.push(name.clone(), t.clone())?;
+                t
             }
         };
-        let layer = model.conv(name)?.layer.as_ref().expect("checked");
-        let tables = train_layer(layer, &inputs, &config.train)
-            .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?;
         trained.push((name.clone(), tables));
     }
     Ok(trained)
@@ -102,10 +236,14 @@ pub fn calibrate(
 /// The end-task measure of [`compare`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Metric {
-    /// Agreement of the decisions `y > T` over all elements of each output.
+    /// Agreement of the decisions `y > T` over all elements of each output (and the IoU of the
+    /// positive sets).
     Threshold(f32),
     /// Agreement of the arg-max along an axis (negative: from the end) of each output.
     Argmax(isize),
+    /// Boxes of a YOLOX detector output ([`boxes::decode_yolox`]), matched one to one:
+    /// recall and precision against the exact model's boxes.
+    Yolox(YoloxDecode),
 }
 
 impl std::str::FromStr for Metric {
@@ -113,14 +251,131 @@ impl std::str::FromStr for Metric {
     fn from_str(s: &str) -> Result<Metric> {
         let bad = || {
             Error::Argument(format!(
-                "metric {s:?}; expected threshold:T or argmax[:AXIS]"
+                "metric {s:?}; expected threshold:T, argmax[:AXIS] or yolox[:SCORE[:NMS_IOU]]"
             ))
         };
-        match s.split_once(':') {
-            Some(("threshold", t)) => t.parse().map(Metric::Threshold).map_err(|_| bad()),
-            Some(("argmax", a)) => a.parse().map(Metric::Argmax).map_err(|_| bad()),
-            None if s == "argmax" => Ok(Metric::Argmax(-1)),
+        let mut parts = s.split(':');
+        let kind = parts.next().unwrap_or("");
+        let rest: Vec<&str> = parts.collect();
+        let f = |v: &str| v.parse::<f32>().map_err(|_| bad());
+        match (kind, rest.as_slice()) {
+            ("threshold", [t]) => Ok(Metric::Threshold(f(t)?)),
+            ("argmax", []) => Ok(Metric::Argmax(-1)),
+            ("argmax", [a]) => a.parse().map(Metric::Argmax).map_err(|_| bad()),
+            ("yolox", rest) if rest.len() <= 2 => {
+                let mut d = YoloxDecode::default();
+                if let Some(v) = rest.first() {
+                    d.score = f(v)?;
+                }
+                if let Some(v) = rest.get(1) {
+                    d.nms_iou = f(v)?;
+                }
+                Ok(Metric::Yolox(d))
+            }
             _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Metric::Threshold(t) => write!(f, "threshold:{t}"),
+            Metric::Argmax(a) => write!(f, "argmax:{a}"),
+            Metric::Yolox(d) => write!(f, "yolox:{}:{}", d.score, d.nms_iou),
+        }
+    }
+}
+
+/// A task metric on one of the model's outputs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Task {
+    /// The measure.
+    pub metric: Metric,
+    /// Index of the output it reads (in [`Model::output_names`] order; 0 is the first).
+    pub output: usize,
+}
+
+impl Task {
+    /// The metric on the model's first output.
+    pub fn first(metric: Metric) -> Task {
+        Task { metric, output: 0 }
+    }
+}
+
+/// What `--layers auto` must keep: a task metric and its bound.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// The metric's agreement (threshold, argmax) or min(recall, precision) (yolox) on its
+    /// output ≥ the value.
+    Agreement(Task, f64),
+    /// Every output's NMSE ≤ the value.
+    Nmse(f64),
+}
+
+impl std::str::FromStr for Target {
+    type Err = Error;
+    /// `METRIC:VALUE`, e.g. `threshold:0.5:0.995`, `argmax:0.99`, `yolox:0.98`, `nmse:0.01`.
+    fn from_str(s: &str) -> Result<Target> {
+        let bad = |why: &str| {
+            Error::Argument(format!(
+                "target {s:?}: {why}; expected METRIC:VALUE, e.g. threshold:0.5:0.995, \
+                 argmax:0.99, yolox:0.98 or nmse:0.01"
+            ))
+        };
+        let (metric, value) = s.rsplit_once(':').ok_or_else(|| bad("no value"))?;
+        let value: f64 = value
+            .parse()
+            .map_err(|_| bad("the value is not a number"))?;
+        if !value.is_finite() || value < 0.0 {
+            return Err(bad("the value must be a finite number ≥ 0"));
+        }
+        if metric == "nmse" {
+            return Ok(Target::Nmse(value));
+        }
+        if value > 1.0 {
+            return Err(bad("an agreement is at most 1"));
+        }
+        Ok(Target::Agreement(Task::first(metric.parse()?), value))
+    }
+}
+
+impl Target {
+    /// The task metric to measure (`None` for an NMSE target).
+    pub fn task(&self) -> Option<Task> {
+        match self {
+            Target::Agreement(m, _) => Some(*m),
+            Target::Nmse(_) => None,
+        }
+    }
+
+    /// The measured value the target bounds: the worst output's.
+    pub fn measured(&self, c: &Comparison) -> f64 {
+        match self {
+            Target::Agreement(..) => c
+                .outputs
+                .iter()
+                .filter_map(|o| o.agreement.map(|(a, _)| a))
+                .fold(f64::INFINITY, f64::min),
+            Target::Nmse(_) => c.outputs.iter().map(|o| o.nmse).fold(0.0, f64::max),
+        }
+    }
+
+    /// Whether `c` meets the target.
+    pub fn met(&self, c: &Comparison) -> bool {
+        let v = self.measured(c);
+        match self {
+            Target::Agreement(_, t) => v >= *t,
+            Target::Nmse(t) => v <= *t,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Agreement(t, v) => write!(f, "{}:{v}", t.metric),
+            Target::Nmse(v) => write!(f, "nmse:{v}"),
         }
     }
 }
@@ -138,8 +393,15 @@ pub struct OutputError {
     pub relative_l2: f64,
     /// `max |y − ŷ|`.
     pub max_abs: f64,
-    /// The task metric's agreement in `[0, 1]`, with the count of decisions compared.
+    /// `mean |y − ŷ|`.
+    pub mean_abs: f64,
+    /// The task metric's agreement in `[0, 1]` with the count of decisions compared (for
+    /// yolox: min(recall, precision) and the exact model's box count).
     pub agreement: Option<(f64, usize)>,
+    /// threshold: `|E ∩ A| / |E ∪ A|` of the exact and approximate positives.
+    pub positives_iou: Option<f64>,
+    /// yolox: box counts and matches over all runs.
+    pub boxes: Option<BoxAgreement>,
 }
 
 /// One replaced layer's error in place (on the inputs it saw with the earlier layers replaced).
@@ -151,6 +413,8 @@ pub struct LayerError {
     pub nmse: f64,
     /// `1 − NMSE`.
     pub one_minus_nmse: f64,
+    /// Where the layer's time went over all runs.
+    pub timing: LayerTiming,
 }
 
 /// The replaced model against the exact one.
@@ -162,6 +426,11 @@ pub struct Comparison {
     pub layers: Vec<LayerError>,
     /// Model calls.
     pub runs: usize,
+    /// Wall time of the exact runs, milliseconds (all runs).
+    pub exact_ms: f64,
+    /// Wall time of the replaced runs, milliseconds (all runs; these also evaluate tract's
+    /// exact conv at every replaced node, to measure it in place).
+    pub approx_ms: f64,
 }
 
 fn decisions(t: &Tensor, metric: Metric) -> Result<Vec<i64>> {
@@ -196,30 +465,75 @@ fn decisions(t: &Tensor, metric: Metric) -> Result<Vec<i64>> {
             }
             Ok(out)
         }
+        Metric::Yolox(_) => Err(Error::Argument("yolox boxes are not decisions".into())),
     }
 }
 
-/// Runs the model exactly and with the `tables` replacing their nodes on every run, and
-/// measures the difference.
+/// Height and width of the run's image: the last two dimensions of its first 4-D input.
+fn image_size(run: &[Tensor]) -> Result<(usize, usize)> {
+    run.iter()
+        .find(|t| t.shape().len() == 4)
+        .map(|t| (t.shape()[2], t.shape()[3]))
+        .ok_or_else(|| {
+            Error::Argument("the yolox metric needs a model with an N×C×H×W image input".into())
+        })
+}
+
+/// The exact model's outputs on every run (computed once for many comparisons).
+pub fn exact_outputs(model: &Model, runs: &[Vec<Tensor>]) -> Result<(Vec<Vec<Tensor>>, f64)> {
+    let t = std::time::Instant::now();
+    let out = runs
+        .iter()
+        .map(|r| model.run(r))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((out, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Runs the model exactly and with `replaced` on every run, and measures the difference; the
+/// `task` metric is measured on its output.
 pub fn compare(
     model: &Model,
     runs: &[Vec<Tensor>],
-    tables: &[(String, Tables)],
-    metric: Option<Metric>,
+    replaced: &Replacements<'_>,
+    task: Option<Task>,
 ) -> Result<Comparison> {
-    let replace: BTreeMap<String, Replace<'_>> = tables
-        .iter()
-        .map(|(n, t)| (n.clone(), Replace::Tables(t)))
-        .collect();
+    let (exact, ms) = exact_outputs(model, runs)?;
+    let mut c = compare_with(model, runs, &exact, replaced, task)?;
+    c.exact_ms = ms;
+    Ok(c)
+}
+
+/// [`compare`] against exact outputs computed before ([`exact_outputs`]).
+pub fn compare_with(
+    model: &Model,
+    runs: &[Vec<Tensor>],
+    exact: &[Vec<Tensor>],
+    replaced: &Replacements<'_>,
+    task: Option<Task>,
+) -> Result<Comparison> {
+    if let Some(t) = task {
+        if t.output >= model.output_names().len() {
+            return Err(Error::Argument(format!(
+                "the task metric reads output {}, but the model has {} ({:?})",
+                t.output,
+                model.output_names().len(),
+                model.output_names()
+            )));
+        }
+    }
+    let replace = replaced.map();
     let n_out = model.output_names().len();
-    let mut exact_out: Vec<Vec<Tensor>> = vec![Vec::new(); n_out];
     let mut approx_out: Vec<Vec<Tensor>> = vec![Vec::new(); n_out];
     let mut layer_pairs: BTreeMap<String, (Vec<Tensor>, Vec<Tensor>)> = BTreeMap::new();
+    let mut timing: BTreeMap<String, LayerTiming> = BTreeMap::new();
+    let mut cmp = Comparison {
+        runs: runs.len(),
+        ..Comparison::default()
+    };
     for r in runs {
-        let exact = model.run(r)?;
-        let approx = model.run_with(r, &replace, &[])?;
-        for (i, (e, a)) in exact.into_iter().zip(approx.outputs).enumerate() {
-            exact_out[i].push(e);
+        let approx = model.run_with(r, &replace, &[], true)?;
+        cmp.approx_ms += approx.total_ms;
+        for (i, a) in approx.outputs.into_iter().enumerate() {
             approx_out[i].push(a);
         }
         for (name, (e, a)) in approx.replaced {
@@ -227,32 +541,57 @@ pub fn compare(
             entry.0.push(e);
             entry.1.push(a);
         }
+        for (name, t) in approx.timing {
+            timing.entry(name).or_default().add(&t);
+        }
     }
-    let mut cmp = Comparison {
-        runs: runs.len(),
-        ..Comparison::default()
-    };
     for (i, name) in model.output_names().iter().enumerate() {
-        let (mut num, mut den, mut l2, mut max_abs, mut sum, mut count) =
-            (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
-        for e in &exact_out[i] {
+        let metric = task.filter(|t| t.output == i).map(|t| t.metric);
+        let (mut num, mut den, mut l2, mut max_abs, mut sum_abs, mut sum, mut count) =
+            (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
+        for e in exact.iter().map(|o| &o[i]) {
             sum += e.data().iter().map(|&v| v as f64).sum::<f64>();
             count += e.len();
         }
         let mean = sum / count.max(1) as f64;
-        let (mut agree, mut total) = (0usize, 0usize);
-        for (e, a) in exact_out[i].iter().zip(&approx_out[i]) {
+        let (mut agree, mut total, mut inter, mut union) = (0usize, 0usize, 0usize, 0usize);
+        let mut boxes_all: Option<BoxAgreement> = None;
+        for ((e, a), run) in exact.iter().map(|o| &o[i]).zip(&approx_out[i]).zip(runs) {
             for (&y, &yh) in e.data().iter().zip(a.data()) {
                 let d = y as f64 - yh as f64;
                 num += d * d;
                 den += (y as f64 - mean).powi(2);
                 l2 += (y as f64).powi(2);
                 max_abs = max_abs.max(d.abs());
+                sum_abs += d.abs();
             }
-            if let Some(m) = metric {
-                let (de, da) = (decisions(e, m)?, decisions(a, m)?);
-                agree += de.iter().zip(&da).filter(|(x, y)| x == y).count();
-                total += de.len();
+            match metric {
+                None => {}
+                Some(Metric::Yolox(d)) => {
+                    let (h, w) = image_size(run)?;
+                    let be = boxes::decode_yolox(e, h, w, &d)?;
+                    let ba = boxes::decode_yolox(a, h, w, &d)?;
+                    boxes_all
+                        .get_or_insert_with(BoxAgreement::default)
+                        .add(&boxes::match_boxes(&be, &ba, d.match_iou));
+                }
+                Some(m) => {
+                    let (de, da) = (decisions(e, m)?, decisions(a, m)?);
+                    agree += de.iter().zip(&da).filter(|(x, y)| x == y).count();
+                    total += de.len();
+                    if let Metric::Threshold(_) = m {
+                        inter += de
+                            .iter()
+                            .zip(&da)
+                            .filter(|(&x, &y)| x == 1 && y == 1)
+                            .count();
+                        union += de
+                            .iter()
+                            .zip(&da)
+                            .filter(|(&x, &y)| x == 1 || y == 1)
+                            .count();
+                    }
+                }
             }
         }
         let nmse = if den > 0.0 { num / den } else { 0.0 };
@@ -262,15 +601,29 @@ pub fn compare(
             one_minus_nmse: 1.0 - nmse,
             relative_l2: if l2 > 0.0 { (num / l2).sqrt() } else { 0.0 },
             max_abs,
-            agreement: metric.map(|_| (agree as f64 / total.max(1) as f64, total)),
+            mean_abs: sum_abs / count.max(1) as f64,
+            agreement: match (metric, &boxes_all) {
+                (Some(Metric::Yolox(_)), Some(b)) => Some((b.recall().min(b.precision()), b.exact)),
+                (Some(_), _) => Some((agree as f64 / total.max(1) as f64, total)),
+                (None, _) => None,
+            },
+            positives_iou: match metric {
+                Some(Metric::Threshold(_)) => Some(if union > 0 {
+                    inter as f64 / union as f64
+                } else {
+                    1.0
+                }),
+                _ => None,
+            },
+            boxes: boxes_all,
         });
     }
-    for (name, _) in tables {
-        let Some((e, a)) = layer_pairs.get(name) else {
+    for name in replaced.names() {
+        let Some((e, a)) = layer_pairs.get(&name) else {
             continue;
         };
         let kind = model
-            .conv(name)?
+            .conv(&name)?
             .layer
             .as_ref()
             .expect("replaced")
@@ -279,10 +632,195 @@ pub fn compare(
         let nmse =
             crate::metrics::nmse(kind, &Tensor::concat_batch(a)?, &Tensor::concat_batch(e)?)?;
         cmp.layers.push(LayerError {
-            name: name.clone(),
+            timing: timing.get(&name).copied().unwrap_or_default(),
+            name,
             nmse,
             one_minus_nmse: 1.0 - nmse,
         });
     }
+    let order = |n: &str| model.conv(n).map(|c| c.index).unwrap_or(usize::MAX);
+    cmp.layers.sort_by_key(|l| order(&l.name));
     Ok(cmp)
+}
+
+/// Calibration runs split by [`holdout`].
+#[derive(Clone, Debug)]
+pub struct Split {
+    /// Runs the tables are trained on.
+    pub train: Vec<Vec<Tensor>>,
+    /// Runs the whole model is measured on.
+    pub held: Vec<Vec<Tensor>>,
+}
+
+/// What [`calibrate_auto`] found.
+#[derive(Clone, Debug)]
+pub struct AutoResult {
+    /// The kept layers' tables, in graph order.
+    pub tables: Vec<(String, Tables)>,
+    /// Every candidate, in the order tried.
+    pub steps: Vec<AutoStep>,
+    /// The model with the kept layers against the exact one on the held-out runs.
+    pub comparison: Comparison,
+}
+
+/// Splits calibration runs into a training and a held-out part: with several runs the last
+/// `⌈fraction · runs⌉` are held out (at least one of each part); with one run, its inputs whose
+/// declared first dimension is free (e.g. silero VAD's frames) are cut there: the last
+/// `⌈fraction · rows⌉` rows are held out, the other inputs (e.g. the LSTM state) go to both.
+pub fn holdout(model: &Model, runs: &[Vec<Tensor>], fraction: f64) -> Result<Split> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(Error::Argument(format!(
+            "holdout fraction {fraction}: must be strictly between 0 and 1"
+        )));
+    }
+    let cut = |n: usize| ((fraction * n as f64).ceil() as usize).clamp(1, n - 1);
+    if runs.len() >= 2 {
+        let k = runs.len() - cut(runs.len());
+        return Ok(Split {
+            train: runs[..k].to_vec(),
+            held: runs[k..].to_vec(),
+        });
+    }
+    let Some(run) = runs.first() else {
+        return Err(Error::Argument("no calibration inputs were given".into()));
+    };
+    let free: Vec<usize> = model
+        .declared_input_shapes()
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| {
+            d.first() == Some(&None) && run[*i].shape().first().copied().unwrap_or(0) >= 2
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let rows: Vec<usize> = free.iter().map(|&i| run[i].shape()[0]).collect();
+    let Some(&n) = rows.first() else {
+        return Err(Error::Argument(
+            "cannot hold out part of the calibration inputs: they make one model run and no \
+             input has a free first dimension to cut; give more input rows or files"
+                .into(),
+        ));
+    };
+    if rows.iter().any(|&r| r != n) {
+        return Err(Error::Argument(format!(
+            "cannot hold out: the inputs with a free first dimension have different lengths {rows:?}"
+        )));
+    }
+    let k = n - cut(n);
+    let part = |a: usize, b: usize| -> Result<Vec<Tensor>> {
+        run.iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if free.contains(&i) {
+                    t.slice_batch(a, b)
+                } else {
+                    Ok(t.clone())
+                }
+            })
+            .collect()
+    };
+    Ok(Split {
+        train: vec![part(0, k)?],
+        held: vec![part(k, n)?],
+    })
+}
+
+/// One candidate of [`calibrate_auto`].
+#[derive(Clone, Debug, Serialize)]
+pub struct AutoStep {
+    /// The Conv node.
+    pub name: String,
+    /// Its share of the model's conv MACs.
+    pub mac_share: f64,
+    /// The target's measured value on the held-out runs with this layer added.
+    pub measured: f64,
+    /// Kept (the target held) or dropped.
+    pub kept: bool,
+    /// Why it was not tried or failed to train (`None` when it was measured).
+    pub skipped: Option<String>,
+}
+
+/// Greedy layer choice: `candidates` in order of MACs (largest first); each is trained
+/// sequentially on the split's training runs (with the layers kept so far replaced) and kept
+/// only if the whole model on its held-out runs still meets `target`.
+pub fn calibrate_auto(
+    model: &Model,
+    split: &Split,
+    candidates: &[String],
+    config: &CalibrateConfig,
+    target: Target,
+    backend: Backend<'_>,
+    progress: &mut dyn FnMut(&AutoStep),
+) -> Result<AutoResult> {
+    let (train, held) = (&split.train, &split.held);
+    let total: u64 = model.convs().iter().map(|c| c.macs()).sum();
+    let mut order = chosen_in_order(model, candidates)?;
+    order.sort_by_key(|n| std::cmp::Reverse(model.conv(n).map(|c| c.macs()).unwrap_or(0)));
+    let (exact, exact_ms) = exact_outputs(model, held)?;
+    let mut kept = Replacements::new(backend);
+    let mut exact_train: Option<Vec<BTreeMap<String, Tensor>>> = None;
+    let mut steps = Vec::new();
+    for name in order {
+        let share = model.conv(&name)?.macs() as f64 / total.max(1) as f64;
+        let tables = if config.independent {
+            if exact_train.is_none() {
+                let all: Vec<String> = candidates.to_vec();
+                exact_train = Some(
+                    train
+                        .iter()
+                        .map(|r| {
+                            Ok(model
+                                .run_with(r, &BTreeMap::new(), &all, false)?
+                                .conv_inputs)
+                        })
+                        .collect::<Result<_>>()?,
+                );
+            }
+            let inputs: Vec<Tensor> = exact_train
+                .as_ref()
+                .expect("captured")
+                .iter()
+                .map(|m| m[&name].clone())
+                .collect();
+            let layer = model.conv(&name)?.layer.as_ref().expect("checked");
+            train_layer(layer, &inputs, &config.train)
+        } else {
+            train_in_place(model, train, &name, &kept, &config.train)
+        };
+        let step = match tables {
+            Err(e) => AutoStep {
+                name,
+                mac_share: share,
+                measured: f64::NAN,
+                kept: false,
+                skipped: Some(e.to_string()),
+            },
+            Ok(t) => {
+                kept.push(name.clone(), t)?;
+                let c = compare_with(model, held, &exact, &kept, target.task())?;
+                let ok = target.met(&c);
+                if !ok {
+                    kept.pop();
+                }
+                AutoStep {
+                    name,
+                    mac_share: share,
+                    measured: target.measured(&c),
+                    kept: ok,
+                    skipped: None,
+                }
+            }
+        };
+        progress(&step);
+        steps.push(step);
+    }
+    let mut c = compare_with(model, held, &exact, &kept, target.task())?;
+    c.exact_ms = exact_ms;
+    let mut tables = kept.tables();
+    tables.sort_by_key(|(n, _)| model.conv(n).map(|c| c.index).unwrap_or(usize::MAX));
+    Ok(AutoResult {
+        tables,
+        steps,
+        comparison: c,
+    })
 }

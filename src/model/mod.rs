@@ -22,13 +22,16 @@
 //!
 //! # Modules
 //!
+//! * [`boxes`] — YOLOX box decoding and the matching of two runs' boxes (detector end task).
 //! * [`bundle`] — the `.safetensors` bundle of every replaced layer's tables.
 //! * [`calibrate`](mod@calibrate) — sequential (or independent) calibration and the end-task
 //!   comparison of a replaced model against the exact one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
 
 use tract_onnx::pb;
 use tract_onnx::prelude::{
@@ -39,16 +42,21 @@ use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::Datum;
 
 use crate::error::{Error, Result};
+use crate::gpu::{Context, GpuConv, MaddnessConv, RunTiming};
 use crate::layer::ConvLayer;
 use crate::maddness::{mirror, Tables};
 use crate::spec::{ConvKind, ConvSpec};
 use crate::tensor::Tensor;
 
+pub mod boxes;
 pub mod bundle;
 pub mod calibrate;
 
 pub use bundle::Bundle;
-pub use calibrate::{calibrate, compare, CalibrateConfig, Comparison, Metric};
+pub use calibrate::{
+    calibrate, calibrate_auto, compare, holdout, Backend, CalibrateConfig, Comparison, Metric,
+    Replacements, Split, Target, Task,
+};
 
 /// One ONNX Conv node of a loaded model, in graph order.
 #[derive(Clone, Debug)]
@@ -70,8 +78,6 @@ pub struct ConvNode {
     /// The op(s) reading this conv's output: "Relu", "Sigmoid", "SiLU (Sigmoid, Mul)", several
     /// joined by " + ", or "(model output)".
     pub next_op: String,
-    /// Id of the node in the typed graph the plan runs.
-    typed_id: usize,
 }
 
 impl ConvNode {
@@ -84,16 +90,35 @@ impl ConvNode {
     }
 }
 
-/// A loaded ONNX model, its input shapes fixed, ready to run.
+/// A loaded ONNX model, ready to run on inputs of any shape its graph allows.
+///
+/// tract plans a model for fixed input shapes; a plan is made for the shapes the model was
+/// loaded with, and another, kept for later runs, the first time a run has other shapes (e.g.
+/// a held-out part of silero VAD's frames). The Conv list ([`Self::convs`]) describes the
+/// loaded shapes.
 pub struct Model {
     sha256: String,
+    proto: pb::ModelProto,
     input_names: Vec<String>,
     input_shapes: Vec<Vec<usize>>,
     declared_inputs: Vec<Vec<Option<usize>>>,
     output_names: Vec<String>,
     convs: Vec<ConvNode>,
-    plan: Arc<TypedSimplePlan>,
+    plans: PlanCache,
 }
+
+/// Plans by input shapes.
+type PlanCache = Mutex<Vec<(Vec<Vec<usize>>, Arc<Plan>)>>;
+
+/// tract's plan for one set of input shapes, and where each Conv node is in it.
+struct Plan {
+    plan: Arc<TypedSimplePlan>,
+    /// Conv node name → node id in the typed graph (only nodes tract kept as one Conv).
+    conv_ids: HashMap<String, usize>,
+}
+
+/// Plans kept per model (distinct input shapes); the oldest is dropped beyond this.
+const MAX_PLANS: usize = 8;
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,13 +133,68 @@ impl std::fmt::Debug for Model {
 }
 
 /// What to do at a Conv node in [`Model::run_with`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub enum Replace<'a> {
     /// Run the 8-bit tables through the CPU mirror.
     Tables(&'a Tables),
+    /// Run the tables on the GPU with the project's look-up kernels (bit-identical to the
+    /// mirror up to f32 summation order, see DESIGN.md).
+    Gpu(&'a Context, &'a MaddnessConv),
     /// Run the f64 CPU reference ([`ConvLayer::exact`]) of the node's layer: the model's output
     /// must then equal the exact run (a check of the hook and of the extracted layer).
     Reference,
+}
+
+impl std::fmt::Debug for Replace<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replace::Tables(t) => write!(f, "Tables(C = {})", t.codebooks),
+            Replace::Gpu(_, c) => write!(f, "Gpu({})", c.name()),
+            Replace::Reference => write!(f, "Reference"),
+        }
+    }
+}
+
+impl Replace<'_> {
+    fn tables(&self) -> Option<&Tables> {
+        match self {
+            Replace::Tables(t) => Some(t),
+            Replace::Gpu(_, c) => Some(c.tables()),
+            Replace::Reference => None,
+        }
+    }
+}
+
+/// Where a replaced layer's time went over the runs of [`Model::run_with`], in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LayerTiming {
+    /// Calls of the layer.
+    pub calls: usize,
+    /// Converting the layer's input from tract's tensor and its output back (host copies).
+    pub convert_ms: f64,
+    /// The CPU mirror or reference (0 on the GPU).
+    pub cpu_ms: f64,
+    /// On the GPU: upload, compute and read-back ([`RunTiming`]; zero on the CPU).
+    pub gpu: RunTiming,
+    /// tract's exact conv of the node, when it was evaluated (to measure the layer in place).
+    pub exact_ms: f64,
+}
+
+impl LayerTiming {
+    /// Adds another run's times.
+    pub fn add(&mut self, o: &LayerTiming) {
+        self.calls += o.calls;
+        self.convert_ms += o.convert_ms;
+        self.cpu_ms += o.cpu_ms;
+        self.gpu.add(&o.gpu);
+        self.exact_ms += o.exact_ms;
+    }
+
+    /// Time spent moving the layer's tensors between tract and our kernels (conversions,
+    /// upload and read-back), apart from the compute.
+    pub fn transfer_ms(&self) -> f64 {
+        self.convert_ms + self.gpu.transfer_ms()
+    }
 }
 
 /// The result of [`Model::run_with`].
@@ -124,8 +204,13 @@ pub struct Run {
     pub outputs: Vec<Tensor>,
     /// Captured data inputs of the Conv nodes asked for (and of every replaced one), by name.
     pub conv_inputs: BTreeMap<String, Tensor>,
-    /// For every replaced node: (exact conv output on the input it saw, approximate output).
+    /// For every replaced node when the run measured in place: (exact conv output on the input
+    /// it saw, approximate output).
     pub replaced: BTreeMap<String, (Tensor, Tensor)>,
+    /// Per replaced node: where its time went.
+    pub timing: BTreeMap<String, LayerTiming>,
+    /// Wall time of the whole run, milliseconds.
+    pub total_ms: f64,
 }
 
 fn tract_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
@@ -284,6 +369,74 @@ fn fact_shape(model: &InferenceModel, outlet: tract_onnx::prelude::OutletId) -> 
         .unwrap_or_default()
 }
 
+/// Fails unless `shape` fits the ONNX declaration `decl` of input `name` (same rank, fixed
+/// dimensions equal; an empty declaration accepts any shape).
+fn check_declared(name: &str, decl: &[Option<usize>], shape: &[usize]) -> Result<()> {
+    let fits = decl.is_empty()
+        || (decl.len() == shape.len()
+            && decl
+                .iter()
+                .zip(shape)
+                .all(|(d, &s)| d.is_none_or(|d| d == s)));
+    if fits {
+        return Ok(());
+    }
+    let shown: Vec<String> = decl
+        .iter()
+        .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+        .collect();
+    Err(Error::Model(format!(
+        "input {name:?} has shape {shape:?}; the model declares [{}]",
+        shown.join(", ")
+    )))
+}
+
+/// tract's inference model of `proto` with its inputs fixed to `shapes`, analysed.
+fn analysed(
+    proto: &pb::ModelProto,
+    names: &[String],
+    shapes: &[Vec<usize>],
+) -> Result<InferenceModel> {
+    let mut model = tract_onnx::onnx()
+        .model_for_proto_model(proto)
+        .map_err(|e| tract_err("tract could not load the model", e))?;
+    for (i, (name, shape)) in names.iter().zip(shapes).enumerate() {
+        model
+            .set_input_fact(
+                i,
+                InferenceFact::dt_shape(f32::datum_type(), shape.as_slice()),
+            )
+            .map_err(|e| tract_err(format!("input {name:?}"), e))?;
+    }
+    model
+        .analyse(false)
+        .map_err(|e| tract_err("tract could not infer the model's shapes", e))?;
+    Ok(model)
+}
+
+/// Translates an analysed model to tract's typed graph and plans it; finds the Conv nodes
+/// `convs` in it. Returns the plan and, per conv, why it cannot be hooked (`None`: it can).
+fn plan_of(model: InferenceModel, convs: &[String]) -> Result<(Plan, Vec<Option<String>>)> {
+    let typed: TypedModel = model
+        .into_typed()
+        .map_err(|e| tract_err("tract could not translate the model", e))?;
+    let mut conv_ids = HashMap::new();
+    let mut why = Vec::new();
+    for name in convs {
+        why.push(match typed.node_by_name(name) {
+            Ok(n) if n.op.name() == "Conv" && !n.inputs.is_empty() => {
+                conv_ids.insert(name.clone(), n.id);
+                None
+            }
+            Ok(n) => Some(format!("tract turned it into a {} node", n.op.name())),
+            Err(_) => Some("tract folded it away (constant input?)".into()),
+        });
+    }
+    let plan =
+        TypedSimplePlan::new(typed).map_err(|e| tract_err("tract could not plan the model", e))?;
+    Ok((Plan { plan, conv_ids }, why))
+}
+
 impl Model {
     /// Loads an ONNX file and fixes its inputs' shapes: `inputs` gives a shape per input name
     /// (every graph input must be named). See [`Model::from_bytes`].
@@ -309,14 +462,12 @@ impl Model {
             .graph
             .as_ref()
             .ok_or_else(|| Error::Model("the ONNX model has no graph".into()))?;
-        let mut model = onnx
-            .model_for_proto_model(&proto)
-            .map_err(|e| tract_err("tract could not load the model", e))?;
-        let input_names: Vec<String> = model
-            .input_outlets()
-            .map_err(|e| tract_err("inputs", e))?
+        let initializers: Vec<&str> = graph.initializer.iter().map(|i| i.name.as_str()).collect();
+        let input_names: Vec<String> = graph
+            .input
             .iter()
-            .map(|o| model.node(o.node).name.clone())
+            .filter(|v| !initializers.contains(&v.name.as_str()))
+            .map(|v| v.name.clone())
             .collect();
         for (name, _) in inputs {
             if !input_names.contains(name) {
@@ -337,7 +488,7 @@ impl Model {
             })
             .collect();
         let mut input_shapes = Vec::new();
-        for (i, name) in input_names.iter().enumerate() {
+        for (name, decl) in input_names.iter().zip(&declared_inputs) {
             let shape = inputs
                 .iter()
                 .find(|(n, _)| n == name)
@@ -347,37 +498,13 @@ impl Model {
                         "no tensor given for the model's input {name:?} (inputs: {input_names:?})"
                     ))
                 })?;
-            let decl = &declared_inputs[i];
-            let fits = decl.is_empty()
-                || (decl.len() == shape.len()
-                    && decl
-                        .iter()
-                        .zip(&shape)
-                        .all(|(d, &s)| d.is_none_or(|d| d == s)));
-            if !fits {
-                let shown: Vec<String> = decl
-                    .iter()
-                    .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
-                    .collect();
-                return Err(Error::Model(format!(
-                    "input {name:?} has shape {shape:?}; the model declares [{}]",
-                    shown.join(", ")
-                )));
-            }
-            model
-                .set_input_fact(
-                    i,
-                    InferenceFact::dt_shape(f32::datum_type(), shape.as_slice()),
-                )
-                .map_err(|e| tract_err(format!("input {name:?}"), e))?;
+            check_declared(name, decl, &shape)?;
             input_shapes.push(shape);
         }
-        model
-            .analyse(false)
-            .map_err(|e| tract_err("tract could not infer the model's shapes", e))?;
+        let model = analysed(&proto, &input_names, &input_shapes)?;
 
         // Conv nodes, in ONNX graph order.
-        let mut pending = Vec::new();
+        let mut convs = Vec::new();
         for pnode in graph.node.iter().filter(|n| n.op_type == "Conv") {
             let name = pnode.name.clone();
             let inode = model
@@ -399,8 +526,8 @@ impl Model {
                     }
                 }
             };
-            pending.push(ConvNode {
-                index: pending.len(),
+            convs.push(ConvNode {
+                index: convs.len(),
                 next_op: following_op(
                     graph,
                     pnode.output.first().map(String::as_str).unwrap_or(""),
@@ -410,7 +537,6 @@ impl Model {
                 unsupported,
                 input_shape,
                 output_shape,
-                typed_id: usize::MAX,
             });
         }
         let output_names: Vec<String> = model
@@ -424,35 +550,23 @@ impl Model {
                     .unwrap_or_else(|| model.node(o.node).name.clone())
             })
             .collect();
-        let typed: TypedModel = model
-            .into_typed()
-            .map_err(|e| tract_err("tract could not translate the model", e))?;
-        for c in &mut pending {
-            match typed.node_by_name(&c.name) {
-                Ok(n) if n.op.name() == "Conv" && !n.inputs.is_empty() => c.typed_id = n.id,
-                Ok(n) => {
-                    c.unsupported
-                        .get_or_insert(format!("tract turned it into a {} node", n.op.name()));
-                }
-                Err(_) => {
-                    c.unsupported
-                        .get_or_insert("tract folded it away (constant input?)".into());
-                }
-            }
-            if c.typed_id == usize::MAX {
+        let names: Vec<String> = convs.iter().map(|c| c.name.clone()).collect();
+        let (plan, why) = plan_of(model, &names)?;
+        for (c, why) in convs.iter_mut().zip(why) {
+            if let Some(why) = why {
+                c.unsupported.get_or_insert(why);
                 c.layer = None;
             }
         }
-        let plan = TypedSimplePlan::new(typed)
-            .map_err(|e| tract_err("tract could not plan the model", e))?;
         Ok(Model {
             sha256: sha256_hex(bytes),
+            proto,
+            plans: Mutex::new(vec![(input_shapes.clone(), Arc::new(plan))]),
             input_names,
             input_shapes,
             declared_inputs,
             output_names,
-            convs: pending,
-            plan,
+            convs,
         })
     }
 
@@ -491,30 +605,61 @@ impl Model {
     }
 
     /// Runs the model exactly on one set of inputs (one tensor per input, in
-    /// [`input_names`](Self::input_names) order, of the loaded shapes).
+    /// [`input_names`](Self::input_names) order, of any shape the graph declares).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        Ok(self.run_with(inputs, &BTreeMap::new(), &[])?.outputs)
+        Ok(self.run_with(inputs, &BTreeMap::new(), &[], false)?.outputs)
+    }
+
+    /// tract's plan for these inputs' shapes: the kept one, or a new one (checked against
+    /// the declared shapes first).
+    fn plan_for(&self, inputs: &[Tensor]) -> Result<Arc<Plan>> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let mut plans = self
+            .plans
+            .lock()
+            .map_err(|_| Error::Model("a previous run panicked".into()))?;
+        if let Some((_, p)) = plans.iter().find(|(s, _)| *s == shapes) {
+            return Ok(p.clone());
+        }
+        let model = analysed(&self.proto, &self.input_names, &shapes)?;
+        let names: Vec<String> = self.convs.iter().map(|c| c.name.clone()).collect();
+        let (plan, _) = plan_of(model, &names)?;
+        let plan = Arc::new(plan);
+        if plans.len() >= MAX_PLANS {
+            plans.remove(1);
+        }
+        plans.push((shapes, plan.clone()));
+        Ok(plan)
     }
 
     /// Runs the model with the Conv nodes in `replace` replaced, capturing the data inputs of
-    /// the nodes in `capture` (and of every replaced node).
+    /// the nodes in `capture` (and of every replaced node). With `in_place`, tract's exact
+    /// conv is also evaluated at every replaced node, on the input that node saw, and both
+    /// outputs are returned in [`Run::replaced`]; without it the exact conv is skipped.
     pub fn run_with(
         &self,
         inputs: &[Tensor],
         replace: &BTreeMap<String, Replace<'_>>,
         capture: &[String],
+        in_place: bool,
     ) -> Result<Run> {
+        let clock = std::time::Instant::now();
         self.check_inputs(inputs)?;
+        let plan = self.plan_for(inputs)?;
+        let id_of = |name: &str, what: &str| -> Result<usize> {
+            let c = self.conv(name)?;
+            plan.conv_ids.get(name).copied().ok_or_else(|| {
+                Error::Model(format!(
+                    "Conv node {name:?} cannot be {what}: {}",
+                    c.unsupported
+                        .as_deref()
+                        .unwrap_or("tract does not keep it as one node for these input shapes")
+                ))
+            })
+        };
         let mut hooked: HashMap<usize, (&ConvNode, Option<Replace<'_>>)> = HashMap::new();
         for name in capture {
-            let c = self.conv(name)?;
-            if c.typed_id == usize::MAX {
-                return Err(Error::Model(format!(
-                    "Conv node {name:?} cannot be captured: {}",
-                    c.unsupported.as_deref().unwrap_or("unknown")
-                )));
-            }
-            hooked.insert(c.typed_id, (c, None));
+            hooked.insert(id_of(name, "captured")?, (self.conv(name)?, None));
         }
         for (name, r) in replace {
             let c = self.conv(name)?;
@@ -524,7 +669,7 @@ impl Model {
                     c.unsupported.as_deref().unwrap_or("unknown")
                 )));
             };
-            if let Replace::Tables(t) = r {
+            if let Some(t) = r.tables() {
                 if &t.spec != layer.spec() {
                     return Err(Error::Model(format!(
                         "the tables for {name:?} are for {}, but the node is {}",
@@ -533,40 +678,66 @@ impl Model {
                     )));
                 }
             }
-            hooked.insert(c.typed_id, (c, Some(*r)));
+            hooked.insert(id_of(name, "replaced")?, (c, Some(*r)));
         }
         let tv: TVec<TValue> = inputs.iter().map(to_tvalue).collect::<Result<_>>()?;
-        let mut state = TypedSimpleState::new(&self.plan).map_err(|e| tract_err("run", e))?;
+        let mut state = TypedSimpleState::new(&plan.plan).map_err(|e| tract_err("run", e))?;
         let mut run = Run::default();
         let mut failure: Option<Error> = None;
         let outputs = state.run_plan_with_eval(tv, |ctx, op_state, node, node_inputs| {
-            let exact =
-                tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs.clone());
             let Some((c, r)) = hooked.get(&node.id) else {
-                return exact;
+                return tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs);
             };
-            let exact = exact?;
+            let mut timing = LayerTiming {
+                calls: 1,
+                ..LayerTiming::default()
+            };
+            let exact = if r.is_none() || in_place {
+                let t = std::time::Instant::now();
+                let out =
+                    tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs.clone())?;
+                timing.exact_ms = t.elapsed().as_secs_f64() * 1e3;
+                Some(out)
+            } else {
+                None
+            };
             let step = (|| -> Result<Option<TValue>> {
+                let t = std::time::Instant::now();
                 let x = from_tvalue(&node_inputs[0], &format!("input of {}", c.name))?;
+                timing.convert_ms += t.elapsed().as_secs_f64() * 1e3;
                 let approx = match r {
                     None => None,
                     Some(r) => {
                         let layer = c.layer.as_ref().expect("checked above");
+                        let t = std::time::Instant::now();
                         let y = match r {
-                            Replace::Tables(t) => mirror::apply(t, &x)?,
+                            Replace::Tables(tables) => mirror::apply(tables, &x)?,
                             Replace::Reference => layer.exact(&x)?,
+                            Replace::Gpu(gpu, conv) => {
+                                let (y, g) = run_on_gpu(gpu, conv, &x)?;
+                                timing.gpu = g;
+                                y
+                            }
                         };
-                        let ex = from_tvalue(&exact[0], &format!("output of {}", c.name))?;
-                        if ex.shape() != y.shape() {
-                            return Err(Error::Model(format!(
-                                "the replacement of {} gives shape {:?}, tract's conv {:?}",
-                                c.name,
-                                y.shape(),
-                                ex.shape()
-                            )));
+                        if !matches!(r, Replace::Gpu(..)) {
+                            timing.cpu_ms = t.elapsed().as_secs_f64() * 1e3;
                         }
+                        let t = std::time::Instant::now();
                         let v = to_tvalue(&y)?;
-                        run.replaced.insert(c.name.clone(), (ex, y));
+                        timing.convert_ms += t.elapsed().as_secs_f64() * 1e3;
+                        if let Some(exact) = &exact {
+                            let ex = from_tvalue(&exact[0], &format!("output of {}", c.name))?;
+                            if ex.shape() != y.shape() {
+                                return Err(Error::Model(format!(
+                                    "the replacement of {} gives shape {:?}, tract's conv {:?}",
+                                    c.name,
+                                    y.shape(),
+                                    ex.shape()
+                                )));
+                            }
+                            run.replaced.insert(c.name.clone(), (ex, y));
+                        }
+                        run.timing.entry(c.name.clone()).or_default().add(&timing);
                         Some(v)
                     }
                 };
@@ -574,12 +745,8 @@ impl Model {
                 Ok(approx)
             })();
             match step {
-                Ok(Some(v)) => {
-                    let mut out = exact;
-                    out[0] = v;
-                    Ok(out)
-                }
-                Ok(None) => Ok(exact),
+                Ok(Some(v)) => Ok(std::iter::once(v).collect()),
+                Ok(None) => Ok(exact.expect("evaluated for a capture")),
                 Err(e) => {
                     let msg = e.to_string();
                     failure = Some(e);
@@ -596,6 +763,7 @@ impl Model {
             .zip(&self.output_names)
             .map(|(v, n)| from_tvalue(v, &format!("output {n:?}")))
             .collect::<Result<_>>()?;
+        run.total_ms = clock.elapsed().as_secs_f64() * 1e3;
         Ok(run)
     }
 
@@ -608,16 +776,30 @@ impl Model {
                 self.input_names
             )));
         }
-        for ((t, name), shape) in inputs.iter().zip(&self.input_names).zip(&self.input_shapes) {
-            if t.shape() != shape.as_slice() {
-                return Err(Error::Model(format!(
-                    "input {name:?} has shape {:?}; the model was loaded for {shape:?}",
-                    t.shape()
-                )));
-            }
+        for ((t, name), decl) in inputs
+            .iter()
+            .zip(&self.input_names)
+            .zip(&self.declared_inputs)
+        {
+            check_declared(name, decl, t.shape())?;
+            t.check_finite(&format!("input {name:?}"))?;
         }
         Ok(())
     }
+}
+
+/// One replaced layer on the GPU, timed step by step.
+#[cfg(not(target_arch = "wasm32"))]
+fn run_on_gpu(ctx: &Context, conv: &MaddnessConv, x: &Tensor) -> Result<(Tensor, RunTiming)> {
+    pollster::block_on(conv.run_timed(ctx, x))
+}
+
+/// In the browser a model run cannot block on the GPU.
+#[cfg(target_arch = "wasm32")]
+fn run_on_gpu(_: &Context, _: &MaddnessConv, _: &Tensor) -> Result<(Tensor, RunTiming)> {
+    Err(Error::Unsupported(
+        "replaced layers of a whole model run on the GPU only natively".into(),
+    ))
 }
 
 /// Splits whole input tensors into the runs of a model whose inputs declare a fixed batch of 1

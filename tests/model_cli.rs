@@ -1,0 +1,277 @@
+//! `maddconv model` end to end on the repository's fixtures: calibrate → eval → run (the GPU
+//! and the CPU mirror), every output written, and the errors a user meets (exit status 1, a
+//! message naming the node, input, shape or file; no output written).
+#![cfg(feature = "onnx")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use maddconv::Tensor;
+
+fn maddconv() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_maddconv"));
+    c.arg("model");
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("maddconv-model-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn silero() -> PathBuf {
+    common::fixtures().join("models/silero_vad")
+}
+
+fn tiny() -> PathBuf {
+    common::fixtures().join("models/tiny_cnn")
+}
+
+/// The model file and silero's three test inputs (or the calibration head for `input`).
+fn silero_args(cmd: &mut Command, calib: bool) {
+    let d = silero();
+    let input = if calib {
+        "calib_input_head.npy"
+    } else {
+        "test_input.npy"
+    };
+    cmd.arg(d.join("model.onnx"))
+        .arg("--input")
+        .arg(format!("input={}", d.join(input).display()))
+        .arg("--input")
+        .arg(format!("h={}", d.join("test_h.npy").display()))
+        .arg("--input")
+        .arg(format!("c={}", d.join("test_c.npy").display()));
+}
+
+fn small_learner(cmd: &mut Command) {
+    cmd.args([
+        "--codebooks",
+        "16",
+        "--learner",
+        "maddness",
+        "--min-windows",
+        "16",
+    ]);
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what} failed: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: &Output, needles: &[&str], what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what} should fail with 1: {err}"
+    );
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "{what}: the error should name {n:?}: {err}"
+        );
+    }
+}
+
+fn calibrate_silero(bundle: &Path, layers: &str, cpu: bool) -> Output {
+    let mut c = maddconv();
+    c.arg("calibrate");
+    silero_args(&mut c, true);
+    c.args([
+        "--layers",
+        layers,
+        "--holdout",
+        "0.25",
+        "--metric",
+        "threshold:0.5",
+    ]);
+    small_learner(&mut c);
+    if cpu {
+        c.arg("--cpu");
+    }
+    c.arg("-o").arg(bundle).output().unwrap()
+}
+
+#[test]
+fn calibrate_eval_run_round_trip() {
+    let bundle = tmp("silero.safetensors");
+    let out = calibrate_silero(&bundle, "/encoder.2/Conv,/encoder.3/Conv", true);
+    ok(&out, "calibrate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("held-out output speech_probs"), "{err}");
+    let b = maddconv::model::Bundle::load(&bundle).unwrap();
+    assert_eq!(b.layers.len(), 2);
+    let held = b
+        .settings
+        .held_out
+        .as_ref()
+        .expect("held-out measurement stored");
+    assert_eq!(held["runs"], 1);
+    assert!(held["outputs"][0]["agreement"][0].as_f64().unwrap() > 0.5);
+
+    for cpu in [false, true] {
+        let mut c = maddconv();
+        c.arg("eval");
+        silero_args(&mut c, false);
+        c.arg("--tables")
+            .arg(&bundle)
+            .args(["--metric", "threshold:0.5", "--json"]);
+        if cpu {
+            c.arg("--cpu");
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&c.output().unwrap(), "eval")).unwrap();
+        let (agree, n) = (
+            json["outputs"][0]["agreement"][0].as_f64().unwrap(),
+            json["outputs"][0]["agreement"][1].as_u64().unwrap(),
+        );
+        assert_eq!(n, 339);
+        assert!(agree > 0.8 && agree <= 1.0, "agreement {agree}");
+        assert!(
+            json["outputs"][1]["agreement"].is_null(),
+            "metric on the first output only"
+        );
+        assert_eq!(json["layers"].as_array().unwrap().len(), 2);
+        let t = &json["layers"][0]["timing"];
+        assert_eq!(t["calls"], 1);
+        if cpu {
+            assert!(t["cpu_ms"].as_f64().unwrap() > 0.0, "{t}");
+        } else {
+            assert!(t["gpu"]["compute_ms"].as_f64().unwrap() > 0.0, "{t}");
+        }
+    }
+
+    // Every output written; the exact run equals onnxruntime's.
+    let exact_dir = tmp("exact_out");
+    let mut c = maddconv();
+    c.arg("run");
+    silero_args(&mut c, false);
+    ok(&c.arg("-o").arg(&exact_dir).output().unwrap(), "run");
+    let p = Tensor::read_npy(exact_dir.join("speech_probs.npy")).unwrap();
+    let want = Tensor::read_npy(silero().join("test_expected.npy")).unwrap();
+    common::assert_close("run speech_probs", p.data(), want.data(), 1e-4);
+    for o in ["hn.npy", "cn.npy"] {
+        assert_eq!(
+            Tensor::read_npy(exact_dir.join(o)).unwrap().shape(),
+            [1, 1, 128]
+        );
+    }
+    let approx_dir = tmp("approx_out");
+    let mut c = maddconv();
+    c.arg("run");
+    silero_args(&mut c, false);
+    c.arg("--tables").arg(&bundle).arg("-o").arg(&approx_dir);
+    ok(&c.output().unwrap(), "run --tables");
+    let q = Tensor::read_npy(approx_dir.join("speech_probs.npy")).unwrap();
+    let rel = maddconv::metrics::relative_l2(q.data(), p.data());
+    assert!(
+        rel > 1e-4 && rel < 0.5,
+        "replaced vs exact relative L2 {rel}"
+    );
+}
+
+#[test]
+fn errors_name_the_node_input_shape_or_file() {
+    let d = silero();
+    let bundle = tmp("err.safetensors");
+    fails(
+        &calibrate_silero(&bundle, "/nope/Conv", true),
+        &["/nope/Conv", "/encoder.0/Conv"],
+        "unknown layer",
+    );
+    assert!(!bundle.exists(), "no bundle after a failure");
+
+    let mut c = maddconv();
+    c.arg("inspect").arg(d.join("model.onnx"));
+    c.arg("--input")
+        .arg(format!("zz={}", d.join("test_h.npy").display()));
+    fails(
+        &c.output().unwrap(),
+        &["\"zz\"", "input"],
+        "unknown input name",
+    );
+
+    let mut c = maddconv();
+    c.arg("inspect").arg(tiny().join("model.onnx"));
+    c.arg("--input").arg(d.join("test_h.npy"));
+    fails(
+        &c.output().unwrap(),
+        &["[1, 1, 128]", "images"],
+        "wrong input shape",
+    );
+
+    let mut c = maddconv();
+    c.arg("inspect").arg(d.join("test_h.npy"));
+    c.arg("--input").arg(d.join("test_h.npy"));
+    fails(&c.output().unwrap(), &["ONNX"], "not an ONNX file");
+
+    let mut c = maddconv();
+    c.arg("inspect")
+        .arg(common::fixtures().join("models/unknown_op/model.onnx"));
+    c.arg("--input").arg(d.join("test_h.npy"));
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    let out_npy = tmp("three_outputs.npy");
+    let mut c = maddconv();
+    c.arg("run");
+    silero_args(&mut c, false);
+    fails(
+        &c.arg("-o").arg(&out_npy).output().unwrap(),
+        &["3 outputs", "directory"],
+        "a .npy file for a 3-output model",
+    );
+    assert!(!out_npy.exists());
+
+    let mut c = maddconv();
+    c.arg("calibrate");
+    silero_args(&mut c, true);
+    fails(
+        &c.args(["--layers", "auto"])
+            .arg("-o")
+            .arg(&bundle)
+            .output()
+            .unwrap(),
+        &["--target"],
+        "auto without a target",
+    );
+}
+
+#[test]
+fn a_bundle_is_refused_on_another_model() {
+    let bundle = tmp("tiny.safetensors");
+    let mut c = maddconv();
+    c.arg("calibrate")
+        .arg(tiny().join("model.onnx"))
+        .arg("--input")
+        .arg(tiny().join("input.npy"))
+        .args([
+            "--layers",
+            "conv1",
+            "--holdout",
+            "0.34",
+            "--metric",
+            "argmax",
+            "--cpu",
+        ]);
+    small_learner(&mut c);
+    ok(
+        &c.arg("-o").arg(&bundle).output().unwrap(),
+        "calibrate tiny_cnn",
+    );
+    let mut c = maddconv();
+    c.arg("eval");
+    silero_args(&mut c, false);
+    c.arg("--tables").arg(&bundle).arg("--cpu");
+    fails(
+        &c.output().unwrap(),
+        &["another model"],
+        "a tiny_cnn bundle on silero",
+    );
+}
