@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _, Result};
+use common::wav::{read_wav, Clip};
 use maddconv::bench::Repetitions;
 use maddconv::filters::BandpassBank;
 use maddconv::metrics::relative_l2;
@@ -92,46 +93,6 @@ fn options() -> Result<Options> {
     );
     common::check_windows_and_reps(o.max_windows, o.reps)?;
     Ok(o)
-}
-
-/// A clip: name, sample rate, mono samples in [-1, 1].
-struct Clip {
-    name: String,
-    rate: u32,
-    samples: Vec<f32>,
-}
-
-fn read_wav(path: &Path) -> Result<Clip> {
-    let mut r =
-        hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let spec = r.spec();
-    let ch = spec.channels.max(1) as usize;
-    let raw: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>()?,
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
-            r.samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<_, _>>()?
-        }
-    };
-    let samples: Vec<f32> = raw
-        .chunks(ch)
-        .map(|f| f.iter().sum::<f32>() / ch as f32)
-        .collect();
-    ensure!(
-        !samples.is_empty(),
-        "{}: the WAV holds no samples",
-        path.display()
-    );
-    Ok(Clip {
-        name: path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        rate: spec.sample_rate,
-        samples,
-    })
 }
 
 /// (train clips, test clip).

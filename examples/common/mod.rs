@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod imageio;
+pub mod wav;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
