@@ -464,8 +464,11 @@ fn auto_keeps_a_layer_only_while_the_target_holds() {
             &m,
             &split,
             &candidates,
-            &small_config(),
-            target,
+            &model::AutoConfig {
+                calibrate: small_config(),
+                target,
+                min_speedup: None,
+            },
             Backend::Cpu,
             &mut |_| {},
         )
@@ -501,6 +504,47 @@ fn auto_keeps_a_layer_only_while_the_target_holds() {
             assert_eq!(s.kept, s.measured <= (lo + hi) / 2.0, "{steps:?}");
         }
     }
+}
+
+#[test]
+fn auto_on_the_gpu_drops_layers_slower_than_the_minimum_speedup() {
+    let Some(ctx) = common::gpu() else { return };
+    let dir = silero_dir();
+    let (m, _) = silero(&dir, "test");
+    let split = model::holdout(&m, &[silero_calib_head(&dir)], 0.25).unwrap();
+    let candidates = vec!["/encoder.2/Conv".to_string()];
+    let auto = |min: f64| model::AutoConfig {
+        calibrate: small_config(),
+        target: Target::Nmse(1e9),
+        min_speedup: Some(min),
+    };
+    let r = model::calibrate_auto(
+        &m,
+        &split,
+        &candidates,
+        &auto(1e9),
+        Backend::Gpu(ctx),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(r.tables.is_empty(), "{:?}", r.steps);
+    let s = &r.steps[0];
+    let (d, l) = s.kernel_ms.expect("timed on the GPU");
+    assert!(d > 0.0 && l > 0.0);
+    assert!(
+        s.skipped.as_deref().unwrap().contains("minimum speedup"),
+        "{s:?}"
+    );
+    let r = model::calibrate_auto(
+        &m,
+        &split,
+        &candidates,
+        &auto(1e-9),
+        Backend::Gpu(ctx),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(r.tables.len(), 1, "{:?}", r.steps);
 }
 
 #[test]

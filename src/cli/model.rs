@@ -87,6 +87,10 @@ pub struct CalibrateArgs {
     /// --layers auto: try at most this many candidates (the largest by MACs).
     #[arg(long)]
     pub max_candidates: Option<usize>,
+    /// --layers auto on the GPU: drop a candidate whose look-up kernels are not at least this
+    /// many times faster than the direct kernel on its input here (0: keep any speed).
+    #[arg(long, default_value_t = 1.0)]
+    pub min_speedup: f64,
     /// Run the replaced layers on the CPU mirror instead of the GPU (same tables; the GPU
     /// kernels compute the mirror's integer sums).
     #[arg(long)]
@@ -344,43 +348,6 @@ fn output_index(m: &Model, name: Option<&str>) -> Result<usize> {
     }
 }
 
-/// Median kernel times (direct, look-ups) of one layer on `input`, interleaved.
-fn kernel_speedup(
-    ctx: &maddconv::gpu::Context,
-    layer: &maddconv::ConvLayer,
-    tables: &maddconv::maddness::Tables,
-    input: &Tensor,
-) -> Result<(f64, f64)> {
-    use maddconv::bench::{time_interleaved, Method, Repetitions};
-    use maddconv::gpu::{DirectConv, GpuConv, MaddnessConv};
-    let direct = DirectConv::new(ctx, layer)?;
-    let lookup = MaddnessConv::new(ctx, tables)?;
-    let x = ctx.upload("speedup input", input)?;
-    let shape = direct.output_shape(input.shape())?;
-    let (y0, y1) = (
-        ctx.create_tensor("direct", &shape)?,
-        ctx.create_tensor("lookup", &shape)?,
-    );
-    let methods = [
-        Method {
-            conv: &direct,
-            input: &x,
-            output: &y0,
-        },
-        Method {
-            conv: &lookup,
-            input: &x,
-            output: &y1,
-        },
-    ];
-    let reps = Repetitions {
-        warmup: 2,
-        timed: 10,
-    };
-    let t = pollster::block_on(time_interleaved(ctx, &methods, reps))?;
-    Ok((t[0].median_ms, t[1].median_ms))
-}
-
 fn calibrate(a: CalibrateArgs) -> Result<()> {
     let mut read: Vec<&Path> = vec![a.io.model.as_path()];
     let files: Vec<PathBuf> =
@@ -468,20 +435,19 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
             "auto: {} candidate(s) by MACs, target {target}",
             candidates.len()
         );
-        let result = model::calibrate_auto(
-            &m,
-            &split,
-            &candidates,
-            &config,
+        let auto = model::AutoConfig {
+            calibrate: config.clone(),
             target,
-            backend(&ctx),
-            &mut |s| {
+            min_speedup: (a.min_speedup > 0.0).then_some(a.min_speedup),
+        };
+        let result =
+            model::calibrate_auto(&m, &split, &candidates, &auto, backend(&ctx), &mut |s| {
                 eprintln!(
                     "  {:<24} {:>5.1}% of MACs  {}",
                     s.name,
                     100.0 * s.mac_share,
                     match &s.skipped {
-                        Some(why) => format!("not trained: {why}"),
+                        Some(why) => format!("dropped: {why}"),
                         None => format!(
                             "{target} measured {:.4} -> {}",
                             s.measured,
@@ -489,8 +455,7 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
                         ),
                     }
                 )
-            },
-        )?;
+            })?;
         (result.tables, Some(result.steps))
     } else {
         let layers: Vec<String> = if a.layers.trim() == "all" {
@@ -558,7 +523,7 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
         let captured = m.run_with(run, &reps.map(), &names, false)?.conv_inputs;
         for (name, tables) in &trained {
             let layer = m.conv(name)?.layer.as_ref().context("replaceable")?;
-            let (d, l) = kernel_speedup(ctx, layer, tables, &captured[name])?;
+            let (d, l) = model::calibrate::kernel_times(ctx, layer, tables, &captured[name])?;
             eprintln!(
                 "  {name:<24} direct {d:8.3} ms  look-ups {l:8.3} ms  speedup {:.2}x ({})",
                 d / l,

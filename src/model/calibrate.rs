@@ -163,14 +163,15 @@ fn chosen_in_order(model: &Model, layers: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Captures `name`'s inputs on every run with `replaced` in place, and trains its tables.
+/// Captures `name`'s inputs on every run with `replaced` in place, and trains its tables;
+/// returns them and the inputs.
 fn train_in_place(
     model: &Model,
     runs: &[Vec<Tensor>],
     name: &str,
     replaced: &Replacements<'_>,
     train: &TrainConfig,
-) -> Result<Tables> {
+) -> Result<(Tables, Vec<Tensor>)> {
     let map = replaced.map();
     let inputs: Vec<Tensor> = runs
         .iter()
@@ -180,7 +181,60 @@ fn train_in_place(
         })
         .collect::<Result<_>>()?;
     let layer = model.conv(name)?.layer.as_ref().expect("checked");
-    train_layer(layer, &inputs, train).map_err(|e| Error::Training(format!("layer {name:?}: {e}")))
+    let tables = train_layer(layer, &inputs, train)
+        .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?;
+    Ok((tables, inputs))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn speed_of(ctx: &Context, layer: &ConvLayer, t: &Tables, x: &Tensor) -> Result<(f64, f64)> {
+    kernel_times(ctx, layer, t, x)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn speed_of(_: &Context, _: &ConvLayer, _: &Tables, _: &Tensor) -> Result<(f64, f64)> {
+    Err(Error::Unsupported(
+        "kernel timing in calibrate_auto runs only natively".into(),
+    ))
+}
+
+/// Median kernel times in ms of `layer` exactly (the default direct kernel) and by `tables`
+/// (the default look-up kernels) on `input`, interleaved on the GPU (warm-up 2, 10 timed).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn kernel_times(
+    ctx: &Context,
+    layer: &ConvLayer,
+    tables: &Tables,
+    input: &Tensor,
+) -> Result<(f64, f64)> {
+    use crate::bench::{time_interleaved, Method, Repetitions};
+    use crate::gpu::{DirectConv, GpuConv};
+    let direct = DirectConv::new(ctx, layer)?;
+    let lookup = MaddnessConv::new(ctx, tables)?;
+    let x = ctx.upload("speed input", input)?;
+    let shape = direct.output_shape(input.shape())?;
+    let (y0, y1) = (
+        ctx.create_tensor("direct", &shape)?,
+        ctx.create_tensor("lookup", &shape)?,
+    );
+    let methods = [
+        Method {
+            conv: &direct,
+            input: &x,
+            output: &y0,
+        },
+        Method {
+            conv: &lookup,
+            input: &x,
+            output: &y1,
+        },
+    ];
+    let reps = Repetitions {
+        warmup: 2,
+        timed: 10,
+    };
+    let t = pollster::block_on(time_interleaved(ctx, &methods, reps))?;
+    Ok((t[0].median_ms, t[1].median_ms))
 }
 
 /// Learns tables for the Conv nodes `layers` (any order; trained in graph order) from the
@@ -223,7 +277,7 @@ pub fn calibrate(
                     .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?
             }
             None => {
-                let t = train_in_place(model, runs, name, &replaced, &config.train)?;
+                let (t, _) = train_in_place(model, runs, name, &replaced, &config.train)?;
                 replaced.push(name.clone(), t.clone())?;
                 t
             }
@@ -725,6 +779,19 @@ pub fn holdout(model: &Model, runs: &[Vec<Tensor>], fraction: f64) -> Result<Spl
     })
 }
 
+/// Settings of [`calibrate_auto`].
+#[derive(Clone, Debug)]
+pub struct AutoConfig {
+    /// The learner and sequential/independent, as for [`calibrate`].
+    pub calibrate: CalibrateConfig,
+    /// What the whole model must keep on the held-out runs.
+    pub target: Target,
+    /// On the GPU: drop a candidate whose look-up kernels are less than this many times
+    /// faster than the direct kernel on its input (measured on the adapter); `None` keeps
+    /// layers whatever their speed (and on the CPU mirror no speed is measured).
+    pub min_speedup: Option<f64>,
+}
+
 /// One candidate of [`calibrate_auto`].
 #[derive(Clone, Debug, Serialize)]
 pub struct AutoStep {
@@ -736,23 +803,26 @@ pub struct AutoStep {
     pub measured: f64,
     /// Kept (the target held) or dropped.
     pub kept: bool,
-    /// Why it was not tried or failed to train (`None` when it was measured).
+    /// Why it was not tried, failed to train or was too slow (`None` when it was measured).
     pub skipped: Option<String>,
+    /// Median kernel times (direct, look-ups) in ms on the GPU, when measured.
+    pub kernel_ms: Option<(f64, f64)>,
 }
 
 /// Greedy layer choice: `candidates` in order of MACs (largest first); each is trained
-/// sequentially on the split's training runs (with the layers kept so far replaced) and kept
-/// only if the whole model on its held-out runs still meets `target`.
+/// sequentially on the split's training runs (with the layers kept so far replaced), dropped
+/// when its look-ups are slower than `min_speedup` on the GPU, and kept only if the whole model
+/// on the held-out runs still meets the target.
 pub fn calibrate_auto(
     model: &Model,
     split: &Split,
     candidates: &[String],
-    config: &CalibrateConfig,
-    target: Target,
+    auto: &AutoConfig,
     backend: Backend<'_>,
     progress: &mut dyn FnMut(&AutoStep),
 ) -> Result<AutoResult> {
     let (train, held) = (&split.train, &split.held);
+    let (config, target) = (&auto.calibrate, auto.target);
     let total: u64 = model.convs().iter().map(|c| c.macs()).sum();
     let mut order = chosen_in_order(model, candidates)?;
     order.sort_by_key(|n| std::cmp::Reverse(model.conv(n).map(|c| c.macs()).unwrap_or(0)));
@@ -762,7 +832,7 @@ pub fn calibrate_auto(
     let mut steps = Vec::new();
     for name in order {
         let share = model.conv(&name)?.macs() as f64 / total.max(1) as f64;
-        let tables = if config.independent {
+        let trained = if config.independent {
             if exact_train.is_none() {
                 let all: Vec<String> = candidates.to_vec();
                 exact_train = Some(
@@ -783,34 +853,43 @@ pub fn calibrate_auto(
                 .map(|m| m[&name].clone())
                 .collect();
             let layer = model.conv(&name)?.layer.as_ref().expect("checked");
-            train_layer(layer, &inputs, &config.train)
+            train_layer(layer, &inputs, &config.train).map(|t| (t, inputs))
         } else {
             train_in_place(model, train, &name, &kept, &config.train)
         };
-        let step = match tables {
-            Err(e) => AutoStep {
-                name,
-                mac_share: share,
-                measured: f64::NAN,
-                kept: false,
-                skipped: Some(e.to_string()),
-            },
-            Ok(t) => {
-                kept.push(name.clone(), t)?;
-                let c = compare_with(model, held, &exact, &kept, target.task())?;
-                let ok = target.met(&c);
-                if !ok {
-                    kept.pop();
+        let mut step = AutoStep {
+            name: name.clone(),
+            mac_share: share,
+            measured: f64::NAN,
+            kept: false,
+            skipped: None,
+            kernel_ms: None,
+        };
+        match trained {
+            Err(e) => step.skipped = Some(e.to_string()),
+            Ok((t, inputs)) => {
+                if let (Backend::Gpu(ctx), Some(min)) = (backend, auto.min_speedup) {
+                    let layer = model.conv(&name)?.layer.as_ref().expect("checked");
+                    let (d, l) = speed_of(ctx, layer, &t, &inputs[0])?;
+                    step.kernel_ms = Some((d, l));
+                    if d / l < min {
+                        step.skipped = Some(format!(
+                            "look-ups {:.2}× the direct kernel's speed ({l:.3} vs {d:.3} ms),                              below the minimum speedup {min}",
+                            d / l
+                        ));
+                    }
                 }
-                AutoStep {
-                    name,
-                    mac_share: share,
-                    measured: target.measured(&c),
-                    kept: ok,
-                    skipped: None,
+                if step.skipped.is_none() {
+                    kept.push(name.clone(), t)?;
+                    let c = compare_with(model, held, &exact, &kept, target.task())?;
+                    step.kept = target.met(&c);
+                    step.measured = target.measured(&c);
+                    if !step.kept {
+                        kept.pop();
+                    }
                 }
             }
-        };
+        }
         progress(&step);
         steps.push(step);
     }

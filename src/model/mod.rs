@@ -54,8 +54,8 @@ pub mod calibrate;
 
 pub use bundle::Bundle;
 pub use calibrate::{
-    calibrate, calibrate_auto, compare, holdout, Backend, CalibrateConfig, Comparison, Metric,
-    Replacements, Split, Target, Task,
+    calibrate, calibrate_auto, compare, holdout, AutoConfig, Backend, CalibrateConfig, Comparison,
+    Metric, Replacements, Split, Target, Task,
 };
 
 /// One ONNX Conv node of a loaded model, in graph order.
