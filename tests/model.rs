@@ -642,3 +642,47 @@ fn yolox_decoding_reproduces_ddddocrs_boxes() {
     }
     assert_eq!(total, 40);
 }
+
+#[test]
+fn several_files_for_one_input_are_stacked_or_run_one_after_another() {
+    // silero's frame axis is free: two files are two runs (the LSTM state given once).
+    let dir = silero_dir();
+    let x = npy(&dir, "test_input.npy");
+    let (a, b) = (
+        x.slice_batch(0, 177).unwrap(),
+        x.slice_batch(177, 339).unwrap(),
+    );
+    let h = npy(&dir, "test_h.npy");
+    let inputs = vec![
+        ("input".to_string(), a.clone()),
+        ("h".to_string(), h.clone()),
+        ("input".to_string(), b.clone()),
+        ("c".to_string(), h.clone()),
+    ];
+    let (m, runs) = model::load_for(dir.join("model.onnx"), &inputs).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0][0].shape(), [177, 576]);
+    assert_eq!(runs[1][0].shape(), [162, 576]);
+    let p = m.run(&runs[1]).unwrap();
+    assert_eq!(p[0].shape(), [162]);
+    // tiny_cnn's batch is fixed to 1: two files of 3 rows are six runs, in order.
+    let t = common::fixtures().join("models/tiny_cnn");
+    let x = npy(&t, "input.npy");
+    let inputs = vec![
+        ("images".to_string(), x.slice_batch(0, 3).unwrap()),
+        ("images".to_string(), x.slice_batch(3, 6).unwrap()),
+    ];
+    let (_, runs) = model::load_for(t.join("model.onnx"), &inputs).unwrap();
+    assert_eq!(runs.len(), 6);
+    assert_eq!(runs[4][0].data(), x.slice_batch(4, 5).unwrap().data());
+    // Files that cannot be stacked are refused, naming the input.
+    let small = Tensor::zeros(vec![2, 3, 8, 8]).unwrap();
+    let inputs = vec![
+        ("images".to_string(), x.slice_batch(0, 3).unwrap()),
+        ("images".to_string(), small),
+    ];
+    let Err(e) = model::load_for(t.join("model.onnx"), &inputs) else {
+        panic!("files of different shapes should not stack")
+    };
+    assert!(e.to_string().contains("\"images\""), "{e}");
+}

@@ -38,7 +38,9 @@ pub struct ModelInputs {
     /// The ONNX model file.
     pub model: PathBuf,
     /// An input as NAME=FILE.npy (repeat per input), or a bare FILE.npy for a single-input
-    /// model. Rows of an input whose declared batch is 1 are run one at a time.
+    /// model. Rows of an input whose declared batch is 1 are run one at a time. Several files
+    /// for one name: stacked on axis 0 when its declared batch is 1, else one run per file
+    /// (inputs given once go to every run).
     #[arg(long, required = true)]
     pub input: Vec<String>,
 }

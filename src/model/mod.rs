@@ -867,15 +867,16 @@ pub fn graph_inputs(path: impl AsRef<Path>) -> Result<Vec<String>> {
 }
 
 /// Loads a model for whole input tensors: splits them into runs ([`split_runs`]) using the
-/// shapes the ONNX file declares, then loads the model for one run's shapes. `inputs` are
-/// (name, tensor) pairs; returns the model and the runs (tensors in the model's input order).
+/// shapes the ONNX file declares, then loads the model for the first run's shapes. `inputs`
+/// are (name, tensor) pairs; a name may come several times (several files): an input whose
+/// declared first dimension is a fixed 1 has them stacked on axis 0 (each row one run), any
+/// other input has one run per tensor (inputs given once go to every run). Returns the model
+/// and the runs (tensors in the model's input order).
 pub fn load_for(
     path: impl AsRef<Path>,
     inputs: &[(String, Tensor)],
 ) -> Result<(Model, Vec<Vec<Tensor>>)> {
     let path = path.as_ref();
-    // A first load with the whole shapes only to read the declared shapes and input order
-    // would run tract's analysis twice; read the declarations from the proto instead.
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
@@ -884,7 +885,15 @@ pub fn load_for(
         .graph
         .as_ref()
         .ok_or_else(|| Error::Model(format!("{}: the ONNX model has no graph", path.display())))?;
-    let declared: Vec<Vec<Option<usize>>> = inputs
+    // Group the tensors by name, in the order the names first appear.
+    let mut grouped: Vec<(String, Vec<Tensor>)> = Vec::new();
+    for (n, t) in inputs {
+        match grouped.iter_mut().find(|(g, _)| g == n) {
+            Some((_, v)) => v.push(t.clone()),
+            None => grouped.push((n.clone(), vec![t.clone()])),
+        }
+    }
+    let declared: Vec<Vec<Option<usize>>> = grouped
         .iter()
         .map(|(n, _)| {
             graph
@@ -895,9 +904,40 @@ pub fn load_for(
                 .unwrap_or_default()
         })
         .collect();
-    let tensors: Vec<Tensor> = inputs.iter().map(|(_, t)| t.clone()).collect();
-    let runs = split_runs(&declared, &tensors)?;
-    let shapes: Vec<(String, Vec<usize>)> = inputs
+    // Several files for a fixed-batch-1 input: stacked rows.
+    let mut per_file: Vec<Vec<Tensor>> = Vec::new();
+    for ((name, ts), decl) in grouped.iter().zip(&declared) {
+        if ts.len() > 1 && decl.first() == Some(&Some(1)) {
+            per_file.push(vec![Tensor::concat_batch(ts).map_err(|e| {
+                Error::Model(format!(
+                    "input {name:?}: its {} files cannot be stacked on axis 0: {e}",
+                    ts.len()
+                ))
+            })?]);
+        } else {
+            per_file.push(ts.clone());
+        }
+    }
+    let files: Vec<usize> = per_file.iter().map(Vec::len).filter(|&k| k > 1).collect();
+    if files.iter().any(|&k| k != files[0]) {
+        return Err(Error::Model(format!(
+            "inputs given several times must all have the same number of files: {:?}",
+            grouped
+                .iter()
+                .zip(&per_file)
+                .map(|((n, _), f)| (n.as_str(), f.len()))
+                .collect::<Vec<_>>()
+        )));
+    }
+    let mut runs: Vec<Vec<Tensor>> = Vec::new();
+    for k in 0..files.first().copied().unwrap_or(1) {
+        let set: Vec<Tensor> = per_file
+            .iter()
+            .map(|f| f[if f.len() > 1 { k } else { 0 }].clone())
+            .collect();
+        runs.extend(split_runs(&declared, &set)?);
+    }
+    let shapes: Vec<(String, Vec<usize>)> = grouped
         .iter()
         .zip(&runs[0])
         .map(|((n, _), t)| (n.clone(), t.shape().to_vec()))
@@ -911,7 +951,7 @@ pub fn load_for(
             .map(|run| {
                 let mut ordered = Vec::new();
                 for name in model.input_names() {
-                    let i = inputs.iter().position(|(n, _)| n == name).ok_or_else(|| {
+                    let i = grouped.iter().position(|(n, _)| n == name).ok_or_else(|| {
                         Error::Model(format!("no tensor given for input {name:?}"))
                     })?;
                     ordered.push(run[i].clone());
