@@ -449,6 +449,18 @@ fn targets_and_metrics_parse_or_say_what_is_expected() {
         let e = bad.parse::<Target>().unwrap_err();
         assert!(e.to_string().contains("expected"), "{bad}: {e}");
     }
+    // A threshold target also needs the positives: predicting none on a sparse map fails.
+    let sparse = model::Comparison {
+        outputs: vec![model::calibrate::OutputError {
+            agreement: Some((0.99, 1000)),
+            positives_iou: Some(0.0),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let t: Target = "threshold:0.3:0.9".parse().unwrap();
+    assert_eq!(t.measured(&sparse), 0.0);
+    assert!(!t.met(&sparse));
     assert!("threshold".parse::<Metric>().is_err());
     assert_eq!("argmax".parse::<Metric>().unwrap(), Metric::Argmax(-1));
 }

@@ -65,7 +65,8 @@ pub struct CalibrateArgs {
     /// comma-separated.
     #[arg(long)]
     pub layers: String,
-    /// What --layers auto must keep, METRIC:VALUE: threshold:T:V (agreement of y > T ≥ V),
+    /// What --layers auto must keep, METRIC:VALUE: threshold:T:V (agreement of y > T and the
+    /// IoU of its positives ≥ V),
     /// argmax[:AXIS]:V, yolox[:SCORE[:NMS]]:V (box recall and precision ≥ V) or nmse:V (every
     /// output's NMSE ≤ V).
     #[arg(long)]

@@ -360,8 +360,8 @@ impl Task {
 /// What `--layers auto` must keep: a task metric and its bound.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
-    /// The metric's agreement (threshold, argmax) or min(recall, precision) (yolox) on its
-    /// output ≥ the value.
+    /// The metric's agreement (threshold: also the positives' IoU; argmax) or min(recall,
+    /// precision) (yolox) on its output ≥ the value.
     Agreement(Task, f64),
     /// Every output's NMSE ≤ the value.
     Nmse(f64),
@@ -403,13 +403,19 @@ impl Target {
         }
     }
 
-    /// The measured value the target bounds: the worst output's.
+    /// The measured value the target bounds: for an agreement target the task output's
+    /// agreement — for `threshold` the smaller of it and the IoU of the positives, so that an
+    /// output whose positives are rare (a detection map) cannot meet the target by predicting
+    /// none; for `nmse` the worst output's NMSE.
     pub fn measured(&self, c: &Comparison) -> f64 {
         match self {
             Target::Agreement(..) => c
                 .outputs
                 .iter()
-                .filter_map(|o| o.agreement.map(|(a, _)| a))
+                .filter_map(|o| {
+                    o.agreement
+                        .map(|(a, _)| o.positives_iou.map_or(a, |iou| a.min(iou)))
+                })
                 .fold(f64::INFINITY, f64::min),
             Target::Nmse(_) => c.outputs.iter().map(|o| o.nmse).fold(0.0, f64::max),
         }
@@ -874,7 +880,8 @@ pub fn calibrate_auto(
                     step.kernel_ms = Some((d, l));
                     if d / l < min {
                         step.skipped = Some(format!(
-                            "look-ups {:.2}× the direct kernel's speed ({l:.3} vs {d:.3} ms),                              below the minimum speedup {min}",
+                            "look-ups {:.2}× the direct kernel's speed ({l:.3} vs {d:.3} ms), \
+                             below the minimum speedup {min}",
                             d / l
                         ));
                     }
