@@ -27,9 +27,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use common::imageio::{grid, Rgb};
-use maddconv::maddness::TrainConfig;
 use maddconv::model::boxes::{decode_yolox, match_boxes, BoxAgreement, Detection, YoloxDecode};
-use maddconv::model::{self, Backend, CalibrateConfig, Replacements};
+use maddconv::model::{self, Backend, Replacements};
 use maddconv::Tensor;
 
 const USAGE: &str =
@@ -189,28 +188,14 @@ fn main() -> Result<()> {
         println!("{}", common::describe_adapter(c));
     }
     let names: Vec<String> = layers.split(',').map(str::to_string).collect();
-    let config = CalibrateConfig {
-        train: TrainConfig {
-            codebooks: Some(codebooks),
-            ..TrainConfig::default()
-        },
-        independent: false,
-    };
-    let t = std::time::Instant::now();
-    let tables = model::calibrate(&m, &calib_runs, &names, &config, backend, &mut |n| {
-        eprintln!("calibrating {n} ...")
-    })?;
-    let total: u64 = m.convs().iter().map(|c| c.macs()).sum();
-    let replaced: u64 = names
-        .iter()
-        .map(|n| m.conv(n).map_or(0, |c| c.macs()))
-        .sum();
+    let (tables, secs, share) =
+        common::calibrate_model(&m, &calib_runs, &names, codebooks, backend)?;
     println!(
         "{} layer(s) at C = {codebooks} calibrated on {} photos in {:.1} s ({:.1}% of the conv MACs)",
         tables.len(),
         calib_runs.len(),
-        t.elapsed().as_secs_f64(),
-        100.0 * replaced as f64 / total.max(1) as f64
+        secs,
+        100.0 * share
     );
     let reps = Replacements::with(backend, &tables)?;
     let decode = YoloxDecode::default();

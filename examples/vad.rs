@@ -28,8 +28,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context as _, Result};
 use common::wav::read_wav;
-use maddconv::model::{self, Backend, CalibrateConfig, Model, Replacements};
-use maddconv::{maddness::TrainConfig, Tensor};
+use maddconv::model::{Backend, Model, Replacements};
+use maddconv::Tensor;
 use plotters::prelude::*;
 
 const USAGE: &str = "usage: vad [--train A.wav,B.wav] [--test C.wav,D.wav] [--model M.onnx] \
@@ -226,23 +226,9 @@ fn main() -> Result<()> {
     if let Some(c) = &ctx {
         println!("{}", common::describe_adapter(c));
     }
-    let config = CalibrateConfig {
-        train: TrainConfig {
-            codebooks: Some(codebooks),
-            ..TrainConfig::default()
-        },
-        independent: false,
-    };
     let train_runs: Vec<Vec<Tensor>> = train.iter().map(|(_, x)| run_of(x)).collect();
-    let t = std::time::Instant::now();
-    let tables = model::calibrate(&m, &train_runs, &names, &config, backend, &mut |n| {
-        eprintln!("calibrating {n} ...")
-    })?;
-    let total: u64 = m.convs().iter().map(|c| c.macs()).sum();
-    let replaced: u64 = names
-        .iter()
-        .map(|n| m.conv(n).map_or(0, |c| c.macs()))
-        .sum();
+    let (tables, secs, share) =
+        common::calibrate_model(&m, &train_runs, &names, codebooks, backend)?;
     println!(
         "{} layer(s) at C = {codebooks} calibrated on {} in {:.1} s ({:.1}% of the conv MACs)",
         tables.len(),
@@ -251,8 +237,8 @@ fn main() -> Result<()> {
             .map(|(n, _)| n.as_str())
             .collect::<Vec<_>>()
             .join(", "),
-        t.elapsed().as_secs_f64(),
-        100.0 * replaced as f64 / total.max(1) as f64
+        secs,
+        100.0 * share
     );
     let reps = Replacements::with(backend, &tables)?;
     common::make_out_dir(&out)?;

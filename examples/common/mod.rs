@@ -270,3 +270,41 @@ pub fn train_secs(
     )?;
     Ok((tables, t.elapsed().as_secs_f64()))
 }
+
+/// Tables per node name, as [`maddconv::model::calibrate`] returns them.
+pub type NodeTables = Vec<(String, Tables)>;
+
+/// Calibrates `names` of a whole model sequentially at `codebooks` (the default learner
+/// otherwise), printing progress; returns the tables, the seconds it took and the replaced
+/// layers' share of the model's conv MACs.
+#[cfg(feature = "onnx")]
+pub fn calibrate_model(
+    m: &maddconv::model::Model,
+    runs: &[Vec<Tensor>],
+    names: &[String],
+    codebooks: usize,
+    backend: maddconv::model::Backend<'_>,
+) -> Result<(NodeTables, f64, f64)> {
+    use maddconv::model::CalibrateConfig;
+    let config = CalibrateConfig {
+        train: maddconv::maddness::TrainConfig {
+            codebooks: Some(codebooks),
+            ..Default::default()
+        },
+        independent: false,
+    };
+    let t = Instant::now();
+    let tables = maddconv::model::calibrate(m, runs, names, &config, backend, &mut |n| {
+        eprintln!("calibrating {n} ...")
+    })?;
+    let total: u64 = m.convs().iter().map(|c| c.macs()).sum();
+    let replaced: u64 = names
+        .iter()
+        .map(|n| m.conv(n).map_or(0, |c| c.macs()))
+        .sum();
+    Ok((
+        tables,
+        t.elapsed().as_secs_f64(),
+        replaced as f64 / total.max(1) as f64,
+    ))
+}

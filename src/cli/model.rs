@@ -147,6 +147,16 @@ pub struct RunArgs {
     pub output: PathBuf,
 }
 
+impl ModelInputs {
+    /// The input files named by `--input`.
+    fn files(&self) -> Vec<PathBuf> {
+        self.input
+            .iter()
+            .map(|s| PathBuf::from(s.split_once('=').map_or(s.as_str(), |(_, f)| f)))
+            .collect()
+    }
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -176,10 +186,7 @@ fn load(io: &ModelInputs) -> Result<(Model, Vec<Vec<Tensor>>)> {
 }
 
 fn sources(io: &ModelInputs) -> Vec<String> {
-    io.input
-        .iter()
-        .map(|s| file_name(Path::new(s.split_once('=').map_or(s.as_str(), |(_, f)| f))))
-        .collect()
+    io.files().iter().map(|p| file_name(p)).collect()
 }
 
 /// Runs a `maddconv model` subcommand.
@@ -353,11 +360,7 @@ fn output_index(m: &Model, name: Option<&str>) -> Result<usize> {
 
 fn calibrate(a: CalibrateArgs) -> Result<()> {
     let mut read: Vec<&Path> = vec![a.io.model.as_path()];
-    let files: Vec<PathBuf> =
-        a.io.input
-            .iter()
-            .map(|s| PathBuf::from(s.split_once('=').map_or(s.as_str(), |(_, f)| f)))
-            .collect();
+    let files = a.io.files();
     read.extend(files.iter().map(PathBuf::as_path));
     super::check_output_path(&a.output, &read)?;
     let target: Option<Target> = a
@@ -708,11 +711,7 @@ fn run_model(a: RunArgs) -> Result<()> {
     };
     let mut read: Vec<&Path> = vec![a.io.model.as_path()];
     read.extend(a.tables.as_deref());
-    let files: Vec<PathBuf> =
-        a.io.input
-            .iter()
-            .map(|s| PathBuf::from(s.split_once('=').map_or(s.as_str(), |(_, f)| f)))
-            .collect();
+    let files = a.io.files();
     read.extend(files.iter().map(PathBuf::as_path));
     if !single {
         std::fs::create_dir_all(&a.output)
