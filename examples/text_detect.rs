@@ -13,10 +13,12 @@
 //! Inputs are 416×416 letterboxed photos, BGR, integer values 0..255 as f32, NCHW (ddddocr
 //! 1.6.1's `DetectionEngine.preproc`; see `../shared/data/models/ddddocr_det/README.md`). By
 //! default the test rows are that folder's `test_text.npy` (four photos with words drawn on
-//! them) and the tables are calibrated sequentially on its `calib.npy` (other photos). With
+//! them) and the tables are calibrated sequentially on its `calib.npy` (other photos), by
+//! default for the two convs `model calibrate --layers auto` chose (BENCHMARKS.md). With
 //! `--images`, PNGs are letterboxed here: scaled by `r = min(416/h, 416/w)` with a bilinear
-//! (triangle) filter whose support widens when shrinking — Pillow's BILINEAR, as the shared
-//! data was made; ddddocr itself uses OpenCV's resize, so boxes can differ slightly — placed
+//! (triangle) filter whose support widens when shrinking, the scheme of Pillow's BILINEAR that
+//! made the shared data (not checked pixel for pixel against it; ddddocr itself uses OpenCV's
+//! resize, so boxes can differ slightly), placed
 //! top-left on a canvas of 114. Boxes are decoded as ddddocr's `get_bbox` does (score > 0.1,
 //! NMS at IoU 0.45; `maddconv::model::boxes`). Outputs under `--out` (default
 //! `out/text_detect/`): `rowN.png`, exact boxes (green) left, replaced (red) right.
@@ -142,7 +144,7 @@ fn main() -> Result<()> {
     let mut calib = dir.join("calib.npy");
     let mut test = Some(dir.join("test_text.npy"));
     let mut images: Vec<PathBuf> = Vec::new();
-    let mut layers = "Conv_76,Conv_110".to_string();
+    let mut layers = "Conv_248,Conv_251".to_string();
     let mut codebooks = 64usize;
     let mut cpu = false;
     let mut out = PathBuf::from("out/text_detect");
