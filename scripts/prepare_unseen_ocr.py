@@ -7,10 +7,11 @@ Nothing of the model or its outputs is kept in the repository.
     pip download --no-deps rapidocr-onnxruntime==1.3.24; unzip the two models into DIR
     python3 scripts/prepare_unseen_ocr.py DIR ../shared/data/images   # numpy, Pillow, onnxruntime
 
-det: 256x256 crops (resized by Pillow BILINEAR from the photo's centre square), RGB, (x/255 -
-0.485..)/0.229.. (RapidOCR's det normalisation), NCHW [N, 3, 256, 256] (batch free); calib from
-astronaut, camera, coffee, rocket, chelsea, gravel, grass, brick (whole square and its
-left-right flip), test: the text photo as three 172x172 tiles, cell, clock_motion. cls: 48x192 strips of the same
+det: 256x256 images (resized by Pillow BILINEAR), RGB, (x/255 - 0.485..)/0.229.. (RapidOCR's
+det normalisation), NCHW [N, 3, 256, 256] (batch free); calib: chelsea and gravel with words
+drawn on them (from ../models/ddddocr_det/test_text.npy) and the centre squares of astronaut,
+camera, coffee, rocket, chelsea, gravel, grass, brick and their left-right flips; test: grass
+and brick with words drawn on them, cell, clock_motion. cls: 48x192 strips of the same
 photos, (x/255 - 0.5)/0.5, [N, 3, 48, 192] (batch free). onnxruntime (CPU, no graph
 optimisation) outputs of the test sets are saved next to them for the exact-run check.
 """
@@ -24,6 +25,7 @@ from PIL import Image
 d, images = sys.argv[1], sys.argv[2]
 TRAIN = ["astronaut", "camera", "coffee", "rocket", "chelsea", "gravel", "grass", "brick"]
 TEST = ["cell", "clock_motion"]
+TEST_CLS = ["cell", "clock_motion", "text"]
 
 
 def square(name):
@@ -54,15 +56,28 @@ so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 so.intra_op_num_threads = so.inter_op_num_threads = 1
 det = ort.InferenceSession(os.path.join(d, "ch_PP-OCRv4_det_infer.onnx"), so, providers=["CPUExecutionProvider"])
 cls = ort.InferenceSession(os.path.join(d, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), so, providers=["CPUExecutionProvider"])
-calib = [det_row(square(n)) for n in TRAIN] + [det_row(square(n).transpose(Image.FLIP_LEFT_RIGHT)) for n in TRAIN]
-# The text photo (448x172) as three 172x172 tiles: the detector's positives are there.
-text = Image.open(os.path.join(images, "text.png")).convert("RGB")
-test = [det_row(text.crop((x, 0, x + 172, 172))) for x in (0, 138, 276)] + [det_row(square(n)) for n in TEST]
+# Photos with words drawn on them (the ddddocr pack's test_text.npy: 416x416 BGR letterboxed
+# canvases) give the text detector something to find; their photo region is cropped back out.
+dd = np.load(os.path.join(images, "..", "models", "ddddocr_det", "test_text.npy"))
+sizes = [(300, 451), (512, 512), (512, 512), (512, 512)]  # photo h, w of chelsea, gravel, grass, brick
+
+
+def texted(i):
+    h, w = sizes[i]
+    r = min(416 / h, 416 / w)
+    rgb = dd[i][::-1].transpose(1, 2, 0)[: int(h * r), : int(w * r)].clip(0, 255).astype(np.uint8)
+    return Image.fromarray(rgb)
+
+
+plain = [det_row(square(n)) for n in TRAIN] + [det_row(square(n).transpose(Image.FLIP_LEFT_RIGHT)) for n in TRAIN]
+# calib: chelsea+text early, gravel+text last (so both the training and the held-out part hold text)
+calib = [det_row(texted(0))] + plain + [det_row(texted(1))]
+test = [det_row(texted(2)), det_row(texted(3))] + [det_row(square(n)) for n in TEST]
 np.save(os.path.join(d, "det_calib.npy"), np.concatenate(calib))
 np.save(os.path.join(d, "det_test.npy"), np.concatenate(test))
 np.save(os.path.join(d, "det_test_expected.npy"), np.concatenate([det.run(None, {det.get_inputs()[0].name: t})[0] for t in test]))
 cc = np.stack(sum([cls_rows(square(n)) for n in TRAIN], []) + sum([cls_rows(square(n).transpose(Image.FLIP_LEFT_RIGHT)) for n in TRAIN], []))
-ct = np.stack(sum([cls_rows(square(n)) for n in TEST], []))
+ct = np.stack(sum([cls_rows(square(n)) for n in TEST_CLS], []))
 np.save(os.path.join(d, "cls_calib.npy"), cc)
 np.save(os.path.join(d, "cls_test.npy"), ct)
 np.save(os.path.join(d, "cls_test_expected.npy"), cls.run(None, {cls.get_inputs()[0].name: ct})[0])

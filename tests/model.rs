@@ -487,6 +487,22 @@ fn auto_keeps_a_layer_only_while_the_target_holds() {
         .unwrap()
     };
     let unpack = |r: model::calibrate::AutoResult| (r.tables, r.steps, r.comparison);
+    // A target the held-out part cannot measure (no frame above 2) is refused.
+    let Err(e) = model::calibrate_auto(
+        &m,
+        &split,
+        &candidates,
+        &model::AutoConfig {
+            calibrate: small_config(),
+            target: "threshold:2:0.9".parse().unwrap(),
+            min_speedup: None,
+        },
+        Backend::Cpu,
+        &mut |_| {},
+    ) else {
+        panic!("a target without positives should be refused")
+    };
+    assert!(e.to_string().contains("no value above 2"), "{e}");
     // Nothing approximate has zero error: no layer is kept.
     let (kept, steps, _) = unpack(run(Target::Nmse(0.0)));
     assert!(kept.is_empty(), "{steps:?}");

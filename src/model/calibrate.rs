@@ -815,6 +815,54 @@ pub struct AutoStep {
     pub kernel_ms: Option<(f64, f64)>,
 }
 
+/// Fails when the exact model gives the task nothing to agree on in the held-out runs — no
+/// value above a threshold target's T, no box for a yolox target: every candidate would then
+/// "meet" the target, whatever it does to the model.
+fn check_target_measurable(
+    model: &Model,
+    held: &[Vec<Tensor>],
+    exact: &[Vec<Tensor>],
+    target: Target,
+) -> Result<()> {
+    let Some(task) = target.task() else {
+        return Ok(());
+    };
+    let name = model
+        .output_names()
+        .get(task.output)
+        .cloned()
+        .unwrap_or_default();
+    let positives: usize = match task.metric {
+        Metric::Threshold(t) => exact
+            .iter()
+            .map(|o| o[task.output].data().iter().filter(|&&v| v > t).count())
+            .sum(),
+        Metric::Yolox(d) => {
+            let mut n = 0;
+            for (o, run) in exact.iter().zip(held) {
+                let (h, w) = image_size(run)?;
+                n += boxes::decode_yolox(&o[task.output], h, w, &d)?.len();
+            }
+            n
+        }
+        Metric::Argmax(_) => return Ok(()),
+    };
+    if positives == 0 {
+        return Err(Error::Argument(format!(
+            "the exact model's output {name:?} has no {} on the {} held-out run(s), so the \
+             target {target} cannot tell a harmless layer from a harmful one; calibrate on \
+             inputs where the model fires (e.g. photos with text for a text detector)",
+            match task.metric {
+                Metric::Yolox(_) => "box".to_string(),
+                Metric::Threshold(t) => format!("value above {t}"),
+                Metric::Argmax(_) => unreachable!(),
+            },
+            held.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Greedy layer choice: `candidates` in order of MACs (largest first); each is trained
 /// sequentially on the split's training runs (with the layers kept so far replaced), dropped
 /// when its look-ups are slower than `min_speedup` on the GPU, and kept only if the whole model
@@ -833,6 +881,7 @@ pub fn calibrate_auto(
     let mut order = chosen_in_order(model, candidates)?;
     order.sort_by_key(|n| std::cmp::Reverse(model.conv(n).map(|c| c.macs()).unwrap_or(0)));
     let (exact, exact_ms) = exact_outputs(model, held)?;
+    check_target_measurable(model, held, &exact, target)?;
     let mut kept = Replacements::new(backend);
     let mut exact_train: Option<Vec<BTreeMap<String, Tensor>>> = None;
     let mut steps = Vec::new();
