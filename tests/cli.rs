@@ -8,8 +8,11 @@ use std::process::Command;
 
 use maddconv::Tensor;
 
+/// The binary, its tuning cache in this test process's temporary folder (never the user's).
 fn maddconv() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_maddconv"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_maddconv"));
+    c.env(maddconv::gpu::tune::CACHE_ENV, tmp("tune-cache"));
+    c
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -70,8 +70,8 @@ pub trait GpuConv {
     }
 }
 
-/// [`GpuConv::run`]'s body.
-async fn run_batched<C: GpuConv + ?Sized>(
+/// [`GpuConv::run`]'s body (also of the layers that tune before running).
+pub(crate) async fn run_batched<C: GpuConv + ?Sized>(
     conv: &C,
     ctx: &Context,
     input: &Tensor,
