@@ -32,11 +32,11 @@ impl Default for Repetitions {
 }
 
 impl Repetitions {
-    /// The few repetitions with which the tuner times each variant (2 warm-up, median of 7).
+    /// The few repetitions with which the tuner times each variant (2 warm-up, median of 9).
     pub fn tuning() -> Self {
         Repetitions {
             warmup: 2,
-            timed: 7,
+            timed: 9,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Skip the batch-8 CNN shapes (64ch 56×56, 128ch 28×28, 256ch 14×14, 3×3 pad 1).
     #[arg(long)]
     pub no_cnn: bool,
+    /// Only the batch-8 CNN shapes (no layer folders).
+    #[arg(long, conflicts_with_all = ["no_cnn", "layers"])]
+    pub cnn_only: bool,
     /// Codebooks per group of the MADDNESS rows (comma-separated; values above the window
     /// length D are skipped). Default 16,32,64 (8,16 with --small).
     #[arg(long, value_name = "C,...")]
@@ -142,7 +145,9 @@ impl std::fmt::Display for RowMethod {
 /// The default workloads: real layers (their test inputs) and the batch-8 CNN shapes.
 pub fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
     let mut out = Vec::new();
-    let dirs = if !args.layers.is_empty() {
+    let dirs = if args.cnn_only {
+        Vec::new()
+    } else if !args.layers.is_empty() {
         args.layers
             .iter()
             .map(LayerDir::open)

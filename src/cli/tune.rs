@@ -92,18 +92,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
         "default ms",
         "default / chosen",
     ]);
-    let before = tuner.snapshot().entries;
     for w in super::bench::workloads(&bench_args)? {
         let shape = w.input.shape().to_vec();
         eprintln!("{}: {} on {shape:?}", w.name, w.layer.spec().describe());
+        // Whether a class already had a choice (from the cache file or an earlier layer).
+        let known =
+            |class: &Option<String>| class.as_deref().is_some_and(|k| tuner.get(k).is_some());
         let direct = DirectConv::new(&ctx, &w.layer)?;
+        let class = direct.tune_class(&ctx, &shape)?;
+        let cached = known(&class);
         let v = pollster::block_on(direct.tune(&ctx, &shape))?;
-        let mut rows = vec![(
-            "direct",
-            String::new(),
-            v.name(),
-            direct.tune_class(&ctx, &shape)?,
-        )];
+        let mut rows = vec![("direct", String::new(), v.name(), class, cached)];
         let d = w.layer.spec().geometry(&shape)?.window_len();
         for &c in codebooks.iter().filter(|&&c| c <= d) {
             let config = TrainConfig {
@@ -121,17 +120,13 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 Err(e) => return Err(e.into()),
             };
             let layer = MaddnessConv::new(&ctx, &tables)?;
+            let class = layer.tune_class(&ctx, &shape)?;
+            let cached = known(&class);
             let v = pollster::block_on(layer.tune(&ctx, &shape))?;
-            rows.push((
-                "lookup",
-                c.to_string(),
-                v.name(),
-                layer.tune_class(&ctx, &shape)?,
-            ));
+            rows.push(("lookup", c.to_string(), v.name(), class, cached));
         }
-        for (family, c, chosen, class) in rows {
+        for (family, c, chosen, class, cached) in rows {
             let entry = class.as_deref().and_then(|k| tuner.get(k));
-            let cached = class.as_deref().is_some_and(|k| before.contains_key(k));
             let (ms, default_ms) = entry
                 .map(|e| (e.median_ms, e.default_ms))
                 .unwrap_or((f64::NAN, f64::NAN));
@@ -140,7 +135,14 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 format!("{shape:?}"),
                 family.to_string(),
                 c,
-                format!("{chosen}{}", if cached { " (cached)" } else { "" }),
+                format!(
+                    "{chosen}{}",
+                    if cached {
+                        " (class known: not timed)"
+                    } else {
+                        ""
+                    }
+                ),
                 format!("{ms:.3}"),
                 format!("{default_ms:.3}"),
                 format!("{:.2}", default_ms / ms),

@@ -22,7 +22,9 @@ pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// layer's [`ConvSpec`] says.
 pub trait GpuConv {
     /// The kernel choice, as the CLI and reports name it: direct "tiled", "subgroup" or
-    /// "naive"; MADDNESS "one-position", "two-positions", "shuffle" or "fused".
+    /// "naive"; MADDNESS "one-position", "two-positions", "shuffle" or "fused". For a layer
+    /// whose variant is tuned per input, the kernel it runs until its shape class is tuned
+    /// (`DirectConv::pinned` / `MaddnessConv::pinned` name the tuned one).
     fn name(&self) -> &'static str;
 
     /// True for an exact layer (direct convolution), false for an approximate one.

@@ -8,6 +8,11 @@
 //!
 //! The kernels ([`DIRECT`], [`DIRECT_SUBGROUP`], [`DIRECT_NAIVE`]) and their uniform struct
 //! ([`ConvParams`], `Params` in `shaders/common/conv_params.wgsl`) are declared here.
+//!
+//! Each kernel comes in variants ([`DirectVariant`]: the tiled kernel's `WG_M` × `BK`, the
+//! subgroup kernel's `SPAN`, WGSL override constants, so one shader serves them all). A layer
+//! runs a fixed variant ([`DirectConv::with_variant`]) or, when the context tunes, the variant
+//! [`DirectConv::tune`] measured fastest for the input's shape class ([`crate::gpu::tune`]).
 
 use crate::error::{Error, Result};
 use crate::gpu::conv::{check_io, GpuConv};
