@@ -66,16 +66,16 @@ run() {
   local name=$1 secs=$2
   shift 2
   if [ "$secs" -lt 5 ]; then
-    echo "### $name: skipped, only ${secs}s of the budget left"
+    echo "### $name: skipped, only ${secs}s of the budget left" >&2
     failed=1
     return 1
   fi
-  echo "### $name (limit ${secs}s): $*"
+  echo "### $name (limit ${secs}s): $*" >&2
   local t0 rc
   t0=$(date +%s)
   timeout --signal=INT --kill-after=10 "$secs" "$@"
   rc=$?
-  echo "### $name: exit $rc after $(($(date +%s) - t0))s"
+  echo "### $name: exit $rc after $(($(date +%s) - t0))s" >&2
   if [ $rc -ne 0 ]; then
     failed=1
   fi
