@@ -136,8 +136,9 @@ impl DirectKernel {
         }
     }
 
-    /// The default exact kernel (the one place it is chosen): `Subgroup` on CPU adapters where
-    /// it can run (2.4–5.3× faster than `Tiled` on lavapipe, BENCHMARKS.md), else `Tiled`.
+    /// The fixed (untuned) exact kernel (the one place it is chosen; with tuning on,
+    /// [`DirectConv::tune`] measures instead): `Subgroup` on CPU adapters where it can run
+    /// (2.4–5.3× faster than `Tiled` on lavapipe, BENCHMARKS.md), else `Tiled`.
     pub fn default_for(ctx: &Context) -> Self {
         if DirectKernel::Subgroup.check(ctx).is_ok()
             && ctx.adapter_info().device_type == wgpu::DeviceType::Cpu

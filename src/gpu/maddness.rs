@@ -213,8 +213,9 @@ impl LookupKernel {
         }
     }
 
-    /// The default (the one place it is chosen; measured fastest, BENCHMARKS.md):
-    /// `Shuffle` where the device has subgroups, else `TwoPositions`.
+    /// The fixed (untuned) default (the one place it is chosen; measured fastest on lavapipe,
+    /// BENCHMARKS.md; with tuning on, [`MaddnessConv::tune`] measures instead): `Shuffle`
+    /// where the device has subgroups, else `TwoPositions`.
     pub fn default_for(ctx: &Context) -> Self {
         if ctx.has_subgroups() {
             LookupKernel::Shuffle
