@@ -1,5 +1,5 @@
 // direct_subgroup — exact f32 convolution (conv1d and conv2d) for adapters with subgroups of at
-// least 8 invocations: two output positions (q and q + 256) × 8 output channels per invocation,
+// least 8 invocations: two output positions (q and q + SPAN) × 8 output channels per invocation,
 // in registers. For each window element k, each invocation reads its own two input values
 // (straight from the NCHW input, no im2col buffer) and lanes 0..8 of the subgroup read the
 // weights of the 8 channels, which subgroupBroadcast hands to every lane, each weight serving
@@ -10,14 +10,20 @@
 // ≥ 8 lanes (2.4–5.3× faster than `direct` on lavapipe); `maddconv bench --direct` times both.
 //
 // Per group g: Y_g[m, q] = Σ_k Wt_g[k, m] · X_g[k, q], k = (ci·KH + ky)·KW + kx, summed in f32 in
-// increasing k; a workgroup computes 512 positions × 8 channels.
+// increasing k. A workgroup computes 2·SPAN positions × 8·(256/SPAN) channels: invocation slot
+// s = subgroup_id·subgroup_size + lane (a bijection onto 0..256 in which every subgroup holds
+// consecutive slots) takes channel block s / SPAN and positions q = tile start + s % SPAN and
+// q + SPAN. SPAN = 256 (the default: 512 positions × 8 channels) suits many positions; 128 and 64
+// leave fewer lanes idle when positions are few (silero_L04: 339). The host requires
+// subgroup_max_size ≤ SPAN, so that each subgroup's channel block is uniform. A subgroup whose
+// positions are all past the end returns at once (its broadcasts serve only itself).
 //
 // WGSL has no includes: the host (gpu::direct) prepends common/conv_params.wgsl (Params,
 // KH, KW).
 //
 // Bindings (group 0):
-//   0 params: uniform Params (common/conv_params.wgsl; n_tiles counts 512-position tiles and
-//             m_tiles 8-channel tiles)
+//   0 params: uniform Params (common/conv_params.wgsl; n_tiles counts 2·SPAN-position tiles and
+//             m_tiles tiles of 8·(256/SPAN) channels)
 //   1 input:  array<f32>, [N, C, H, W] (conv1d: H = 1), NCHW
 //   2 weight: array<f32>, [groups, K, O8] — transposed on the host, each group's channels
 //             zero-padded to O8 = 8·ceil((O/groups)/8)
@@ -26,6 +32,8 @@
 // Workgroups: linear index wid.x + wid.y·num_workgroups.x over groups × m_tiles × n_tiles
 // (position tiles fastest). Needs the `subgroups` feature and subgroups of ≥ 8 invocations.
 // CPU mirror: reference::conv_reference (f64; this kernel is exact up to f32 rounding).
+
+override SPAN: u32 = 256u;  // positions per half tile: 256, 128 or 64 (≥ subgroup_max_size)
 
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
@@ -36,8 +44,9 @@
 fn direct_subgroup(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+    @builtin(subgroup_id) sg_id: u32,
 ) {
     let tile = wid.x + wid.y * nwg.x;
     if tile >= params.geo.groups * params.m_tiles * params.n_tiles {
@@ -45,22 +54,26 @@ fn direct_subgroup(
     }
     let n_tile = tile % params.n_tiles;
     let rest = tile / params.n_tiles;
-    let m0 = (rest % params.m_tiles) * 8u;
+    let slot = sg_id * sg_size + lane;
+    let m0 = ((rest % params.m_tiles) * (256u / SPAN) + slot / SPAN) * 8u;
     let g = rest / params.m_tiles;
     let og = params.geo.out_per_group;
     let og8 = (og + 7u) / 8u * 8u;
     let plane = params.geo.in_h * params.geo.in_w;
     let positions = params.geo.out_h * params.geo.out_w;
 
-    let q = n_tile * 512u + lid;
-    let live = q < params.q_len;
+    let q = n_tile * 2u * SPAN + slot % SPAN;
+    let live = q < params.q_len && m0 < og;
+    if !subgroupAny(live) {
+        return;
+    }
     let n = select(0u, q / positions, live);
     let p = select(0u, q % positions, live);
     let iy0 = i32((p / params.geo.out_w) * params.geo.stride_h) - i32(params.geo.pad_top);
     let ix0 = i32((p % params.geo.out_w) * params.geo.stride_w) - i32(params.geo.pad_left);
     let base = (n * params.geo.in_channels + g * params.geo.in_per_group) * plane;
-    let qb = q + 256u;
-    let live_b = qb < params.q_len;
+    let qb = q + SPAN;
+    let live_b = qb < params.q_len && live;
     let n_b = select(0u, qb / positions, live_b);
     let p_b = select(0u, qb % positions, live_b);
     let iy0_b = i32((p_b / params.geo.out_w) * params.geo.stride_h) - i32(params.geo.pad_top);

@@ -31,6 +31,27 @@ impl Default for Repetitions {
     }
 }
 
+impl Repetitions {
+    /// The few repetitions with which the tuner times each variant (2 warm-up, median of 9).
+    pub fn tuning() -> Self {
+        Repetitions {
+            warmup: 2,
+            timed: 9,
+        }
+    }
+}
+
+/// An input of `shape` with values uniform in [−1, 1) from a fixed seed (the tuner's timing
+/// input).
+pub fn random_input(shape: &[usize], seed: u64) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut rng = SplitMix64(seed);
+    Tensor::new(
+        shape.to_vec(),
+        (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect(),
+    )
+}
+
 /// A method under test: a layer and the GPU tensors it reads and writes.
 #[derive(Clone, Copy)]
 pub struct Method<'a> {

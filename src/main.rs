@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "maddconv", version, about, long_about = None)]
 struct Args {
+    /// Run the fixed kernel defaults: no timing of kernel variants, no tuning cache (also
+    /// MADDCONV_NO_TUNE=1). Without it, a layer's first input of a new shape class times the
+    /// variants and the fastest is kept in the adapter's cache file (MADDCONV_TUNE_CACHE or the
+    /// platform's cache directory).
+    #[arg(long, global = true)]
+    no_tune: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +32,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Time the kernels on this adapter, methods interleaved, with their error next to the speed.
     Bench(cli::bench::BenchArgs),
+    /// Fill the tuning cache ahead of time: time the kernel variants of each layer's shape
+    /// classes on this adapter and keep the fastest.
+    Tune(cli::tune::TuneArgs),
     /// Whole ONNX models: inspect Conv nodes, calibrate tables, eval and run with them.
     #[cfg(feature = "onnx")]
     Model(cli::model::ModelArgs),
@@ -33,9 +42,10 @@ enum Command {
 
 fn main() {
     let args = Args::parse();
+    cli::set_no_tune(args.no_tune);
     // The benchmark trains many tables: keep its log to warnings unless RUST_LOG asks for more.
     let default_filter = match args.command {
-        Command::Bench(_) => "warn,wgpu_hal::gles=off",
+        Command::Bench(_) | Command::Tune(_) => "warn,wgpu_hal::gles=off",
         _ => "warn,wgpu_hal::gles=off,maddconv=info",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
@@ -52,6 +62,7 @@ fn main() {
         Command::Eval(a) => cli::eval::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Tune(a) => cli::tune::run(a),
         #[cfg(feature = "onnx")]
         Command::Model(a) => cli::model::run(a),
     };

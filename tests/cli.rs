@@ -8,8 +8,11 @@ use std::process::Command;
 
 use maddconv::Tensor;
 
+/// The binary, its tuning cache in this test process's temporary folder (never the user's).
 fn maddconv() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_maddconv"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_maddconv"));
+    c.env(maddconv::gpu::tune::CACHE_ENV, tmp("tune-cache"));
+    c
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -515,4 +518,66 @@ fn overflow_and_nan_are_never_silent() {
             assert!(!out.exists(), "cpu={cpu}: an output was written");
         }
     }
+}
+
+/// `tune` fills the cache named by MADDCONV_TUNE_CACHE (one file for the adapter, an entry per
+/// shape class), `info` lists it, a second `tune` times nothing new, and `--no-tune` turns it
+/// off: `tune` refuses, `info` says so.
+#[test]
+fn tune_fills_the_cache_and_info_lists_it() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tmp("tune-cli-cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    let tune = || {
+        maddconv()
+            .env(maddconv::gpu::tune::CACHE_ENV, &dir)
+            .args(["tune", "--small", "--no-cnn", "--codebooks", ""])
+            .output()
+            .unwrap()
+    };
+    let out = tune();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tune failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("| direct |"), "{stdout}");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), 1, "one cache file per adapter");
+    let path = files[0].as_ref().unwrap().path();
+    let cache: maddconv::gpu::tune::CacheFile =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(cache.entries.keys().all(|k| k.starts_with("direct/any/")));
+    assert!(!cache.entries.is_empty());
+    let again = tune();
+    assert!(again.status.success());
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("| direct |"))
+            .all(|l| l.contains("not timed")),
+        "a second tune timed again: {stdout}"
+    );
+    let info = maddconv()
+        .env(maddconv::gpu::tune::CACHE_ENV, &dir)
+        .arg("info")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    for class in cache.entries.keys() {
+        assert!(text.contains(class.as_str()), "info lacks {class}: {text}");
+    }
+    let off = maddconv()
+        .args(["--no-tune", "tune", "--small"])
+        .output()
+        .unwrap();
+    assert!(!off.status.success());
+    assert!(String::from_utf8_lossy(&off.stderr).contains("--no-tune"));
+    let info = maddconv().args(["info", "--no-tune"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("tuning:       off"));
 }

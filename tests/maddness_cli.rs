@@ -9,6 +9,11 @@ fn maddconv(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_maddconv"))
         .args(args)
         .env("RUST_LOG", "warn")
+        // The tuning cache in the temporary folder, never the user's.
+        .env(
+            maddconv::gpu::tune::CACHE_ENV,
+            std::env::temp_dir().join(format!("maddconv-tune-{}", std::process::id())),
+        )
         .output()
         .expect("run maddconv");
     (

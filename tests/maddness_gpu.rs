@@ -479,3 +479,82 @@ fn bad_input_is_rejected_clearly() {
     let e = Tables::from_bytes(b"definitely not safetensors", "x.safetensors").unwrap_err();
     assert!(matches!(e, Error::TableFile { .. }), "{e}");
 }
+
+/// Every look-up variant (kernel × chunk tile, as the tuner chooses among) against the CPU
+/// mirror: the exact integer sums bit for bit (through `sums`, the codes computed on the CPU),
+/// and the whole two-pass layer's output within 1e-6 of the mirror's scaling
+/// of the GPU's codes; on shapes with 1, 3, 5 and 9 chunks of 16 outputs, groups, and under
+/// wgpu's downlevel limits.
+#[test]
+fn every_lookup_variant_matches_mirror() {
+    let Some(full) = common::gpu() else { return };
+    let down = common::gpu_limited(|_| wgpu::Limits {
+        max_storage_buffers_per_shader_stage: 8,
+        ..wgpu::Limits::downlevel_defaults()
+    })
+    .unwrap();
+    let mut cases = Vec::new();
+    let mut s = ConvSpec::conv1d(64, 128, 3);
+    s.padding = vec![1, 1];
+    cases.push((s, vec![339, 64, 1], 16));
+    let mut s = ConvSpec::conv2d(6, 40, 3, 3);
+    s.padding = vec![1; 4];
+    s.bias = true;
+    cases.push((s, vec![2, 6, 9, 11], 9));
+    let mut s = ConvSpec::conv2d(8, 18, 3, 3);
+    s.groups = 2;
+    cases.push((s, vec![1, 8, 7, 6], 8));
+    let mut s = ConvSpec::conv1d(4, 144, 5);
+    s.stride = vec![2];
+    cases.push((s, vec![3, 4, 40], 20));
+    for (ctx, limits) in [(full, "full"), (&down, "downlevel")] {
+        for (i, (spec, shape, c)) in cases.iter().enumerate() {
+            let tables = random_tables(spec, *c, 500 + i as u64);
+            let x = common::random_tensor(shape, 600 + i as u64);
+            let g = spec.geometry(shape).unwrap();
+            let codes = mirror::encode(&tables, &x).unwrap();
+            let cpu_sums =
+                mirror::accumulate_sums(&tables, &codes, g.batch, g.positions()).unwrap();
+            let m_chunks = (spec.out_channels / spec.groups).div_ceil(16) as u32;
+            for &k in LookupKernel::ALL {
+                for v in maddconv::gpu::LookupVariant::all(k, m_chunks) {
+                    let what = format!("{limits} {} on {} {shape:?}", v.name(), spec.describe());
+                    let layer = match MaddnessConv::new(ctx, &tables)
+                        .unwrap()
+                        .with_variant(ctx, v)
+                    {
+                        Ok(l) => l,
+                        Err(Error::Unsupported(why)) => {
+                            eprintln!("!!!!! SKIPPED {what}: {why}");
+                            continue;
+                        }
+                        Err(e) => panic!("{what}: {e}"),
+                    };
+                    let sums = pollster::block_on(layer.sums(ctx, shape, &codes)).unwrap();
+                    if let Some(j) = (0..cpu_sums.len()).find(|&j| sums[j] != cpu_sums[j]) {
+                        panic!(
+                            "{what}: integer sum {j} differs: GPU {} mirror {}",
+                            sums[j], cpu_sums[j]
+                        );
+                    }
+                    let y = pollster::block_on(layer.run(ctx, &x)).unwrap();
+                    let gpu_codes = pollster::block_on(layer.codes(ctx, &x)).unwrap();
+                    let gpu_sums =
+                        mirror::accumulate_sums(&tables, &gpu_codes, g.batch, g.positions())
+                            .unwrap();
+                    let consts = tables.inference_constants();
+                    let expected: Vec<f32> = gpu_sums
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &s)| {
+                            let o = (j / g.positions()) % g.out_channels;
+                            s as f32 * consts.inv_scale[o] + consts.offset[o]
+                        })
+                        .collect();
+                    common::assert_close(&format!("{what} output"), y.data(), &expected, 1e-6);
+                    ctx.check_errors().unwrap();
+                }
+            }
+        }
+    }
+}

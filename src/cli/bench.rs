@@ -8,7 +8,10 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use maddconv::bench::{cnn_workload, time_interleaved, Method, Repetitions, Table, Workload};
 use maddconv::data::LayerDir;
-use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv, LookupKernel, MaddnessConv};
+use maddconv::gpu::{
+    Context, DirectConv, DirectKernel, DirectVariant, GpuConv, LookupKernel, LookupVariant,
+    MaddnessConv,
+};
 use maddconv::maddness::{train, TrainConfig};
 use maddconv::metrics::nmse;
 use maddconv::metrics::relative_l2;
@@ -38,6 +41,9 @@ pub struct BenchArgs {
     /// Skip the batch-8 CNN shapes (64ch 56×56, 128ch 28×28, 256ch 14×14, 3×3 pad 1).
     #[arg(long)]
     pub no_cnn: bool,
+    /// Only the batch-8 CNN shapes (no layer folders).
+    #[arg(long, conflicts_with_all = ["no_cnn", "layers"])]
+    pub cnn_only: bool,
     /// Codebooks per group of the MADDNESS rows (comma-separated; values above the window
     /// length D are skipped). Default 16,32,64 (8,16 with --small).
     #[arg(long, value_name = "C,...")]
@@ -53,6 +59,12 @@ pub struct BenchArgs {
     /// Timed repetitions per method (median reported).
     #[arg(long)]
     pub reps: Option<usize>,
+    /// Time each method both as tuned for this adapter (the variant `maddconv tune` chose for
+    /// its shape class, tuning first where the class is new) and with the fixed untuned
+    /// default, interleaved in the same run. Without it each method runs as tuned (or, with
+    /// --no-tune, as the fixed default).
+    #[arg(long)]
+    pub tune_compare: bool,
     /// Print one JSON array of rows instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -75,6 +87,10 @@ pub struct Row {
     /// Which kernels ([`GpuConv::name`]): direct "tiled", "subgroup" or "naive"; MADDNESS
     /// "one-position", "two-positions", "shuffle" or "fused".
     pub kernels: Option<String>,
+    /// The kernel variant with its tiles (`subgroup-256`, `two-positions-mch2`, ...).
+    pub variant: Option<String>,
+    /// True for the tuned choice, false for the fixed default, `None` without tuning.
+    pub tuned: Option<bool>,
     /// Codebooks per group (MADDNESS rows).
     pub codebooks: Option<usize>,
     /// Median kernel time in ms (all passes of the method).
@@ -129,7 +145,9 @@ impl std::fmt::Display for RowMethod {
 /// The default workloads: real layers (their test inputs) and the batch-8 CNN shapes.
 pub fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
     let mut out = Vec::new();
-    let dirs = if !args.layers.is_empty() {
+    let dirs = if args.cnn_only {
+        Vec::new()
+    } else if !args.layers.is_empty() {
         args.layers
             .iter()
             .map(LayerDir::open)
@@ -217,6 +235,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args.direct,
             cs,
             args.variants,
+            args.tune_compare,
             args.max_windows,
             reps,
             &adapter,
@@ -243,10 +262,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     println!("{}", table(&rows));
     let mut transfers = Table::new(&["layer", "input", "upload ms", "readback ms"]);
-    for r in rows
-        .iter()
-        .filter(|r| r.method == RowMethod::Direct && r.kernels.as_deref() == Some("tiled"))
-    {
+    for r in rows.iter().filter(|r| {
+        r.method == RowMethod::Direct
+            && r.kernels.as_deref() == Some("tiled")
+            && r.tuned != Some(false)
+    }) {
         transfers.row(vec![
             r.layer.clone(),
             r.shape.clone(),
@@ -282,9 +302,12 @@ pub fn table(rows: &[Row]) -> String {
         t.row(vec![
             r.layer.clone(),
             r.shape.clone(),
-            match &r.kernels {
-                Some(k) => format!("{} ({k})", r.method),
-                None => r.method.to_string(),
+            match (&r.variant, &r.kernels, r.tuned) {
+                (Some(v), _, Some(true)) => format!("{} ({v}, tuned)", r.method),
+                (Some(v), _, Some(false)) => format!("{} ({v}, untuned)", r.method),
+                (Some(v), _, None) => format!("{} ({v})", r.method),
+                (None, Some(k), _) => format!("{} ({k})", r.method),
+                (None, None, _) => r.method.to_string(),
             },
             r.codebooks.map(|c| c.to_string()).unwrap_or_default(),
             format!("{:.3}", r.kernel_ms),
@@ -311,6 +334,8 @@ pub fn table(rows: &[Row]) -> String {
 /// One layer under test and what its row says besides the timing.
 struct Entry {
     conv: Box<dyn GpuConv>,
+    /// The variant's name and whether it is the tuned choice (`None`: no tuning).
+    variant: (String, Option<bool>),
     /// Codebooks per group and seconds of training (MADDNESS rows).
     trained: Option<(usize, f64)>,
 }
@@ -325,6 +350,7 @@ pub fn bench_workload(
     all_direct: bool,
     codebooks: &[usize],
     variants: bool,
+    tune_compare: bool,
     max_windows: usize,
     reps: Repetitions,
     adapter: &str,
@@ -337,12 +363,24 @@ pub fn bench_workload(
     // Every exact kernel the device runs; the speedups are quoted against the fastest of the
     // baselines (tiled, subgroup).
     let mut entries = Vec::new();
+    let shape = w.input.shape();
+    let tunes = ctx.tuner().is_some();
     for &k in DirectKernel::ALL {
         let baseline = matches!(k, DirectKernel::Tiled | DirectKernel::Subgroup);
         if (baseline || all_direct) && k.check(ctx).is_ok() {
             let conv = DirectConv::with_kernel(ctx, &w.layer, k)?;
+            let v = pollster::block_on(conv.tune(ctx, shape))?;
+            if tune_compare && tunes {
+                let d = DirectVariant::default_for(k, g.out_per_group());
+                entries.push(Entry {
+                    conv: Box::new(DirectConv::with_variant(ctx, &w.layer, d)?),
+                    variant: (d.name(), Some(false)),
+                    trained: None,
+                });
+            }
             entries.push(Entry {
-                conv: Box::new(conv),
+                conv: Box::new(conv.pinned(ctx, shape)?),
+                variant: (v.name(), tunes.then_some(true)),
                 trained: None,
             });
         }
@@ -368,22 +406,42 @@ pub fn bench_workload(
         let secs = t0.elapsed().as_secs_f64();
         eprintln!("  trained C={c} in {secs:.1} s");
         let default = LookupKernel::default_for(ctx);
-        let kernels: Vec<LookupKernel> = if variants {
+        // Without --variants: one layer whose look-ups (kernel and tile) are tuned, `None`.
+        let kernels: Vec<Option<LookupKernel>> = if variants {
             // The default first, then the others this layer and device run.
             std::iter::once(default)
                 .chain(LookupKernel::ALL.iter().copied().filter(|&k| k != default))
+                .map(Some)
                 .collect()
         } else {
-            vec![default]
+            vec![None]
         };
         for k in kernels {
-            match MaddnessConv::new(ctx, &tables)?.with_kernels(ctx, k) {
-                Ok(layer) => entries.push(Entry {
-                    conv: Box::new(layer),
+            let layer = match k {
+                Some(k) => MaddnessConv::new(ctx, &tables)?.with_kernels(ctx, k),
+                None => MaddnessConv::new(ctx, &tables),
+            };
+            let layer = match layer {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("  skipping {}: {e}", k.unwrap_or(default).name());
+                    continue;
+                }
+            };
+            let v = pollster::block_on(layer.tune(ctx, shape))?;
+            if tune_compare && tunes {
+                let d = LookupVariant::default_for(k.unwrap_or(default));
+                entries.push(Entry {
+                    conv: Box::new(MaddnessConv::new(ctx, &tables)?.with_variant(ctx, d)?),
+                    variant: (d.name(), Some(false)),
                     trained: Some((c, secs)),
-                }),
-                Err(e) => eprintln!("  skipping {}: {e}", k.name()),
+                });
             }
+            entries.push(Entry {
+                conv: Box::new(layer.pinned(ctx, shape)?),
+                variant: (v.name(), tunes.then_some(true)),
+                trained: Some((c, secs)),
+            });
         }
     }
     let outputs = entries
@@ -436,6 +494,8 @@ pub fn bench_workload(
                     RowMethod::Maddness
                 },
                 kernels: Some(e.conv.name().to_string()),
+                variant: Some(e.variant.0.clone()),
+                tuned: e.variant.1,
                 codebooks: e.trained.map(|(c, _)| c),
                 kernel_ms: t.median_ms,
                 encode_ms: split.then(|| t.pass_median_ms[0]),

@@ -9,6 +9,7 @@ pub mod model;
 pub mod report;
 pub mod run;
 pub mod train;
+pub mod tune;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
@@ -69,9 +70,31 @@ pub fn parse_list(flag: &str, text: &str, len: usize) -> Result<Vec<usize>> {
     }
 }
 
-/// The GPU context, with a hint on failure.
+/// Set by the global `--no-tune` flag: contexts use the fixed kernel defaults.
+static NO_TUNE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns tuning off for every context the CLI creates (`--no-tune`).
+pub fn set_no_tune(off: bool) {
+    NO_TUNE.store(off, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The tuning mode of the CLI's contexts: off with `--no-tune` or `MADDCONV_NO_TUNE=1`, else
+/// the cache file of the adapter in `$MADDCONV_TUNE_CACHE` or the platform's cache directory.
+pub fn tune_mode() -> maddconv::gpu::TuneMode {
+    if NO_TUNE.load(std::sync::atomic::Ordering::Relaxed) {
+        maddconv::gpu::TuneMode::Off
+    } else {
+        maddconv::gpu::TuneMode::from_env()
+    }
+}
+
+/// The GPU context (tuning as [`tune_mode`] says), with a hint on failure.
 pub fn gpu() -> Result<Context> {
-    Context::new_blocking(ContextOptions::default()).context(
+    Context::new_blocking(ContextOptions {
+        tune: tune_mode(),
+        ..ContextOptions::default()
+    })
+    .context(
         "no usable GPU (on a machine without one, install Mesa's lavapipe Vulkan driver and \
          set WGPU_BACKEND=vulkan; or pass --cpu where the command has it)",
     )

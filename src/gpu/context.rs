@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Kernel;
 use crate::gpu::limits;
+use crate::gpu::tune::{AdapterIdentity, TuneMode, Tuner};
 
 /// Options for [`Context::new`].
 #[derive(Clone, Debug)]
@@ -31,6 +32,11 @@ pub struct ContextOptions {
     pub timestamps: bool,
     /// Request `SUBGROUP` when the adapter has it (for the subgroup-shuffle look-up kernel).
     pub subgroups: bool,
+    /// Whether layers made without an explicit variant time the kernel variants on this
+    /// adapter and keep the fastest per shape class ([`crate::gpu::tune`]), and where the
+    /// choices are kept. Default [`TuneMode::from_env`]: a file in the platform's cache
+    /// directory, or [`TuneMode::Off`] (the fixed defaults) when `MADDCONV_NO_TUNE=1`.
+    pub tune: TuneMode,
 }
 
 impl Default for ContextOptions {
@@ -41,6 +47,7 @@ impl Default for ContextOptions {
             limits: None,
             timestamps: true,
             subgroups: true,
+            tune: TuneMode::from_env(),
         }
     }
 }
@@ -89,6 +96,7 @@ pub struct Context {
     adapter_features: wgpu::Features,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    tuner: Option<Tuner>,
 }
 
 impl std::fmt::Debug for Context {
@@ -195,6 +203,7 @@ impl Context {
         );
         let mut ctx = Context::from_device(info, device, queue);
         ctx.adapter_features = adapter.features();
+        ctx.set_tuning(&options.tune);
         Ok(ctx)
     }
 
@@ -205,7 +214,8 @@ impl Context {
     }
 
     /// Wraps an existing device and queue (an embedder's, or a test's with special limits).
-    /// The limits and features used are the device's own.
+    /// The limits and features used are the device's own. Tuning is off (the fixed defaults)
+    /// until [`Self::set_tuning`] turns it on.
     pub fn from_device(info: wgpu::AdapterInfo, device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
@@ -224,7 +234,19 @@ impl Context {
             info,
             pipelines: Mutex::default(),
             errors,
+            tuner: None,
         }
+    }
+
+    /// Turns tuning on or off ([`TuneMode`]); on, the choices are loaded from the cache file of
+    /// this adapter (a corrupt or stale file is ignored with a warning).
+    pub fn set_tuning(&mut self, mode: &TuneMode) {
+        self.tuner = Tuner::new(mode, AdapterIdentity::of(&self.info));
+    }
+
+    /// The tuning cache, or `None` when tuning is off (the fixed defaults).
+    pub fn tuner(&self) -> Option<&Tuner> {
+        self.tuner.as_ref()
     }
 
     /// Replaces the adapter's name in [`Self::adapter_info`] and [`Self::summary`] (browsers

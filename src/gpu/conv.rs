@@ -22,7 +22,9 @@ pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// layer's [`ConvSpec`] says.
 pub trait GpuConv {
     /// The kernel choice, as the CLI and reports name it: direct "tiled", "subgroup" or
-    /// "naive"; MADDNESS "one-position", "two-positions", "shuffle" or "fused".
+    /// "naive"; MADDNESS "one-position", "two-positions", "shuffle" or "fused". For a layer
+    /// whose variant is tuned per input, the kernel it runs until its shape class is tuned
+    /// (`DirectConv::pinned` / `MaddnessConv::pinned` name the tuned one).
     fn name(&self) -> &'static str;
 
     /// True for an exact layer (direct convolution), false for an approximate one.
@@ -67,6 +69,14 @@ pub trait GpuConv {
     /// the whole batch would exceed the device's binding limits. The input must be finite.
     fn run<'a>(&'a self, ctx: &'a Context, input: &'a Tensor) -> LocalFuture<'a, Result<Tensor>> {
         Box::pin(async move { Ok(run_batched(self, ctx, input, false).await?.0) })
+    }
+
+    /// Whatever the layer does before it runs on inputs of `shape` ([`Self::run`],
+    /// [`Self::run_timed`]); the tuned layers time their variants for the shape's class here
+    /// the first time it is seen. Nothing by default.
+    fn prepare<'a>(&'a self, ctx: &'a Context, shape: &'a [usize]) -> LocalFuture<'a, Result<()>> {
+        let _ = (ctx, shape);
+        Box::pin(async { Ok(()) })
     }
 
     /// [`Self::run`], timing each step apart: the upload, the compute passes (wall time of
@@ -115,7 +125,8 @@ impl RunTiming {
     }
 }
 
-/// [`GpuConv::run`]'s and [`GpuConv::run_timed`]'s body (`timed`: wait after each step).
+/// [`GpuConv::run`]'s and [`GpuConv::run_timed`]'s body (`timed`: wait after each step),
+/// after [`GpuConv::prepare`].
 async fn run_batched<C: GpuConv + ?Sized>(
     conv: &C,
     ctx: &Context,
@@ -124,6 +135,7 @@ async fn run_batched<C: GpuConv + ?Sized>(
 ) -> Result<(Tensor, RunTiming)> {
     let g = conv.spec().geometry(input.shape())?;
     input.check_finite("input")?;
+    conv.prepare(ctx, input.shape()).await?;
     let chunk = limits::batch_chunk(
         ctx.limits(),
         &ctx.adapter_info().name,

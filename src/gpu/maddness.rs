@@ -130,6 +130,11 @@ impl LookupTiles {
         let max = LUT_TILE_ROWS / 16;
         let tiles = m_chunks.div_ceil(max / 8).max(1);
         let mch = m_chunks.div_ceil(tiles).max(1);
+        Self::with_mch(mch)
+    }
+    /// `mch` chunks (1..=7) and as many codebooks staged as fit [`LUT_TILE_ROWS`].
+    fn with_mch(mch: u32) -> Self {
+        let max = LUT_TILE_ROWS / 16;
         let cc = ((max / mch) / 8 * 8).max(8);
         LookupTiles { mch, cc }
     }
@@ -208,8 +213,9 @@ impl LookupKernel {
         }
     }
 
-    /// The default (the one place it is chosen; measured fastest, BENCHMARKS.md):
-    /// `Shuffle` where the device has subgroups, else `TwoPositions`.
+    /// The fixed (untuned) default (the one place it is chosen; measured fastest on lavapipe,
+    /// BENCHMARKS.md; with tuning on, [`MaddnessConv::tune`] measures instead): `Shuffle`
+    /// where the device has subgroups, else `TwoPositions`.
     pub fn default_for(ctx: &Context) -> Self {
         if ctx.has_subgroups() {
             LookupKernel::Shuffle
@@ -219,9 +225,70 @@ impl LookupKernel {
     }
 }
 
+/// A look-up kernel with its tile: what [`MaddnessConv::tune`] chooses among and what
+/// [`MaddnessConv::with_variant`] runs exactly. Names: `two-positions` (the tile chosen from the
+/// layer's outputs), `two-positions-mch2` (2 chunks of 16 outputs per workgroup), `shuffle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct LookupVariant {
+    /// The look-up kernel.
+    pub kernel: LookupKernel,
+    /// For `one-position` and `two-positions`: 16-output chunks per workgroup, 1..=7 (0: as
+    /// many as the layer has, up to 7, split evenly — the fixed default). 0 for the others.
+    pub mch: u32,
+}
+
+impl LookupVariant {
+    /// The chunk counts tried besides the default.
+    pub const MCH: &'static [u32] = &[1, 2, 4];
+
+    /// The fixed (untuned) variant of `kernel`.
+    pub fn default_for(kernel: LookupKernel) -> Self {
+        LookupVariant { kernel, mch: 0 }
+    }
+
+    /// Its name: `two-positions`, `one-position-mch4`, `shuffle`, ...
+    pub fn name(self) -> String {
+        match self.mch {
+            0 => self.kernel.name().to_string(),
+            m => format!("{}-mch{m}", self.kernel.name()),
+        }
+    }
+
+    /// Every variant of `kernel` for a layer of `m_chunks` chunks of 16 outputs (tiles wider
+    /// than the layer left out).
+    pub fn all(kernel: LookupKernel, m_chunks: u32) -> Vec<Self> {
+        let mut v = vec![Self::default_for(kernel)];
+        if matches!(
+            kernel,
+            LookupKernel::OnePosition | LookupKernel::TwoPositions
+        ) {
+            let auto = LookupTiles::for_chunks(m_chunks).mch;
+            v.extend(
+                Self::MCH
+                    .iter()
+                    .filter(|&&m| m <= m_chunks && m != auto)
+                    .map(|&mch| LookupVariant { kernel, mch }),
+            );
+        }
+        v
+    }
+}
+
+/// How a [`MaddnessConv`] picks its look-ups for an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Choice {
+    /// Exactly this variant.
+    Fixed(LookupVariant),
+    /// The tuned variant of the input's shape class among those of `kernel` (any look-up
+    /// kernel the device runs when `None`); the fixed default until the class is tuned.
+    Tuned(Option<LookupKernel>),
+}
+
 /// A MADDNESS layer on the GPU, tables resident.
 pub struct MaddnessConv {
+    /// The untuned look-up kernel.
     kernels: LookupKernel,
+    choice: Choice,
     tables: Tables,
     splits: wgpu::Buffer,
     thresholds: wgpu::Buffer,
@@ -290,6 +357,7 @@ impl MaddnessConv {
         debug_assert_eq!(tables.thresholds.len(), g * cb * TREE_DEPTH * LEVEL_SLOTS);
         let layer = MaddnessConv {
             kernels: LookupKernel::default_for(ctx),
+            choice: Choice::Fixed(LookupVariant::default_for(LookupKernel::default_for(ctx))),
             splits: ctx.storage("maddness splits", &splits)?,
             thresholds: ctx.storage("maddness thresholds", &tables.thresholds)?,
             luts: ctx.storage("maddness luts", &words)?,
@@ -300,7 +368,11 @@ impl MaddnessConv {
             tables: tables.clone(),
             codes: Mutex::new(None),
         };
-        layer.with_kernels(ctx, LookupKernel::default_for(ctx))
+        let mut layer = layer.with_kernels(ctx, LookupKernel::default_for(ctx))?;
+        if ctx.tuner().is_some() {
+            layer.choice = Choice::Tuned(None);
+        }
+        Ok(layer)
     }
 
     /// The tables this layer runs.
@@ -308,10 +380,35 @@ impl MaddnessConv {
         &self.tables
     }
 
-    /// Chooses the look-up kernel; fails with [`Error::Unsupported`] when the device or the
+    /// Chooses the look-up kernel (its tile tuned per shape class when the context tunes, else
+    /// the fixed default); fails with [`Error::Unsupported`] when the device or the
     /// layer cannot run it, or [`Error::TooLarge`] when the device's workgroup limits are too
     /// small for it (never falls back to another kernel).
-    pub fn with_kernels(mut self, ctx: &Context, kernels: LookupKernel) -> Result<Self> {
+    pub fn with_kernels(self, ctx: &Context, kernels: LookupKernel) -> Result<Self> {
+        let tuned = ctx.tuner().is_some();
+        let mut layer = self.with_variant(ctx, LookupVariant::default_for(kernels))?;
+        if tuned {
+            layer.choice = Choice::Tuned(Some(kernels));
+        }
+        Ok(layer)
+    }
+
+    /// Runs exactly this variant, never tuned; fails as [`Self::with_kernels`] does, or with
+    /// [`Error::Argument`] for a chunk count outside 0..=7 or one given to a kernel without
+    /// chunk tiles.
+    pub fn with_variant(mut self, ctx: &Context, variant: LookupVariant) -> Result<Self> {
+        let kernels = variant.kernel;
+        let tiled = matches!(
+            kernels,
+            LookupKernel::OnePosition | LookupKernel::TwoPositions
+        );
+        if variant.mch > LUT_TILE_ROWS / 16 / 8 || (variant.mch != 0 && !tiled) {
+            return Err(Error::Argument(format!(
+                "look-up variant {}: mch = {} is outside 0..=7 or the kernel has no chunk tiles",
+                variant.name(),
+                variant.mch
+            )));
+        }
         let adapter = &ctx.adapter_info().name;
         if kernels == LookupKernel::Shuffle && self.luts_by_code.is_none() {
             return Err(Error::Unsupported(format!(
@@ -341,7 +438,183 @@ impl MaddnessConv {
         }
         crate::gpu::limits::check_kernel(ctx.limits(), adapter, kernels.kernel())?;
         self.kernels = kernels;
+        self.choice = Choice::Fixed(variant);
         Ok(self)
+    }
+
+    /// The shape class of geometry `g` in the tuning cache, or `None` for a fixed variant.
+    fn class(&self, g: &Geometry) -> Option<String> {
+        let Choice::Tuned(kernels) = self.choice else {
+            return None;
+        };
+        Some(format!(
+            "lookup/{}/q{}/o{}/c{}",
+            kernels.map(|k| k.name()).unwrap_or("any"),
+            crate::gpu::tune::bucket(g.batch * g.positions()),
+            crate::gpu::tune::bucket(g.out_per_group()),
+            crate::gpu::tune::bucket(self.tables.codebooks),
+        ))
+    }
+
+    /// The variant an input of geometry `g` runs: the fixed one, the tuned one of its shape
+    /// class, or (class not yet tuned) the untuned default.
+    pub fn variant_for(&self, ctx: &Context, g: &Geometry) -> LookupVariant {
+        let default = LookupVariant::default_for(self.kernels);
+        let (Choice::Tuned(kernels), Some(tuner), Some(class)) =
+            (self.choice, ctx.tuner(), self.class(g))
+        else {
+            return match self.choice {
+                Choice::Fixed(v) => v,
+                Choice::Tuned(_) => default,
+            };
+        };
+        let Some(entry) = tuner.get(&class) else {
+            return default;
+        };
+        match serde_json::from_value::<LookupVariant>(entry.variant.clone()) {
+            Ok(v)
+                if kernels.map_or(v.kernel.kernel().name != FUSED.name, |k| v.kernel == k)
+                    && (v.kernel != LookupKernel::Shuffle || self.luts_by_code.is_some())
+                    && v.mch <= 7 =>
+            {
+                v
+            }
+            _ => {
+                log::warn!(
+                    "the tuning cache's entry for {class} ({}) does not fit this layer; running \
+                     the default {} (retune with `maddconv tune`)",
+                    entry.variant,
+                    default.name()
+                );
+                default
+            }
+        }
+    }
+
+    /// A layer sharing this one's tables that runs exactly `variant`.
+    fn fixed(&self, ctx: &Context, variant: LookupVariant) -> Result<MaddnessConv> {
+        MaddnessConv {
+            kernels: self.kernels,
+            choice: self.choice,
+            tables: self.tables.clone(),
+            splits: self.splits.clone(),
+            thresholds: self.thresholds.clone(),
+            luts: self.luts.clone(),
+            luts_by_code: self.luts_by_code.clone(),
+            inv_scale: self.inv_scale.clone(),
+            offset: self.offset.clone(),
+            m_chunks: self.m_chunks,
+            codes: Mutex::new(None),
+        }
+        .with_variant(ctx, variant)
+    }
+
+    /// This layer's tables, running exactly the variant its input of shape `input_shape` runs
+    /// now (for benchmarks that compare the tuned and the untuned choice side by side).
+    pub fn pinned(&self, ctx: &Context, input_shape: &[usize]) -> Result<MaddnessConv> {
+        let g = self.tables.spec.geometry(input_shape)?;
+        self.fixed(ctx, self.variant_for(ctx, &g))
+    }
+
+    /// The shape class in the tuning cache of an input of shape `input_shape` (of the batch
+    /// slice [`GpuConv::run`] dispatches), or `None` for a fixed variant.
+    pub fn tune_class(&self, ctx: &Context, input_shape: &[usize]) -> Result<Option<String>> {
+        let g = self.tables.spec.geometry(input_shape)?;
+        let chunk = crate::gpu::limits::batch_chunk(
+            ctx.limits(),
+            &ctx.adapter_info().name,
+            g.batch,
+            &self.bytes_per_sample(&g.with_batch(1)),
+        )?;
+        Ok(self.class(&g.with_batch(chunk)))
+    }
+
+    /// The variant an input of shape `input_shape` runs, after timing every variant this layer
+    /// may run (look-up kernels and tiles) on a random input of that shape when the context
+    /// tunes and its shape class has no choice yet; the fixed default is kept unless another
+    /// is more than 3 % faster. Without tuning (or with a fixed variant) nothing is timed.
+    pub async fn tune(&self, ctx: &Context, input_shape: &[usize]) -> Result<LookupVariant> {
+        let g = self.tables.spec.geometry(input_shape)?;
+        let chunk = crate::gpu::limits::batch_chunk(
+            ctx.limits(),
+            &ctx.adapter_info().name,
+            g.batch,
+            &self.bytes_per_sample(&g.with_batch(1)),
+        )?;
+        let g = g.with_batch(chunk);
+        let (Some(tuner), Some(class), Choice::Tuned(kernels)) =
+            (ctx.tuner(), self.class(&g), self.choice)
+        else {
+            return Ok(self.variant_for(ctx, &g));
+        };
+        if tuner.get(&class).is_some() {
+            return Ok(self.variant_for(ctx, &g));
+        }
+        let mut shape = input_shape.to_vec();
+        shape[0] = chunk;
+        let default = LookupVariant::default_for(self.kernels);
+        let mut candidates = vec![default];
+        let allowed: Vec<LookupKernel> = match kernels {
+            Some(k) => vec![k],
+            // `fused` (one pass instead of two, feature `extra-kernels`) only when asked for.
+            None => LookupKernel::ALL
+                .iter()
+                .copied()
+                .filter(|k| k.kernel().name != FUSED.name)
+                .collect(),
+        };
+        for k in allowed {
+            for v in LookupVariant::all(k, self.m_chunks) {
+                if v != default && self.fixed(ctx, v).is_ok() {
+                    candidates.push(v);
+                }
+            }
+        }
+        let input = crate::bench::random_input(&shape, 0x7e57)?;
+        let x = ctx.upload("tune input", &input)?;
+        let out_shape = g.output_shape(self.tables.spec.kind);
+        let layers: Vec<MaddnessConv> = candidates
+            .iter()
+            .map(|&v| self.fixed(ctx, v))
+            .collect::<Result<_>>()?;
+        let outputs = layers
+            .iter()
+            .map(|_| ctx.create_tensor("tune output", &out_shape))
+            .collect::<Result<Vec<_>>>()?;
+        let methods: Vec<crate::bench::Method> = layers
+            .iter()
+            .zip(&outputs)
+            .map(|(l, y)| crate::bench::Method {
+                conv: l,
+                input: &x,
+                output: y,
+            })
+            .collect();
+        let timings =
+            crate::bench::time_interleaved(ctx, &methods, crate::bench::Repetitions::tuning())
+                .await?;
+        let medians: Vec<f64> = timings.iter().map(|t| t.median_ms).collect();
+        let best = crate::gpu::tune::pick(&medians, 0, 0.03);
+        log::info!(
+            "tuned {class} on {shape:?}: {} ({:.3} ms; default {} {:.3} ms; {} variants)",
+            candidates[best].name(),
+            medians[best],
+            default.name(),
+            medians[0],
+            candidates.len()
+        );
+        let entry = crate::gpu::tune::TuneEntry {
+            variant: serde_json::to_value(candidates[best])
+                .map_err(|e| Error::Argument(format!("serialising a variant: {e}")))?,
+            median_ms: medians[best],
+            default_ms: medians[0],
+            candidates: candidates.len(),
+            shape,
+        };
+        if let Err(e) = tuner.insert(&class, entry) {
+            log::warn!("the tuning cache could not be written: {e}");
+        }
+        Ok(candidates[best])
     }
 
     /// The look-up kernel [`GpuConv::encode`] records for this layer.
@@ -433,7 +706,8 @@ impl MaddnessConv {
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
         let raw = ("RAW_SUMS", raw_sums as u32);
-        let (kernel, luts, overrides, params) = match (self.kernels, &self.luts_by_code) {
+        let variant = self.variant_for(ctx, g);
+        let (kernel, luts, overrides, params) = match (variant.kernel, &self.luts_by_code) {
             (LookupKernel::Shuffle, Some(by_code)) => {
                 // 512 positions (two per invocation) × one chunk per workgroup.
                 let mut params = self.params(g, LookupTiles { mch: 1, cc: 8 });
@@ -441,7 +715,10 @@ impl MaddnessConv {
                 (&ACCUMULATE_SHUFFLE, by_code, vec![raw], params)
             }
             (kernels, _) => {
-                let t = LookupTiles::for_chunks(self.m_chunks);
+                let t = match variant.mch {
+                    0 => LookupTiles::for_chunks(self.m_chunks),
+                    m => LookupTiles::with_mch(m),
+                };
                 let positions = if kernels == LookupKernel::TwoPositions {
                     2
                 } else {
@@ -550,6 +827,14 @@ impl GpuConv for MaddnessConv {
 
     fn exact(&self) -> bool {
         false
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a Context,
+        shape: &'a [usize],
+    ) -> crate::gpu::conv::LocalFuture<'a, Result<()>> {
+        Box::pin(async move { self.tune(ctx, shape).await.map(|_| ()) })
     }
 
     fn spec(&self) -> &ConvSpec {

@@ -8,12 +8,14 @@
 //! - [`limits`]: checks against the granted limits (workgroup size and memory, binding sizes,
 //!   batch slices), made before anything reaches the GPU.
 //! - [`timer`]: [`GpuTimer`], kernel times from timestamp queries.
+//! - [`tune`]: [`Tuner`], the per-adapter cache of the fastest kernel variant per shape class
+//!   (in memory and as a JSON file), and [`TuneMode`].
 //! - [`conv`]: the [`GpuConv`] trait every GPU layer implements (`encode` with one timer type,
 //!   `passes`, `output_shape`, `name`, and a batched `run`).
 //! - [`direct`]: [`DirectConv`], the exact kernels; [`maddness`]: [`MaddnessConv`], the
 //!   MADDNESS kernels. Each declares its [`Kernel`]s and uniform struct beside its host code.
 //!
-//! Imports between these modules go one way: `kernel` ← `limits` ← `context` ← `buffer`,
+//! Imports between these modules go one way: `kernel`, `tune` ← `limits` ← `context` ← `buffer`,
 //! `timer` ← `conv` ← `direct`, `maddness`.
 //!
 //! Async only at the edges: creating a context and reading results back are `async` (use
@@ -32,14 +34,16 @@ pub mod kernel;
 pub mod limits;
 pub mod maddness;
 pub mod timer;
+pub mod tune;
 
 pub use buffer::GpuTensor;
 pub use context::{AdapterSummary, Context, ContextOptions};
 pub use conv::{GpuConv, RunTiming};
-pub use direct::{DirectConv, DirectKernel};
+pub use direct::{DirectConv, DirectKernel, DirectVariant};
 pub use kernel::Kernel;
-pub use maddness::{LookupKernel, MaddnessConv};
+pub use maddness::{LookupKernel, LookupVariant, MaddnessConv};
 pub use timer::GpuTimer;
+pub use tune::{TuneMode, Tuner};
 
 /// Every kernel of the crate (also those whose host code is behind the `extra-kernels`
 /// feature), for validation tests and warm-up.

@@ -7,12 +7,16 @@ use std::sync::OnceLock;
 
 use maddconv::gpu::{Context, ContextOptions, GpuConv};
 
-/// The GPU context shared by the tests of this binary, or `None` (with a loud line on stderr)
+/// The GPU context shared by the tests of this binary (fixed kernel defaults, no tuning), or `None` (with a loud line on stderr)
 /// when there is no adapter. With `MADDCONV_REQUIRE_GPU=1` a missing adapter fails the test.
 pub fn gpu() -> Option<&'static Context> {
     static CTX: OnceLock<Result<Context, String>> = OnceLock::new();
     let ctx = CTX.get_or_init(|| {
-        Context::new_blocking(ContextOptions::default()).map_err(|e| e.to_string())
+        Context::new_blocking(ContextOptions {
+            tune: maddconv::gpu::TuneMode::Off,
+            ..ContextOptions::default()
+        })
+        .map_err(|e| e.to_string())
     });
     match ctx {
         Ok(c) => Some(c),
@@ -32,6 +36,7 @@ pub fn gpu() -> Option<&'static Context> {
 pub fn gpu_with(limits: wgpu::Limits) -> Context {
     Context::new_blocking(ContextOptions {
         limits: Some(limits),
+        tune: maddconv::gpu::TuneMode::Off,
         ..ContextOptions::default()
     })
     .expect("a device with the requested limits")
