@@ -326,3 +326,87 @@ pub fn fft_conv1d_with_spectra(
     }
     Tensor::new(g.output_shape(ConvKind::Conv1d), out)
 }
+
+/// An f64 reference for long filters where the direct one is too slow: each (sample, output)
+/// row is the sum over the group's input channels of one full-length correlation, by real
+/// FFTs of size ≥ L + pads + Kd in f64 (realfft), then decimated by the stride. Shares no code
+/// with the overlap-save path (no blocks, no pairing); tested against
+/// [`conv_reference`](crate::reference::conv_reference). Returns `N×O×OL` values in f64, C
+/// order.
+pub fn correlate_f64(layer: &ConvLayer, input: &Tensor) -> Result<Vec<f64>> {
+    use realfft::num_complex::Complex as C64;
+    let spec = layer.spec();
+    let kd = dilated_len(spec)?;
+    let g = spec.geometry(input.shape())?;
+    let (n, c, l, o) = (g.batch, g.in_channels, g.in_w, g.out_channels);
+    let (cg, og, k, d) = (
+        g.in_per_group(),
+        g.out_per_group(),
+        spec.kernel[0],
+        spec.dilation[0],
+    );
+    let lp = l + g.pad_left + g.pad_right;
+    let m = (lp + kd).next_power_of_two();
+    let mut planner = realfft::RealFftPlanner::<f64>::new();
+    let fwd = planner.plan_fft_forward(m);
+    let inv = planner.plan_fft_inverse(m);
+    let spectrum = |v: &mut Vec<f64>| -> Result<Vec<C64<f64>>> {
+        let mut s = fwd.make_output_vec();
+        fwd.process(v, &mut s)
+            .map_err(|e| Error::Argument(format!("f64 reference FFT: {e}")))?;
+        Ok(s)
+    };
+    let x = input.data();
+    let w = layer.weight().data();
+    let bias = layer.bias().map(|b| b.data());
+    // Spectra of the reversed (dilated) filters, [O, C/groups].
+    let ws: Vec<Vec<C64<f64>>> = (0..o * cg)
+        .into_par_iter()
+        .map(|row| {
+            let mut v = vec![0.0f64; m];
+            for j in 0..k {
+                v[kd - 1 - j * d] = w[row * k + j] as f64;
+            }
+            spectrum(&mut v)
+        })
+        .collect::<Result<_>>()?;
+    let mut out = vec![0.0f64; g.output_len()];
+    for ni in 0..n {
+        let xs: Vec<Vec<C64<f64>>> = (0..c)
+            .into_par_iter()
+            .map(|ci| {
+                let mut v = vec![0.0f64; m];
+                for i in 0..l {
+                    v[g.pad_left + i] = x[(ni * c + ci) * l + i] as f64;
+                }
+                spectrum(&mut v)
+            })
+            .collect::<Result<_>>()?;
+        let rows: Vec<Vec<f64>> = (0..o)
+            .into_par_iter()
+            .map(|oi| -> Result<Vec<f64>> {
+                let grp = oi / og;
+                let mut acc = vec![C64::new(0.0f64, 0.0); m / 2 + 1];
+                for ci in 0..cg {
+                    for (a, (xv, wv)) in acc
+                        .iter_mut()
+                        .zip(xs[grp * cg + ci].iter().zip(&ws[oi * cg + ci]))
+                    {
+                        *a += xv * wv;
+                    }
+                }
+                let mut y = inv.make_output_vec();
+                inv.process(&mut acc, &mut y)
+                    .map_err(|e| Error::Argument(format!("f64 reference FFT: {e}")))?;
+                let b = bias.map_or(0.0, |b| b[oi] as f64);
+                Ok((0..g.out_w)
+                    .map(|p| y[p * g.stride_w + kd - 1] / m as f64 + b)
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        for (oi, r) in rows.into_iter().enumerate() {
+            out[(ni * o + oi) * g.out_w..][..g.out_w].copy_from_slice(&r);
+        }
+    }
+    Ok(out)
+}

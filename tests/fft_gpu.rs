@@ -1,8 +1,9 @@
 //! The exact FFT overlap-save conv1d: the CPU mirror and the GPU kernels against the f64
 //! direct reference (`conv_reference`) on named shapes (padding, stride, dilation, groups,
 //! bias, batch, 16 → 16 channels) and random ones, every GPU output poisoned (NaN) first; long
-//! filters (K = 4096 against the f64 direct reference; K = 65 536 against an independent
-//! f64 full-length FFT correlation written here on realfft); the splitting of filter spectra
+//! filters (K = 4096 against the f64 direct reference; K = 65 536 against
+//! `fft::correlate_f64`, a full-length f64 FFT correlation that shares no code with the
+//! overlap-save path and is itself checked against the direct reference here); the splitting of filter spectra
 //! and scratch under small binding limits; the refusals (conv2d, block size); and the
 //! `direct|fft|auto` choice.
 
@@ -148,62 +149,6 @@ fn fft_long_filter_matches_direct_reference() {
     check(ctx, &s, &[1, 4, 1 << 14], None, 12);
 }
 
-/// Independent f64 reference for long filters: each (sample, output) row is the sum over the
-/// group's input channels of a full-length correlation done with one real FFT of size
-/// ≥ L + pads + K (realfft, f64). Shares no code with the library's FFT path.
-fn correlate_f64(spec: &ConvSpec, x: &Tensor, w: &Tensor) -> Vec<f64> {
-    use realfft::RealFftPlanner;
-    let (n, c, l) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-    let (o, k) = (spec.out_channels, spec.kernel[0]);
-    let (pl, pr) = (spec.padding[0], spec.padding[1]);
-    let cg = c / spec.groups;
-    let og = o / spec.groups;
-    let lp = l + pl + pr;
-    let ol = lp - k + 1;
-    let m = (lp + k).next_power_of_two();
-    let mut planner = RealFftPlanner::<f64>::new();
-    let fwd = planner.plan_fft_forward(m);
-    let inv = planner.plan_fft_inverse(m);
-    let spectrum = |v: &mut Vec<f64>| {
-        let mut s = fwd.make_output_vec();
-        fwd.process(v, &mut s).unwrap();
-        s
-    };
-    let mut out = vec![0.0f64; n * o * ol];
-    for ni in 0..n {
-        let xs: Vec<_> = (0..c)
-            .map(|ci| {
-                let mut v = vec![0.0f64; m];
-                for i in 0..l {
-                    v[pl + i] = x.data()[(ni * c + ci) * l + i] as f64;
-                }
-                spectrum(&mut v)
-            })
-            .collect();
-        for oi in 0..o {
-            let grp = oi / og;
-            let mut acc = vec![realfft::num_complex::Complex::new(0.0f64, 0.0); m / 2 + 1];
-            for ci in 0..cg {
-                // correlation = convolution with the reversed filter
-                let mut v = vec![0.0f64; m];
-                for j in 0..k {
-                    v[k - 1 - j] = w.data()[(oi * cg + ci) * k + j] as f64;
-                }
-                let ws = spectrum(&mut v);
-                for (a, (xv, wv)) in acc.iter_mut().zip(xs[grp * cg + ci].iter().zip(&ws)) {
-                    *a += xv * wv;
-                }
-            }
-            let mut y = inv.make_output_vec();
-            inv.process(&mut acc, &mut y).unwrap();
-            for p in 0..ol {
-                out[(ni * o + oi) * ol + p] = y[p + k - 1] / m as f64;
-            }
-        }
-    }
-    out
-}
-
 fn rel_l2_f64(computed: &[f32], exact: &[f64]) -> f64 {
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for (a, b) in computed.iter().zip(exact) {
@@ -216,12 +161,16 @@ fn rel_l2_f64(computed: &[f32], exact: &[f64]) -> f64 {
 /// The independent f64 reference agrees with the direct f64 reference where both are cheap.
 #[test]
 fn independent_fft_reference_matches_direct_reference() {
-    let mut s = c1(3, 2, 37);
+    let mut s = c1(4, 6, 37);
     s.padding = vec![5, 9];
+    s.stride = vec![3];
+    s.dilation = vec![2];
+    s.groups = 2;
+    s.bias = true;
     let layer = layer_for(&s, 21);
-    let x = common::random_tensor(&[2, 3, 400], 21);
+    let x = common::random_tensor(&[2, 4, 400], 21);
     let direct = layer.exact(&x).unwrap();
-    let f = correlate_f64(&s, &x, layer.weight());
+    let f = maddconv::fft::correlate_f64(&layer, &x).unwrap();
     let rel = rel_l2_f64(direct.data(), &f);
     assert!(
         rel < 1e-7,
@@ -234,7 +183,7 @@ fn check_very_long(ctx: Option<&Context>, len: usize, seed: u64) {
     let spec = c1(1, 1, 65_536);
     let layer = layer_for(&spec, seed);
     let x = common::random_tensor(&[1, 1, len], seed);
-    let exact = correlate_f64(&spec, &x, layer.weight());
+    let exact = maddconv::fft::correlate_f64(&layer, &x).unwrap();
     let plan = FftPlan::for_spec(&spec).unwrap();
     let cpu = fft_conv1d_cpu(&layer, &x, &plan).unwrap();
     let rel = rel_l2_f64(cpu.data(), &exact);
