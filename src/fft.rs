@@ -359,17 +359,14 @@ pub fn correlate_f64(layer: &ConvLayer, input: &Tensor) -> Result<Vec<f64>> {
     let x = input.data();
     let w = layer.weight().data();
     let bias = layer.bias().map(|b| b.data());
-    // Spectra of the reversed (dilated) filters, [O, C/groups].
-    let ws: Vec<Vec<C64<f64>>> = (0..o * cg)
-        .into_par_iter()
-        .map(|row| {
-            let mut v = vec![0.0f64; m];
-            for j in 0..k {
-                v[kd - 1 - j * d] = w[row * k + j] as f64;
-            }
-            spectrum(&mut v)
-        })
-        .collect::<Result<_>>()?;
+    // The spectrum of the reversed (dilated) filter of (output, input-in-group) `row`.
+    let filter = |row: usize| {
+        let mut v = vec![0.0f64; m];
+        for j in 0..k {
+            v[kd - 1 - j * d] = w[row * k + j] as f64;
+        }
+        spectrum(&mut v)
+    };
     let mut out = vec![0.0f64; g.output_len()];
     for ni in 0..n {
         let xs: Vec<Vec<C64<f64>>> = (0..c)
@@ -388,10 +385,8 @@ pub fn correlate_f64(layer: &ConvLayer, input: &Tensor) -> Result<Vec<f64>> {
                 let grp = oi / og;
                 let mut acc = vec![C64::new(0.0f64, 0.0); m / 2 + 1];
                 for ci in 0..cg {
-                    for (a, (xv, wv)) in acc
-                        .iter_mut()
-                        .zip(xs[grp * cg + ci].iter().zip(&ws[oi * cg + ci]))
-                    {
+                    let ws = filter(oi * cg + ci)?;
+                    for (a, (xv, wv)) in acc.iter_mut().zip(xs[grp * cg + ci].iter().zip(&ws)) {
                         *a += xv * wv;
                     }
                 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use maddconv::gpu::{exact_conv, ExactMethod, GpuConv};
+use maddconv::gpu::{exact_conv, ExactMethod};
 use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv conv`.
