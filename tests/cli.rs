@@ -136,6 +136,30 @@ fn conv_method_fft_and_auto() {
     assert!(!out.exists());
 }
 
+/// `bench --fft --small --json`: for each K and channel count a direct, an FFT and a CPU-FFT
+/// row, every one exact (relative L2 against the f64 reference below 1e-5).
+#[test]
+fn bench_fft_rows_are_exact() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let o = maddconv()
+        .args(["bench", "--fft", "--small", "--json", "--reps", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 3, "{rows:?}");
+    for r in &rows {
+        let err = r["rel_l2_vs_f64"].as_f64().unwrap_or(f64::NAN);
+        assert!(err < 1e-5, "row {r}: rel L2 {err}");
+        assert!(r["ms"].as_f64().unwrap() > 0.0, "row {r}");
+    }
+    for m in ["direct", "fft", "cpu-fft"] {
+        assert_eq!(rows.iter().filter(|r| r["method"] == m).count(), 4, "{m}");
+    }
+}
+
 #[test]
 fn conv_errors_are_clear_and_leave_no_output() {
     let out = tmp("never.npy");

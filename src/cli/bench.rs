@@ -213,7 +213,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
             println!("{}", super::bench_fft::table(&rows));
-            println!("adapter: {adapter}; CPU peer: {} threads", rayon::current_num_threads());
+            println!(
+                "adapter: {adapter}; CPU peer: {} threads",
+                rayon::current_num_threads()
+            );
         }
         return Ok(());
     }

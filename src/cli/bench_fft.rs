@@ -18,7 +18,7 @@ use maddconv::{ConvLayer, ConvSpec, Tensor};
 use serde::Serialize;
 
 /// Direct runs above this many multiply-adds are timed on a shorter signal.
-pub const DIRECT_FULL_MACS: u64 = 1 << 32;
+pub const DIRECT_FULL_MACS: u64 = 1 << 30;
 
 /// One row of `bench --fft`.
 #[derive(Serialize, Clone, Debug)]
@@ -131,7 +131,9 @@ pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec
                 signal
             } else {
                 let per_pos = g.macs() / g.out_w as u64;
-                ((DIRECT_FULL_MACS / per_pos) as usize).max(1024).min(signal)
+                ((DIRECT_FULL_MACS / per_pos) as usize)
+                    .max(1024)
+                    .min(signal)
             };
             let xd_host;
             let xd = if direct_len == signal {
@@ -158,12 +160,14 @@ pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec
                 conv.encode(ctx, &mut enc, xin, y, None)?;
                 ctx.submit(enc);
                 let got = pollster::block_on(ctx.download(y))?;
-                errs.push((xd.is_none() || conv.name() == "fft").then(|| rel_l2(got.data(), &exact)));
+                errs.push(
+                    (xd.is_none() || conv.name() == "fft").then(|| rel_l2(got.data(), &exact)),
+                );
             }
             let big = direct_len < signal || g.macs() > 1 << 30;
             let r = Repetitions {
                 warmup: if big { 1 } else { 3 },
-                timed: if big { reps.clamp(1, 5) } else { reps },
+                timed: if big { reps.clamp(1, 3) } else { reps },
             };
             let methods = [
                 Method {
@@ -195,22 +199,23 @@ pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec
             }
             let cpu_reps = cpu.len();
             let cpu_ms = median(&mut cpu);
-            let row = |method: &str, kernels: String, ms: f64, reps, err, n_fft, from, clock| FftRow {
-                k,
-                channels: c,
-                signal,
-                method: method.to_string(),
-                kernels,
-                n_fft,
-                ms,
-                repetitions: reps,
-                speedup_vs_direct: direct_ms / ms,
-                rel_l2_vs_f64: err,
-                reference: reference.to_string(),
-                extrapolated_from: from,
-                clock,
-                adapter: adapter.to_string(),
-            };
+            let row =
+                |method: &str, kernels: String, ms: f64, reps, err, n_fft, from, clock| FftRow {
+                    k,
+                    channels: c,
+                    signal,
+                    method: method.to_string(),
+                    kernels,
+                    n_fft,
+                    ms,
+                    repetitions: reps,
+                    speedup_vs_direct: direct_ms / ms,
+                    rel_l2_vs_f64: err,
+                    reference: reference.to_string(),
+                    extrapolated_from: from,
+                    clock,
+                    adapter: adapter.to_string(),
+                };
             rows.push(row(
                 "direct",
                 direct.name().to_string(),
