@@ -308,7 +308,13 @@ fn exact_methods_choose_and_agree() {
     let x = common::random_tensor(&[2, 2, 2000], 61);
     let exact = layer.exact(&x).unwrap();
     let c = maddconv::gpu::Crossover::for_context(ctx).unwrap();
-    assert_eq!(c.measured.len(), maddconv::gpu::Crossover::KS.len());
+    assert!(!c.measured.is_empty() && c.measured.len() <= maddconv::gpu::Crossover::KS.len());
+    if let Some(k) = c.k {
+        // The crossover is the first of the last two measurements, both won by FFT.
+        let n = c.measured.len();
+        assert_eq!(c.measured[n - 2].0, k, "{c:?}");
+        assert!(c.measured[n - 2..].iter().all(|&(_, d, f)| f < d), "{c:?}");
+    }
     let stored = std::fs::read_to_string(dir.join("fft_crossover.json")).unwrap();
     assert!(stored.contains(&c.adapter), "{stored}");
     for m in [ExactMethod::Direct, ExactMethod::Fft, ExactMethod::Auto] {

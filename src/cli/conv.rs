@@ -27,7 +27,7 @@ pub struct ConvArgs {
     pub cpu: bool,
     /// The exact GPU method: `direct` (the direct kernel), `fft` (FFT overlap-save, conv1d
     /// only) or `auto` (FFT for a conv1d from the filter length where it was measured faster
-    /// on this adapter, direct otherwise; the measurement, about a second, is stored per
+    /// on this adapter, direct otherwise; the measurement, seconds, is stored per
     /// adapter in the cache directory's fft_crossover.json).
     #[arg(long, value_enum, default_value_t = ExactMethod::Direct)]
     pub method: ExactMethod,

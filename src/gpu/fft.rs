@@ -504,8 +504,10 @@ pub fn exact_conv(
 }
 
 /// The filter length from which the FFT kernel beats the direct one on an adapter, measured on
-/// a 1 → 1 channel conv1d of [`Crossover::SIGNAL`] samples for K = 8, 16, …, 4096 (both
-/// kernels interleaved, median of 7 runs each).
+/// a 1 → 1 channel conv1d of [`Crossover::SIGNAL`] samples for K = 8, 16, 32, … (both kernels
+/// interleaved, median of 5 runs each), stopping at the second K in a row where FFT is faster;
+/// the crossover is the first of those two (a few seconds on lavapipe, ~70 s when its two
+/// cores are shared with other work).
 ///
 /// Stored: once per process in memory, and natively as JSON in
 /// `$MADDCONV_CACHE_DIR/fft_crossover.json` (else `$XDG_CACHE_HOME/maddconv/…`, else
@@ -515,8 +517,8 @@ pub fn exact_conv(
 pub struct Crossover {
     /// The adapter it was measured on.
     pub adapter: String,
-    /// The smallest measured K from which FFT was faster at every larger measured K, or `None`
-    /// when it never was.
+    /// The first of two consecutive measured K where FFT was faster, or `None` when no such
+    /// pair was found up to the largest of [`Crossover::KS`].
     pub k: Option<usize>,
     /// The measurements: (K, direct ms, FFT ms).
     pub measured: Vec<(usize, f64, f64)>,
@@ -607,11 +609,11 @@ impl Crossover {
         Some(dir.join("fft_crossover.json"))
     }
 
-    /// Measures the crossover on this adapter (about a second on lavapipe).
+    /// Measures the crossover on this adapter (see [`Crossover`] for the cost).
     pub fn measure(ctx: &Context) -> Result<Crossover> {
         let reps = crate::bench::Repetitions {
-            warmup: 2,
-            timed: 7,
+            warmup: 1,
+            timed: 5,
         };
         let x = crate::tensor::Tensor::new(
             vec![1, 1, Self::SIGNAL],
@@ -649,10 +651,14 @@ impl Crossover {
             ];
             let t = pollster_block_on(crate::bench::time_interleaved(ctx, &methods, reps))?;
             measured.push((k, t[0].median_ms, t[1].median_ms));
+            let n = measured.len();
+            if n >= 2 && measured[n - 2..].iter().all(|&(_, d, f)| f < d) {
+                break;
+            }
         }
-        let k = (0..measured.len())
-            .find(|&i| measured[i..].iter().all(|&(_, d, f)| f < d))
-            .map(|i| measured[i].0);
+        let n = measured.len();
+        let k =
+            (n >= 2 && measured[n - 2..].iter().all(|&(_, d, f)| f < d)).then(|| measured[n - 2].0);
         Ok(Crossover {
             adapter: Self::key(ctx),
             k,
