@@ -246,7 +246,7 @@ pub fn extract_segment(
     for part in 0..2 {
         for (m, v) in f[..b].iter().enumerate() {
             let t = (2 * p + part) * b + m;
-            if t % g.stride_w != 0 || t / g.stride_w >= g.out_w {
+            if !t.is_multiple_of(g.stride_w) || t / g.stride_w >= g.out_w {
                 continue;
             }
             let re = if part == 0 { v.re } else { -v.im };

@@ -271,6 +271,10 @@ impl FftConv {
     }
 }
 
+/// Records one dispatch: kernel, overrides, buffers, invocations.
+type AddStep<'a> =
+    dyn FnMut(&'static Kernel, &[(&'static str, u32)], &[&wgpu::Buffer], usize) -> Result<()> + 'a;
+
 /// One recorded dispatch.
 struct Step {
     pipeline: Arc<Pipeline>,
@@ -368,15 +372,7 @@ impl GpuConv for FftConv {
         };
         // Records the forward transforms of `transforms` signals starting in `from`; returns
         // whether the result ended in the other buffer.
-        let mut ffts = |add: &mut dyn FnMut(
-            &'static Kernel,
-            &[(&'static str, u32)],
-            &[&wgpu::Buffer],
-            usize,
-        ) -> Result<()>,
-                        from_ping: bool,
-                        transforms: usize|
-         -> Result<bool> {
+        let mut ffts = |add: &mut AddStep, from_ping: bool, transforms: usize| -> Result<bool> {
             let mut ns = 1u32;
             let mut in_ping = from_ping;
             for &r in &radices {
