@@ -11,6 +11,8 @@
 //! * [`io`] — atomic, kill-safe file output.
 //! * [`reference`](mod@reference) — the exact CPU convolution in f64 (the oracle).
 //! * [`gpu`] — GPU context and the kernels' host code.
+//! * [`fft`] — exact conv1d by FFT overlap-save on the CPU: block size, filter spectra, the
+//!   CPU mirror of the GPU FFT kernels.
 //! * [`data`] — layer folders (`layer.json` + `.npy` files).
 //! * [`maddness`] — learned hash trees and look-up tables: training, the CPU mirror of
 //!   inference, the table file.
@@ -27,6 +29,7 @@ pub mod bench;
 pub mod clock;
 pub mod data;
 pub mod error;
+pub mod fft;
 pub mod filters;
 pub mod gpu;
 pub mod io;

@@ -22,7 +22,7 @@ struct Args {
 enum Command {
     /// Show the GPU adapter: name, backend, device type, key limits and features.
     Info(cli::info::InfoArgs),
-    /// Exact convolution of an input with a weight (GPU direct kernel, or --cpu reference).
+    /// Exact convolution of an input with a weight (GPU direct or FFT kernel, or --cpu reference).
     Conv(cli::conv::ConvArgs),
     /// Learn MADDNESS tables for a layer from its weight and real inputs.
     Train(Box<cli::train::TrainArgs>),

@@ -100,6 +100,69 @@ fn conv_reproduces_the_expected_output() {
     }
 }
 
+/// `conv --method fft|auto` on a conv1d (stride 2, padding 1) gives the expected output and says
+/// which kernel ran; `--method fft` on a conv2d fails with a clear message and no output.
+#[test]
+fn conv_method_fft_and_auto() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let cache = tmp("cache");
+    for method in ["fft", "auto", "direct"] {
+        let out = tmp(&format!("silero_{method}.npy"));
+        let mut cmd = maddconv();
+        conv_args(&mut cmd, "silero_L02_blocks", &out);
+        cmd.args(["--stride", "2", "--padding", "1", "--method", method])
+            .env("MADDCONV_CACHE_DIR", &cache);
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{method}: {err}");
+        if method != "auto" {
+            assert!(err.contains(&format!("GPU {method}")), "{method}: {err}");
+        }
+        let y = Tensor::read_npy(&out).unwrap();
+        let e = Tensor::read_npy(fixture("silero_L02_blocks", "test_expected.npy")).unwrap();
+        common::assert_close(
+            &format!("cli conv --method {method}"),
+            y.data(),
+            e.data(),
+            1e-5,
+        );
+    }
+    let out = tmp("never_fft.npy");
+    let mut cmd = maddconv();
+    conv_args(&mut cmd, "mtcnn_pnet_conv2_crop", &out);
+    let o = cmd.args(["--method", "fft"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("conv1d only"), "{err}");
+    assert!(!out.exists());
+}
+
+/// `bench --fft --small --json`: for each K and channel count a direct, an FFT and a CPU-FFT
+/// row, every one exact (relative L2 against the f64 reference below 1e-5).
+#[test]
+fn bench_fft_rows_are_exact() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let o = maddconv()
+        .args(["bench", "--fft", "--small", "--json", "--reps", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 3, "{rows:?}");
+    for r in &rows {
+        let err = r["rel_l2_vs_f64"].as_f64().unwrap_or(f64::NAN);
+        assert!(err < 1e-5, "row {r}: rel L2 {err}");
+        assert!(r["ms"].as_f64().unwrap() > 0.0, "row {r}");
+    }
+    for m in ["direct", "fft", "cpu-fft"] {
+        assert_eq!(rows.iter().filter(|r| r["method"] == m).count(), 4, "{m}");
+    }
+}
+
 #[test]
 fn conv_errors_are_clear_and_leave_no_output() {
     let out = tmp("never.npy");

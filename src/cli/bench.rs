@@ -27,6 +27,11 @@ pub struct BenchArgs {
     /// tiling gains). Without it: the direct baselines and MADDNESS.
     #[arg(long)]
     pub direct: bool,
+    /// Long filters instead (see `cli::bench_fft`): direct vs FFT overlap-save on the GPU and
+    /// an f32 overlap-save on rustfft on the CPU, K = 16 … 65 536 on a 2^20-sample signal, 1 → 1
+    /// and 16 → 16 channels (with --small: K = 16, 256 on 2^14 samples, 1 → 1 and 4 → 4).
+    #[arg(long)]
+    pub fft: bool,
     /// Small mode (for CI): the repository's fixture layers and one small CNN shape, few
     /// repetitions.
     #[arg(long)]
@@ -220,6 +225,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
         },
         reps.timed
     );
+    if args.fft {
+        let rows = super::bench_fft::run(&ctx, args.small, reps.timed, &adapter)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            println!("{}", super::bench_fft::table(&rows));
+            println!(
+                "adapter: {adapter}; CPU peer: {} threads",
+                rayon::current_num_threads()
+            );
+        }
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for w in workloads(&args)? {
         eprintln!(

@@ -5,8 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use maddconv::gpu::direct::DirectConv;
-use maddconv::gpu::GpuConv;
+use maddconv::gpu::{exact_conv, ExactMethod};
 use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv conv`.
@@ -26,6 +25,12 @@ pub struct ConvArgs {
     /// Use the exact CPU reference (f64 accumulation) instead of the GPU.
     #[arg(long)]
     pub cpu: bool,
+    /// The exact GPU method: `direct` (the direct kernel), `fft` (FFT overlap-save, conv1d
+    /// only) or `auto` (FFT for a conv1d from the filter length where it was measured faster
+    /// on this adapter, direct otherwise; the measurement, seconds, is stored per
+    /// adapter in the cache directory's fft_crossover.json).
+    #[arg(long, value_enum, default_value_t = ExactMethod::Direct)]
+    pub method: ExactMethod,
     /// Output `.npy` (written atomically).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -47,11 +52,16 @@ pub fn run(args: ConvArgs) -> Result<()> {
         .with_context(|| format!("input {}", args.input.display()))?;
     layer.check_input(&input, &format!("input {}", args.input.display()))?;
     let t = Instant::now();
+    let mut used = "CPU reference".to_string();
     let y = if args.cpu {
         layer.exact(&input)?
     } else {
         let ctx = super::gpu()?;
-        let gpu = DirectConv::new(&ctx, &layer)?;
+        let gpu = exact_conv(&ctx, &layer, args.method)?;
+        used = match gpu.name() {
+            "fft" => "GPU fft".to_string(),
+            k => format!("GPU direct ({k})"),
+        };
         pollster::block_on(gpu.run(&ctx, &input))?
     };
     let secs = t.elapsed().as_secs_f64();
@@ -62,11 +72,7 @@ pub fn run(args: ConvArgs) -> Result<()> {
         spec.describe(),
         input.shape(),
         out_shape,
-        if args.cpu {
-            "CPU reference"
-        } else {
-            "GPU direct"
-        },
+        used,
         secs,
         args.output.display()
     );

@@ -1,6 +1,7 @@
 //! Subcommands of the `maddconv` binary.
 
 pub mod bench;
+pub mod bench_fft;
 pub mod conv;
 pub mod eval;
 pub mod info;

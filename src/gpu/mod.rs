@@ -13,10 +13,12 @@
 //! - [`conv`]: the [`GpuConv`] trait every GPU layer implements (`encode` with one timer type,
 //!   `passes`, `output_shape`, `name`, and a batched `run`).
 //! - [`direct`]: [`DirectConv`], the exact kernels; [`maddness`]: [`MaddnessConv`], the
-//!   MADDNESS kernels. Each declares its [`Kernel`]s and uniform struct beside its host code.
+//!   MADDNESS kernels; [`fft`]: [`FftConv`], exact conv1d by FFT overlap-save, and the choice
+//!   between it and direct ([`ExactMethod`], [`exact_conv`]). Each declares its [`Kernel`]s
+//!   and uniform struct beside its host code.
 //!
 //! Imports between these modules go one way: `kernel`, `tune` ← `limits` ← `context` ← `buffer`,
-//! `timer` ← `conv` ← `direct`, `maddness`.
+//! `timer` ← `conv` ← `direct`, `maddness` ← `fft`.
 //!
 //! Async only at the edges: creating a context and reading results back are `async` (use
 //! `pollster::block_on` natively, `wasm-bindgen-futures` on the web); recording and submitting
@@ -30,6 +32,7 @@ pub mod buffer;
 pub mod context;
 pub mod conv;
 pub mod direct;
+pub mod fft;
 pub mod kernel;
 pub mod limits;
 pub mod maddness;
@@ -40,6 +43,7 @@ pub use buffer::GpuTensor;
 pub use context::{AdapterSummary, Context, ContextOptions};
 pub use conv::{GpuConv, RunTiming};
 pub use direct::{DirectConv, DirectKernel, DirectVariant};
+pub use fft::{exact_conv, Crossover, ExactMethod, FftConv};
 pub use kernel::Kernel;
 pub use maddness::{LookupKernel, LookupVariant, MaddnessConv};
 pub use timer::GpuTimer;
@@ -55,4 +59,8 @@ pub const KERNELS: &[&Kernel] = &[
     &maddness::ACCUMULATE,
     &maddness::ACCUMULATE_SHUFFLE,
     &maddness::FUSED,
+    &fft::FFT_LOAD,
+    &fft::FFT_STAGE,
+    &fft::FFT_MULTIPLY,
+    &fft::FFT_EXTRACT,
 ];
