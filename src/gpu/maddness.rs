@@ -570,51 +570,14 @@ impl MaddnessConv {
                 }
             }
         }
-        let input = crate::bench::random_input(&shape, 0x7e57)?;
-        let x = ctx.upload("tune input", &input)?;
-        let out_shape = g.output_shape(self.tables.spec.kind);
         let layers: Vec<MaddnessConv> = candidates
             .iter()
             .map(|&v| self.fixed(ctx, v))
             .collect::<Result<_>>()?;
-        let outputs = layers
-            .iter()
-            .map(|_| ctx.create_tensor("tune output", &out_shape))
-            .collect::<Result<Vec<_>>>()?;
-        let methods: Vec<crate::bench::Method> = layers
-            .iter()
-            .zip(&outputs)
-            .map(|(l, y)| crate::bench::Method {
-                conv: l,
-                input: &x,
-                output: y,
-            })
-            .collect();
-        let timings =
-            crate::bench::time_interleaved(ctx, &methods, crate::bench::Repetitions::tuning())
-                .await?;
-        let medians: Vec<f64> = timings.iter().map(|t| t.median_ms).collect();
-        let best = crate::gpu::tune::pick(&medians, 0, 0.03);
-        log::info!(
-            "tuned {class} on {shape:?}: {} ({:.3} ms; default {} {:.3} ms; {} variants)",
-            candidates[best].name(),
-            medians[best],
-            default.name(),
-            medians[0],
-            candidates.len()
-        );
-        let entry = crate::gpu::tune::TuneEntry {
-            variant: serde_json::to_value(candidates[best])
-                .map_err(|e| Error::Argument(format!("serialising a variant: {e}")))?,
-            median_ms: medians[best],
-            default_ms: medians[0],
-            candidates: candidates.len(),
-            shape,
-        };
-        if let Err(e) = tuner.insert(&class, entry) {
-            log::warn!("the tuning cache could not be written: {e}");
-        }
-        Ok(candidates[best])
+        crate::gpu::tune::time_and_record(ctx, tuner, &class, &shape, &layers, &candidates, |v| {
+            v.name()
+        })
+        .await
     }
 
     /// The look-up kernel [`GpuConv::encode`] records for this layer.

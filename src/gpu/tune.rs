@@ -301,3 +301,65 @@ pub fn pick(medians: &[f64], default: usize, margin: f64) -> usize {
         _ => best,
     }
 }
+
+/// The shared end of a layer's `tune`: times `layers` (one per entry of `variants`, the default
+/// first) interleaved on a seeded random input of `shape`, keeps the default unless another is
+/// more than 3 % faster ([`pick`]), records the choice for `class` (a cache that cannot be
+/// written is warned about, not fatal) and returns the chosen variant.
+pub(crate) async fn time_and_record<L, V>(
+    ctx: &crate::gpu::Context,
+    tuner: &Tuner,
+    class: &str,
+    shape: &[usize],
+    layers: &[L],
+    variants: &[V],
+    name: impl Fn(&V) -> String,
+) -> Result<V>
+where
+    L: crate::gpu::GpuConv,
+    V: Serialize + Copy,
+{
+    let input = crate::bench::random_input(shape, 0x7e57)?;
+    let x = ctx.upload("tune input", &input)?;
+    let out_shape = layers
+        .first()
+        .ok_or_else(|| Error::Argument("no variant to tune".into()))?
+        .output_shape(shape)?;
+    let outputs = layers
+        .iter()
+        .map(|_| ctx.create_tensor("tune output", &out_shape))
+        .collect::<Result<Vec<_>>>()?;
+    let methods: Vec<crate::bench::Method> = layers
+        .iter()
+        .zip(&outputs)
+        .map(|(l, y)| crate::bench::Method {
+            conv: l,
+            input: &x,
+            output: y,
+        })
+        .collect();
+    let timings =
+        crate::bench::time_interleaved(ctx, &methods, crate::bench::Repetitions::tuning()).await?;
+    let medians: Vec<f64> = timings.iter().map(|t| t.median_ms).collect();
+    let best = pick(&medians, 0, 0.03);
+    log::info!(
+        "tuned {class} on {shape:?}: {} ({:.3} ms; default {} {:.3} ms; {} variants)",
+        name(&variants[best]),
+        medians[best],
+        name(&variants[0]),
+        medians[0],
+        variants.len()
+    );
+    let entry = TuneEntry {
+        variant: serde_json::to_value(variants[best])
+            .map_err(|e| Error::Argument(format!("serialising a variant: {e}")))?,
+        median_ms: medians[best],
+        default_ms: medians[0],
+        candidates: variants.len(),
+        shape: shape.to_vec(),
+    };
+    if let Err(e) = tuner.insert(class, entry) {
+        log::warn!("the tuning cache could not be written: {e}");
+    }
+    Ok(variants[best])
+}

@@ -847,13 +847,19 @@ pub fn split_runs(declared: &[Vec<Option<usize>>], inputs: &[Tensor]) -> Result<
         .collect()
 }
 
-/// The names of an ONNX file's graph inputs (initializers left out), in order.
-pub fn graph_inputs(path: impl AsRef<Path>) -> Result<Vec<String>> {
-    let path = path.as_ref();
+/// An ONNX file's bytes and its parsed protobuf.
+fn read_proto(path: &Path) -> Result<(Vec<u8>, pb::ModelProto)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .map_err(|e| tract_err(format!("{}: not a readable ONNX model", path.display()), e))?;
+    Ok((bytes, proto))
+}
+
+/// The names of an ONNX file's graph inputs (initializers left out), in order.
+pub fn graph_inputs(path: impl AsRef<Path>) -> Result<Vec<String>> {
+    let path = path.as_ref();
+    let (_, proto) = read_proto(path)?;
     let graph = proto
         .graph
         .as_ref()
@@ -877,10 +883,7 @@ pub fn load_for(
     inputs: &[(String, Tensor)],
 ) -> Result<(Model, Vec<Vec<Tensor>>)> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut &bytes[..])
-        .map_err(|e| tract_err(format!("{}: not a readable ONNX model", path.display()), e))?;
+    let (bytes, proto) = read_proto(path)?;
     let graph = proto
         .graph
         .as_ref()
