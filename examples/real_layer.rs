@@ -162,6 +162,7 @@ fn main() -> Result<()> {
             source: layer.path.join("test.npy").display().to_string(),
             nmse: e,
             nmse_f32_tables: None,
+            nmse_after_activation: None,
         });
         let table_path = out.join(format!("tables_{c}.safetensors"));
         save(&tables, &table_path)?;

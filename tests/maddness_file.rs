@@ -25,6 +25,7 @@ fn tables() -> Tables {
         source: "t.npy".into(),
         nmse: 0.25,
         nmse_f32_tables: Some(0.2),
+        nmse_after_activation: Some(0.1),
     });
     t
 }

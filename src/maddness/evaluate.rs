@@ -5,7 +5,7 @@
 //!
 //! Inputs are `N×C×H×W` or `N×C×L`; outputs and the exact output `N×O×OH×OW` or `N×O×OL`.
 
-use super::{mirror, HeldOut, Tables};
+use super::{mirror, Activation, HeldOut, Tables};
 use crate::error::{Error, Result};
 use crate::metrics::nmse;
 use crate::spec::ConvKind;
@@ -32,7 +32,27 @@ pub fn evaluate(tables: &Tables, input: &Tensor, exact: &Tensor, source: &str) -
         Some(_) => Some(mirror::apply_f32(tables, input)?),
         None => None,
     };
-    HeldOut::measure(tables.spec.kind, &y8, yf.as_ref(), exact, source)
+    let mut h = HeldOut::measure(tables.spec.kind, &y8, yf.as_ref(), exact, source)?;
+    let act = tables.meta.activation;
+    if !act.is_identity() {
+        h.nmse_after_activation = Some(nmse_after(tables.spec.kind, act, &y8, exact)?);
+    }
+    Ok(h)
+}
+
+/// The NMSE of `y` against `exact` (both the conv's output, bias included) after the
+/// activation `act` is applied to both.
+pub fn nmse_after(kind: ConvKind, act: Activation, y: &Tensor, exact: &Tensor) -> Result<f64> {
+    let f = |t: &Tensor| -> Result<Tensor> {
+        Tensor::new(
+            t.shape().to_vec(),
+            t.data()
+                .iter()
+                .map(|&v| act.apply(v as f64) as f32)
+                .collect(),
+        )
+    };
+    nmse(kind, &f(y)?, &f(exact)?)
 }
 
 impl HeldOut {
@@ -49,6 +69,7 @@ impl HeldOut {
             source: source.to_string(),
             nmse: nmse(kind, y8, exact)?,
             nmse_f32_tables: yf.map(|y| nmse(kind, y, exact)).transpose()?,
+            nmse_after_activation: None,
         })
     }
 

@@ -42,6 +42,8 @@
 //!   the settings ([`TrainConfig`]) and [`train`]; inside it, private modules for the training
 //!   windows, the dimension groupings, the hash trees, the faithful MADDNESS learner, the
 //!   output-aware learner, the table refits and quantization, and their linear algebra.
+//! * [`activation`] — what follows the conv ([`Activation`]), for learning tables that keep
+//!   the error small after it.
 //! * [`mirror`] — the CPU mirror of inference (encode, exact accumulate, scale/offset/bias).
 //! * [`file`](mod@file) — the `.safetensors` table file.
 //! * [`evaluate`](fn@evaluate) — the held-out error of trained tables.
@@ -51,12 +53,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::spec::ConvSpec;
 
+pub mod activation;
 mod evaluate;
 pub mod file;
 pub mod learn;
 pub mod mirror;
 
-pub use evaluate::evaluate;
+pub use activation::Activation;
+pub use evaluate::{evaluate, nmse_after};
 pub use learn::{
     train, train_with_report, Grouping, Learner, Start, TrainConfig, TrainProgress, TrainReport,
     TrainStage,
@@ -124,6 +128,10 @@ pub struct TableMeta {
     /// empty in files written before it was recorded.
     #[serde(default)]
     pub learner: String,
+    /// The activation after the conv the tables were fit for ([`TrainConfig::activation`];
+    /// the identity in files written before it was recorded).
+    #[serde(default)]
+    pub activation: Activation,
 }
 
 /// The error of the tables on inputs not used for training (DESIGN.md §5).
@@ -135,6 +143,10 @@ pub struct HeldOut {
     pub nmse: f64,
     /// NMSE with the float tables, if they were kept.
     pub nmse_f32_tables: Option<f64>,
+    /// The NMSE of the 8-bit tables after the activation the tables were trained for
+    /// ([`TableMeta::activation`]), when it is not the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nmse_after_activation: Option<f64>,
 }
 
 /// Per-output constants of 8-bit inference, shared by the CPU mirror and the GPU kernels.

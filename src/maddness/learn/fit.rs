@@ -8,6 +8,7 @@
 
 use super::windows::Windows;
 use crate::error::{Error, Result};
+use crate::maddness::activation::Activation;
 use crate::maddness::{Tables, BUCKETS};
 
 /// Fewest windows training accepts: a depth-4 tree has 16 leaves, and fewer than 8 windows
@@ -18,7 +19,8 @@ pub const MIN_TRAIN_WINDOWS: u64 = (BUCKETS * 8) as u64;
 const FIT_ROWS: usize = 4096;
 
 /// The NMSE of group `g`'s 8-bit tables on (up to [`FIT_ROWS`] of) its training windows,
-/// against the exact output `windows · wᵀ` (the bias cancels: it is exact in both).
+/// against the exact output `windows · wᵀ` (the bias cancels: it is exact in both), or, with an
+/// activation `act`, of both after it (bias included).
 ///
 /// Fails with [`Error::Training`] when the exact output of the windows is constant in every
 /// channel (constant or all-zero inputs: there is nothing to learn), and when the tables fit no
@@ -30,6 +32,7 @@ pub(crate) fn check_group_fit(
     codes: &[u8],
     w: &[f32],
     m: usize,
+    act: Activation,
 ) -> Result<f64> {
     let (n, d, c_total) = (windows.rows, windows.dim, tables.codebooks);
     let step = n.div_ceil(FIT_ROWS).max(1);
@@ -51,9 +54,13 @@ pub(crate) fn check_group_fit(
                 let code = codes[r * c_total + c] as usize;
                 sum += tables.luts[((g * c_total + c) * BUCKETS + code) * m + j] as u32;
             }
-            let bias = tables.bias.as_ref().map_or(0.0, |b| b[o]);
+            let bias = tables.bias.as_ref().map_or(0.0, |b| b[o]) as f64;
             let y = sum as f32 * k.inv_scale[o] + k.offset[o];
-            approx[i * m + j] = y as f64 - bias as f64;
+            approx[i * m + j] = y as f64 - bias;
+            if !act.is_identity() {
+                exact[i * m + j] = act.apply(exact[i * m + j] + bias);
+                approx[i * m + j] = act.apply(approx[i * m + j] + bias);
+            }
         }
     }
     let rows_n = rows.len() as f64;

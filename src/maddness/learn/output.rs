@@ -40,6 +40,7 @@ use super::options::Start;
 use super::tree::{learn_trees_in_groups, midpoint, sort_column, SortedColumn, Tree, Trees};
 use super::windows::{sample_positions, Windows};
 use crate::error::{Error, Result};
+use crate::maddness::activation::Activation;
 use crate::maddness::{BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
 
 /// Settings of [`boost`].
@@ -67,6 +68,9 @@ pub(crate) struct BoostParams {
     pub(crate) passes: usize,
     /// Seed of the tree-row sample.
     pub(crate) seed: u64,
+    /// Grow the trees on `f(A·wᵀ + bias)` instead of `A·wᵀ`: the activation that follows the
+    /// conv and the group's bias (`[M]`).
+    pub(crate) after: Option<(Activation, Vec<f32>)>,
 }
 
 /// Trees grown by [`boost`].
@@ -413,7 +417,20 @@ pub(crate) fn boost(
     let ns = rows.len();
     let xs = windows.select(&rows).data;
     // 2. Residual of the mean.
-    let ys = matmul_nt(&xs, ns, d, weight, m);
+    let mut ys = matmul_nt(&xs, ns, d, weight, m);
+    if let Some((act, bias)) = &p.after {
+        if bias.len() != m {
+            return Err(Error::Argument(format!(
+                "boost: {} bias values for M = {m} outputs",
+                bias.len()
+            )));
+        }
+        ys.par_chunks_mut(m).for_each(|row| {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                *v = act.apply(*v as f64 + b as f64) as f32;
+            }
+        });
+    }
     let mut ybar = vec![0.0f64; m];
     for row in ys.chunks_exact(m) {
         for (s, &v) in ybar.iter_mut().zip(row) {

@@ -27,7 +27,7 @@ use crate::maddness::{Tables, BUCKETS, TREE_DEPTH};
 
 /// `GᵀG` of the one-hot code matrix (`16C × 16C`, as f64): bucket counts on the diagonal
 /// blocks, co-occurrence counts of codebook pairs off them.
-fn gram(codes: &[u8], n: usize, c_total: usize) -> Vec<f64> {
+pub(super) fn gram(codes: &[u8], n: usize, c_total: usize) -> Vec<f64> {
     let k = BUCKETS * c_total;
     // Rows 16c..16c+16 for the columns of codebooks c' ≥ c, one task per codebook.
     let blocks: Vec<Vec<u32>> = (0..c_total)
@@ -408,14 +408,30 @@ fn refit_cg(
     m: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>> {
-    const MAX_ITERS: usize = 60;
+    progress(0, CG_MAX_ITERS + 1);
+    let y = matmul_nt(&windows.data, windows.rows, windows.dim, w, m);
+    solve_cg(codes, c_total, t0, lambda, &y, m, progress)
+}
+
+/// Most conjugate-gradient iterations of [`solve_cg`].
+const CG_MAX_ITERS: usize = 60;
+
+/// `(GᵀG + λI)·T = Gᵀ·Y + λ·T0` by preconditioned conjugate gradients for the targets `y`
+/// (`[N, M]`, f32) of the `N = codes.len() / C` rows, starting from `T0` (see [`refit_cg`]).
+pub(super) fn solve_cg(
+    codes: &[u8],
+    c_total: usize,
+    t0: &[f64],
+    lambda: f64,
+    y: &[f32],
+    m: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f64>> {
+    const MAX_ITERS: usize = CG_MAX_ITERS;
     const TOL: f64 = 1e-5;
     const CHUNKS: usize = 8;
-    let n = windows.rows;
-    let d = windows.dim;
+    let n = codes.len() / c_total.max(1);
     let n_sys = BUCKETS * c_total;
-    progress(0, MAX_ITERS + 1);
-    let y = matmul_nt(&windows.data, n, d, w, m);
     let rows_per = n.div_ceil(CHUNKS).max(1);
     // GᵀY and the counts, by chunks of rows (fixed order).
     let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..n.div_ceil(rows_per))
@@ -436,7 +452,6 @@ fn refit_cg(
             (acc, cnt)
         })
         .collect();
-    drop(y);
     let mut b = vec![0.0f64; n_sys * m];
     let mut counts = vec![0.0f64; n_sys];
     for (acc, cnt) in parts {

@@ -110,6 +110,7 @@ pub(super) fn boost_params(c: usize, passes: usize) -> BoostParams {
         shrinkage: 1.0,
         passes,
         seed: 1,
+        after: None,
     }
 }
 

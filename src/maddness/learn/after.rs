@@ -1,0 +1,309 @@
+//! The table refit for the error after the activation (issue 13, item 1; see
+//! [`activation`](crate::maddness::activation)).
+//!
+//! With codes fixed, the model of the conv's output is `ẑ = G·T + b` (`G` the one-hot codes,
+//! `b` the bias). The error that matters is `Σ (f(ẑ) − f(z))²`, `z = A·wᵀ + b` the exact
+//! output. Majorize–minimize: at the current tables each output gets the target
+//! [`Activation::target`] (`f(ẑ) = f(z)`: stay; `f` flat at `ẑ`: go to `z`; otherwise a
+//! gradient step bounded by the activation's slope), and the tables are refit to those targets
+//! by the same ridge system as [`refit`](super::refit),
+//! `T = argmin ‖Y' − G·T‖² + λ‖T − T0‖²`, `T0` the tables the learner made. `GᵀG + λI` is
+//! factorised once (Cholesky up to [`MAX_TRAIN_CODEBOOKS`] codebooks; conjugate gradients
+//! above); each step is one prediction, one scatter and one solve. The tables with the lowest
+//! loss after the activation are kept, so the result is never worse than `T0` on the training
+//! windows.
+
+use rayon::prelude::*;
+
+use super::linalg::{cholesky, cholesky_solve, matmul_nt};
+use super::refit::{gram, solve_cg};
+use super::windows::Windows;
+use super::MAX_TRAIN_CODEBOOKS;
+use crate::error::Result;
+use crate::maddness::activation::Activation;
+use crate::maddness::BUCKETS;
+
+/// Rows per fixed chunk of the parallel sums (results do not depend on the thread count).
+const CHUNK: usize = 2048;
+
+/// What [`refit_after`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct AfterFit {
+    /// The training loss after the activation, `Σ (f(ẑ) − f(z))²`, of the start (index 0) and
+    /// after each step.
+    pub(crate) loss: Vec<f64>,
+    /// The step whose tables were kept (0: the start).
+    pub(crate) kept: usize,
+}
+
+/// `Gᵀ·Y` (`[16C, M]`) for targets `y` (`[N, M]`), summed in fixed chunks of rows.
+fn gt_y(codes: &[u8], c_total: usize, y: &[f32], m: usize) -> Vec<f64> {
+    let n_sys = BUCKETS * c_total;
+    let parts: Vec<Vec<f64>> = codes
+        .par_chunks(CHUNK * c_total)
+        .zip(y.par_chunks(CHUNK * m))
+        .map(|(codes, y)| {
+            let mut acc = vec![0.0f64; n_sys * m];
+            for (row, yr) in codes.chunks_exact(c_total).zip(y.chunks_exact(m)) {
+                for (c, &k) in row.iter().enumerate() {
+                    let i = BUCKETS * c + k as usize;
+                    for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(yr) {
+                        *a += v as f64;
+                    }
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut out = vec![0.0f64; n_sys * m];
+    for p in parts {
+        out.iter_mut().zip(p).for_each(|(o, v)| *o += v);
+    }
+    out
+}
+
+/// What [`for_rows`] calls per row: (prediction, row index, the row's output slot) → loss.
+type RowFn<'a> = dyn Fn(&[f64], usize, &mut [f32]) -> f64 + Sync + 'a;
+
+/// For every row: the prediction `G·T` (without the bias), passed with the row's index and
+/// output slot to `each`, which returns the row's loss; returns the loss summed in fixed
+/// chunks.
+fn for_rows(
+    codes: &[u8],
+    c_total: usize,
+    t: &[f64],
+    m: usize,
+    out: &mut [f32],
+    each: &RowFn<'_>,
+) -> f64 {
+    let parts: Vec<f64> = codes
+        .par_chunks(CHUNK * c_total)
+        .zip(out.par_chunks_mut(CHUNK * m))
+        .enumerate()
+        .map(|(ch, (codes, out))| {
+            let mut pred = vec![0.0f64; m];
+            let mut loss = 0.0f64;
+            for (r, (row, o)) in codes
+                .chunks_exact(c_total)
+                .zip(out.chunks_exact_mut(m))
+                .enumerate()
+            {
+                pred.fill(0.0);
+                for (c, &k) in row.iter().enumerate() {
+                    let i = BUCKETS * c + k as usize;
+                    for (p, &v) in pred.iter_mut().zip(&t[i * m..(i + 1) * m]) {
+                        *p += v;
+                    }
+                }
+                loss += each(&pred, ch * CHUNK + r, o);
+            }
+            loss
+        })
+        .collect();
+    parts.iter().sum()
+}
+
+/// The tables (`[C, 16, M]`) for the codes of the `N` training windows that lower the error
+/// after `act`, starting from (and shrinking towards) the learner's tables `t0`, for the
+/// group's weight `w` (`M×D`) and bias `bias` (`[M]`), in at most `steps` steps (see the
+/// [module docs](self)).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refit_after(
+    windows: &Windows,
+    codes: &[u8],
+    c_total: usize,
+    t0: &[f64],
+    lambda: f64,
+    w: &[f32],
+    m: usize,
+    bias: &[f32],
+    act: Activation,
+    steps: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<f64>, AfterFit)> {
+    let n = windows.rows;
+    let n_sys = BUCKETS * c_total;
+    let y = matmul_nt(&windows.data, n, windows.dim, w, m);
+    let mut targets = vec![0.0f32; n * m];
+    // The loss of tables `t`, writing the next step's targets.
+    let step_targets = |t: &[f64], targets: &mut [f32]| -> f64 {
+        for_rows(codes, c_total, t, m, targets, &|pred, r, out| {
+            let yr = &y[r * m..(r + 1) * m];
+            let mut loss = 0.0f64;
+            for (((o, &p), &yv), &b) in out.iter_mut().zip(pred).zip(yr).zip(bias) {
+                let (z, zhat) = (yv as f64 + b as f64, p + b as f64);
+                loss += act.loss(z, zhat);
+                *o = (act.target(z, zhat) - b as f64) as f32;
+            }
+            loss
+        })
+    };
+    progress(0, steps + 1);
+    let chol = if c_total <= MAX_TRAIN_CODEBOOKS {
+        let mut g = gram(codes, n, c_total);
+        for i in 0..n_sys {
+            g[i * n_sys + i] += lambda;
+        }
+        cholesky(&mut g, n_sys)?;
+        Some(g)
+    } else {
+        None
+    };
+    let solve = |targets: &[f32]| -> Result<Vec<f64>> {
+        match &chol {
+            Some(l) => {
+                let mut rhs = gt_y(codes, c_total, targets, m);
+                rhs.iter_mut().zip(t0).for_each(|(r, &t)| *r += lambda * t);
+                cholesky_solve(l, n_sys, &mut rhs, m);
+                Ok(rhs)
+            }
+            None => solve_cg(codes, c_total, t0, lambda, targets, m, &mut |_, _| {}),
+        }
+    };
+    let mut fit = AfterFit {
+        loss: vec![step_targets(t0, &mut targets)],
+        kept: 0,
+    };
+    let mut best = t0.to_vec();
+    let mut best_loss = fit.loss[0];
+    for s in 1..=steps {
+        let t = solve(&targets)?;
+        let loss = step_targets(&t, &mut targets);
+        fit.loss.push(loss);
+        progress(s, steps + 1);
+        if !loss.is_finite() {
+            break;
+        }
+        let improved = loss < best_loss;
+        let converged = loss > best_loss * (1.0 - 1e-4);
+        if improved {
+            best = t;
+            best_loss = loss;
+            fit.kept = s;
+        }
+        if converged {
+            break;
+        }
+    }
+    progress(steps + 1, steps + 1);
+    Ok((best, fit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maddness::learn::refit::{refit_with, Solver};
+    use crate::maddness::learn::testing::fixture_windows;
+    use crate::rng::SplitMix64 as Rng;
+
+    /// Random codes for `n` rows and `c` codebooks.
+    fn codes(n: usize, c: usize, seed: u64) -> Vec<u8> {
+        let mut rng = Rng::new(seed);
+        (0..n * c).map(|_| (rng.next_u64() % 16) as u8).collect()
+    }
+
+    /// Refitting for ReLU lowers the loss after ReLU below the plain least-squares tables',
+    /// never raises it along the kept steps, and equals the plain refit for the identity.
+    #[test]
+    fn the_loss_after_the_activation_falls() {
+        let (windows, w, m) = fixture_windows();
+        let (n, c) = (windows.rows, 4);
+        let codes = codes(n, c, 5);
+        let t0 = vec![0.0f64; c * BUCKETS * m];
+        let plain = refit_with(
+            &windows,
+            &codes,
+            c,
+            &t0,
+            1.0,
+            &w,
+            m,
+            Solver::Cholesky,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        // Mostly negative outputs, so that ReLU matters.
+        let bias = vec![-0.3f32; m];
+        for act in [
+            Activation::Relu,
+            Activation::Silu,
+            Activation::Clip(-0.5, 0.5),
+        ] {
+            let (t, fit) = refit_after(
+                &windows,
+                &codes,
+                c,
+                &plain,
+                1.0,
+                &w,
+                m,
+                &bias,
+                act,
+                8,
+                &mut |_, _| {},
+            )
+            .unwrap();
+            assert!(fit.kept > 0, "{act}: no step helped: {:?}", fit.loss);
+            let kept = fit.loss[fit.kept];
+            // SiLU is close to the identity over much of the outputs' range: less to gain.
+            let gain = if act == Activation::Silu { 0.97 } else { 0.9 };
+            assert!(
+                kept < gain * fit.loss[0],
+                "{act}: loss after the activation {kept} vs plain {}",
+                fit.loss[0]
+            );
+            assert!(fit.loss[1..=fit.kept].windows(2).all(|p| p[1] <= p[0]));
+            assert_eq!(t.len(), plain.len());
+        }
+        let (t, fit) = refit_after(
+            &windows,
+            &codes,
+            c,
+            &plain,
+            1.0,
+            &w,
+            m,
+            &bias,
+            Activation::Identity,
+            3,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        // For the identity the targets are the exact outputs: one step is the plain ridge fit
+        // again, now shrunk towards itself, which changes it only slightly.
+        let (l0, l1) = (fit.loss[0], fit.loss[1]);
+        assert!(l1 <= l0 && l0 - l1 < 1e-4 * l0, "{fit:?}");
+        let scale = plain.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        let dmax = t
+            .iter()
+            .zip(&plain)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(dmax < 1e-2 * scale, "{dmax} of {scale}");
+    }
+
+    /// The conjugate-gradient path gives the same tables as Cholesky.
+    #[test]
+    fn both_solvers_agree() {
+        let (windows, w, m) = fixture_windows();
+        let (n, d, c) = (windows.rows, windows.dim, 3);
+        let codes = codes(n, c, 9);
+        let t0 = vec![0.0f64; c * BUCKETS * m];
+        let mut y = matmul_nt(&windows.data, n, d, &w, m);
+        y.iter_mut().for_each(|v| *v = v.max(0.0));
+        let a = solve_cg(&codes, c, &t0, 1.0, &y, m, &mut |_, _| {}).unwrap();
+        let mut g = gram(&codes, n, c);
+        for i in 0..BUCKETS * c {
+            g[i * BUCKETS * c + i] += 1.0;
+        }
+        cholesky(&mut g, BUCKETS * c).unwrap();
+        let mut b = gt_y(&codes, c, &y, m);
+        cholesky_solve(&g, BUCKETS * c, &mut b, m);
+        let dmax = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(dmax < 1e-3, "{dmax}");
+    }
+}
