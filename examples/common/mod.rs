@@ -292,6 +292,7 @@ pub fn calibrate_model(
             ..Default::default()
         },
         independent: false,
+        graph_activations: true,
     };
     let t = Instant::now();
     let tables = maddconv::model::calibrate(m, runs, names, &config, backend, &mut |n| {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use maddconv::gpu::maddness::MaddnessConv;
 use maddconv::gpu::GpuConv;
-use maddconv::maddness::{mirror, HeldOut, Tables};
+use maddconv::maddness::{mirror, nmse_after, Activation, HeldOut, Tables};
 use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv eval`.
@@ -33,6 +33,11 @@ pub struct EvalArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also report the NMSE after this activation (applied to both outputs). Default: the
+    /// activation the tables were trained for, if any (none, relu, leaky:ALPHA, clip:LO,HI,
+    /// sigmoid, silu, hardsigmoid[:ALPHA,BETA], hardswish).
+    #[arg(long)]
+    pub activation: Option<Activation>,
 }
 
 /// Outputs of the approximate layer.
@@ -122,6 +127,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &args.input.display().to_string(),
     )?;
     let (e8, ef) = (heldout.nmse, heldout.nmse_f32_tables);
+    let act = args.activation.unwrap_or(tables.meta.activation);
+    let after = (!act.is_identity())
+        .then(|| nmse_after(spec.kind, act, &approx.y8, &exact))
+        .transpose()?;
     let m = &tables.meta;
     if args.json {
         let v = serde_json::json!({
@@ -141,6 +150,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "one_minus_nmse": 1.0 - e8,
             "nmse_f32_tables": ef,
             "one_minus_nmse_f32_tables": ef.map(|v| 1.0 - v),
+            "activation": act.to_string(),
+            "trained_for_activation": tables.meta.activation.to_string(),
+            "nmse_after_activation": after,
             "backend": approx.backend,
             "approx_seconds": seconds,
         });
@@ -166,6 +178,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         match ef {
             Some(v) => println!("float tables: NMSE {v:.5}  1 − NMSE {:.5}", 1.0 - v),
             None => println!("float tables: not in the file"),
+        }
+        if let Some(v) = after {
+            println!(
+                "after {act}: NMSE {v:.5}  1 − NMSE {:.5} (8-bit tables; trained for {})",
+                1.0 - v,
+                tables.meta.activation
+            );
         }
     }
     Ok(())

@@ -25,7 +25,7 @@ pub enum ModelCommand {
     /// List every Conv node: shape, window length D, MACs and share, the following op.
     Inspect(InspectArgs),
     /// Learn tables for chosen Conv nodes (sequentially by default) into one bundle file.
-    Calibrate(CalibrateArgs),
+    Calibrate(Box<CalibrateArgs>),
     /// The model with a bundle's tables against the exact model: output errors, task metric.
     Eval(EvalArgs),
     /// Run the model (exactly, or with a bundle's tables) and write its outputs.
@@ -193,7 +193,7 @@ fn sources(io: &ModelInputs) -> Vec<String> {
 pub fn run(args: ModelArgs) -> Result<()> {
     match args.command {
         ModelCommand::Inspect(a) => inspect(a),
-        ModelCommand::Calibrate(a) => calibrate(a),
+        ModelCommand::Calibrate(a) => calibrate(*a),
         ModelCommand::Eval(a) => eval(a),
         ModelCommand::Run(a) => run_model(a),
     }
@@ -408,10 +408,24 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
     let (train_runs, held) = (&split.train, &split.held);
     let ctx = backend_context(a.cpu)?;
     let train = a.learner.config();
-    let learner = train.describe();
+    let graph_activations = matches!(
+        a.learner.activation,
+        None | Some(super::train::ActivationArg::Graph)
+    );
+    let learner = if graph_activations {
+        format!(
+            "{} activation=graph activation_steps={} activation_trees={}",
+            train.describe(),
+            train.activation_steps,
+            train.activation_trees
+        )
+    } else {
+        train.describe()
+    };
     let config = CalibrateConfig {
         train,
         independent: a.independent,
+        graph_activations,
     };
     let replaceable: Vec<String> = m
         .convs()
@@ -475,7 +489,17 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
             &layers,
             &config,
             backend(&ctx),
-            &mut |name| eprintln!("calibrating {name} ..."),
+            &mut |name| {
+                let fit = config
+                    .for_layer(&m, name)
+                    .map(|t| t.activation)
+                    .unwrap_or_default();
+                if fit.is_identity() {
+                    eprintln!("calibrating {name} ...")
+                } else {
+                    eprintln!("calibrating {name} (fit for the error after {fit}) ...")
+                }
+            },
         )?;
         (trained, None)
     };
@@ -605,8 +629,12 @@ fn output_lines(cmp: &model::Comparison, what: &str) -> Vec<String> {
         ));
     }
     for l in &cmp.layers {
+        let after = l
+            .after_activation
+            .map(|(act, v)| format!(", after {act} {:.4}", 1.0 - v))
+            .unwrap_or_default();
         lines.push(format!(
-            "{what} layer  {:<24} in place: 1 - NMSE {:.4}",
+            "{what} layer  {:<24} in place: 1 - NMSE {:.4}{after}",
             l.name, l.one_minus_nmse
         ));
     }

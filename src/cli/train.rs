@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use maddconv::maddness;
 use maddconv::maddness::learn::{self, Grouping, Learner, Start, TrainConfig, TrainProgress};
+use maddconv::maddness::Activation;
 use maddconv::{ConvLayer, Tensor};
 
 /// Arguments of `maddconv train`.
@@ -92,6 +93,41 @@ pub struct LearnerArgs {
     /// Fewest training windows accepted; fewer give tables that fit noise.
     #[arg(long, default_value_t = defaults().min_windows)]
     pub min_windows: u64,
+    /// What follows the conv (its output with the bias): fit the tables for the error after
+    /// it. none, relu, leaky:ALPHA, clip:LO,HI, sigmoid, silu, hardsigmoid[:ALPHA,BETA],
+    /// hardswish, or (model calibrate only) graph. Default: none for train; for model
+    /// calibrate, graph: what the ONNX graph applies to each conv's output.
+    #[arg(long)]
+    pub activation: Option<ActivationArg>,
+    /// Majorize–minimize steps of the refit after the activation (0: only the trees see it).
+    #[arg(long, default_value_t = defaults().activation_steps)]
+    pub activation_steps: usize,
+    /// Output learner: grow the trees on the conv's output before the activation even when
+    /// one is set (only the table refit then sees it).
+    #[arg(long)]
+    pub no_activation_trees: bool,
+}
+
+/// `--activation`: an activation, or `graph` (what the model's graph says, per conv).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActivationArg {
+    /// Read it from the ONNX graph (model calibrate).
+    Graph,
+    /// This activation for every layer.
+    Given(Activation),
+}
+
+impl std::str::FromStr for ActivationArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "graph" => Ok(ActivationArg::Graph),
+            v => v
+                .parse::<Activation>()
+                .map(ActivationArg::Given)
+                .map_err(|e| format!("{e}, or graph")),
+        }
+    }
 }
 
 impl LearnerArgs {
@@ -114,6 +150,12 @@ impl LearnerArgs {
             passes: self.passes,
             refit_offsets: !self.no_refit_offsets,
             min_windows: self.min_windows,
+            activation: match self.activation {
+                Some(ActivationArg::Given(a)) => a,
+                Some(ActivationArg::Graph) | None => Activation::Identity,
+            },
+            activation_steps: self.activation_steps,
+            activation_trees: !self.no_activation_trees,
         }
     }
 }
@@ -190,6 +232,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Ok(t)
         })
         .transpose()?;
+    if args.learner.activation == Some(ActivationArg::Graph) {
+        anyhow::bail!(
+            "--activation graph needs a model (model calibrate); for one layer name the \
+             activation that follows it, e.g. --activation relu"
+        );
+    }
     let config = args.learner.config();
 
     let bar = ProgressBar::new(1);
@@ -236,6 +284,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 .map(|v| format!("; float tables {v:.4} (1 − NMSE {:.4})", 1.0 - v))
                 .unwrap_or_default()
         );
+        if let Some(v) = heldout.nmse_after_activation {
+            println!(
+                "held-out NMSE after {}: {v:.4} (1 − NMSE {:.4})",
+                config.activation,
+                1.0 - v
+            );
+        }
         tables.meta.heldout = Some(heldout);
     }
     tables

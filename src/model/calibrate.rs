@@ -134,6 +134,21 @@ pub struct CalibrateConfig {
     pub train: TrainConfig,
     /// Train every layer on the exact model's inputs instead of sequentially.
     pub independent: bool,
+    /// Fit each layer for the error after the activation the graph applies to its output
+    /// ([`ConvNode::activation`](super::ConvNode::activation)) instead of
+    /// [`TrainConfig::activation`].
+    pub graph_activations: bool,
+}
+
+impl CalibrateConfig {
+    /// The learner's settings for the Conv node `name`.
+    pub fn for_layer(&self, model: &Model, name: &str) -> Result<TrainConfig> {
+        let mut t = self.train.clone();
+        if self.graph_activations {
+            t.activation = model.conv(name)?.activation;
+        }
+        Ok(t)
+    }
 }
 
 /// Trains one layer's tables (the single call into the learner, so that a change of its
@@ -273,11 +288,12 @@ pub fn calibrate(
             Some(all) => {
                 let inputs: Vec<Tensor> = all.iter().map(|m| m[name].clone()).collect();
                 let layer = model.conv(name)?.layer.as_ref().expect("checked");
-                train_layer(layer, &inputs, &config.train)
+                train_layer(layer, &inputs, &config.for_layer(model, name)?)
                     .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?
             }
             None => {
-                let (t, _) = train_in_place(model, runs, name, &replaced, &config.train)?;
+                let train = config.for_layer(model, name)?;
+                let (t, _) = train_in_place(model, runs, name, &replaced, &train)?;
                 replaced.push(name.clone(), t.clone())?;
                 t
             }
@@ -473,6 +489,9 @@ pub struct LayerError {
     pub nmse: f64,
     /// `1 − NMSE`.
     pub one_minus_nmse: f64,
+    /// The activation the graph applies to the layer's output and the NMSE after it, when it
+    /// is not the identity.
+    pub after_activation: Option<(crate::maddness::Activation, f64)>,
     /// Where the layer's time went over all runs.
     pub timing: LayerTiming,
 }
@@ -682,20 +701,20 @@ pub fn compare_with(
         let Some((e, a)) = layer_pairs.get(&name) else {
             continue;
         };
-        let kind = model
-            .conv(&name)?
-            .layer
-            .as_ref()
-            .expect("replaced")
-            .spec()
-            .kind;
-        let nmse =
-            crate::metrics::nmse(kind, &Tensor::concat_batch(a)?, &Tensor::concat_batch(e)?)?;
+        let node = model.conv(&name)?;
+        let kind = node.layer.as_ref().expect("replaced").spec().kind;
+        let (a, e) = (Tensor::concat_batch(a)?, Tensor::concat_batch(e)?);
+        let nmse = crate::metrics::nmse(kind, &a, &e)?;
+        let act = node.activation;
+        let after = (!act.is_identity())
+            .then(|| crate::maddness::nmse_after(kind, act, &a, &e).map(|v| (act, v)))
+            .transpose()?;
         cmp.layers.push(LayerError {
             timing: timing.get(&name).copied().unwrap_or_default(),
             name,
             nmse,
             one_minus_nmse: 1.0 - nmse,
+            after_activation: after,
         });
     }
     let order = |n: &str| model.conv(n).map(|c| c.index).unwrap_or(usize::MAX);
@@ -887,6 +906,7 @@ pub fn calibrate_auto(
     let mut steps = Vec::new();
     for name in order {
         let share = model.conv(&name)?.macs() as f64 / total.max(1) as f64;
+        let train_config = config.for_layer(model, &name)?;
         let trained = if config.independent {
             if exact_train.is_none() {
                 let all: Vec<String> = candidates.to_vec();
@@ -908,9 +928,9 @@ pub fn calibrate_auto(
                 .map(|m| m[&name].clone())
                 .collect();
             let layer = model.conv(&name)?.layer.as_ref().expect("checked");
-            train_layer(layer, &inputs, &config.train).map(|t| (t, inputs))
+            train_layer(layer, &inputs, &train_config).map(|t| (t, inputs))
         } else {
-            train_in_place(model, train, &name, &kept, &config.train)
+            train_in_place(model, train, &name, &kept, &train_config)
         };
         let mut step = AutoStep {
             name: name.clone(),

@@ -44,7 +44,7 @@ use tract_onnx::tract_hir::internal::Datum;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, GpuConv, MaddnessConv, RunTiming};
 use crate::layer::ConvLayer;
-use crate::maddness::{mirror, Tables};
+use crate::maddness::{mirror, Activation, Tables};
 use crate::spec::{ConvKind, ConvSpec};
 use crate::tensor::Tensor;
 
@@ -78,6 +78,10 @@ pub struct ConvNode {
     /// The op(s) reading this conv's output: "Relu", "Sigmoid", "SiLU (Sigmoid, Mul)", several
     /// joined by " + ", or "(model output)".
     pub next_op: String,
+    /// The elementwise activation the graph applies to this conv's output (the identity when
+    /// several nodes read it or it is not one [`Activation`] knows): what
+    /// [`calibrate`] fits the tables for when asked to follow the graph.
+    pub activation: Activation,
 }
 
 impl ConvNode {
@@ -271,6 +275,64 @@ fn declared_shape(v: &pb::ValueInfoProto) -> Vec<Option<usize>> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A scalar f32 constant of the graph (an initializer or a `Constant` node's output).
+fn scalar_f32(graph: &pb::GraphProto, name: &str) -> Option<f32> {
+    let from = |t: &pb::TensorProto| -> Option<f32> {
+        if let Some(&v) = t.float_data.first() {
+            return Some(v);
+        }
+        let b: [u8; 4] = t.raw_data.get(..4)?.try_into().ok()?;
+        (t.data_type == pb::tensor_proto::DataType::Float as i32).then(|| f32::from_le_bytes(b))
+    };
+    if let Some(t) = graph.initializer.iter().find(|t| t.name == name) {
+        return from(t);
+    }
+    let node = graph
+        .node
+        .iter()
+        .find(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == name))?;
+    from(attr(node, "value")?.t.as_ref()?)
+}
+
+/// The activation the graph applies to `output` when one node reads it and is an elementwise
+/// activation of [`Activation::from_onnx`], or a SiLU (`Sigmoid` and a `Mul` by it); the
+/// identity otherwise (several readers, an output of the model, any other op).
+fn following_activation(graph: &pb::GraphProto, output: &str) -> Activation {
+    let readers: Vec<&pb::NodeProto> = graph
+        .node
+        .iter()
+        .filter(|n| n.input.iter().any(|i| i == output))
+        .collect();
+    if graph.output.iter().any(|o| o.name == output) {
+        return Activation::Identity;
+    }
+    match readers.as_slice() {
+        [n] => {
+            let float = |name: &str| attr(n, name).map(|a| a.f);
+            let clip = match (n.input.get(1), n.input.get(2)) {
+                (Some(lo), Some(hi)) if !lo.is_empty() && !hi.is_empty() => {
+                    scalar_f32(graph, lo).zip(scalar_f32(graph, hi))
+                }
+                _ => None,
+            };
+            Activation::from_onnx(&n.op_type, &float, clip).unwrap_or_default()
+        }
+        [a, b] => {
+            let silu = |sig: &pb::NodeProto, mul: &pb::NodeProto| {
+                sig.op_type == "Sigmoid"
+                    && mul.op_type == "Mul"
+                    && sig.output.iter().any(|so| mul.input.contains(so))
+            };
+            if silu(a, b) || silu(b, a) {
+                Activation::Silu
+            } else {
+                Activation::Identity
+            }
+        }
+        _ => Activation::Identity,
+    }
 }
 
 /// What reads `output` in the ONNX graph.
@@ -526,12 +588,11 @@ impl Model {
                     }
                 }
             };
+            let out = pnode.output.first().map(String::as_str).unwrap_or("");
             convs.push(ConvNode {
                 index: convs.len(),
-                next_op: following_op(
-                    graph,
-                    pnode.output.first().map(String::as_str).unwrap_or(""),
-                ),
+                next_op: following_op(graph, out),
+                activation: following_activation(graph, out),
                 name,
                 layer,
                 unsupported,
