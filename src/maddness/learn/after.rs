@@ -224,12 +224,8 @@ mod tests {
         .unwrap();
         // Mostly negative outputs, so that ReLU matters.
         let bias = vec![-0.3f32; m];
-        for act in [
-            Activation::Relu,
-            Activation::Silu,
-            Activation::Clip(-0.5, 0.5),
-        ] {
-            let (t, fit) = refit_after(
+        let fit_for = |act: Activation, steps: usize| {
+            refit_after(
                 &windows,
                 &codes,
                 c,
@@ -239,10 +235,17 @@ mod tests {
                 m,
                 &bias,
                 act,
-                8,
+                steps,
                 &mut |_, _| {},
             )
-            .unwrap();
+            .unwrap()
+        };
+        for act in [
+            Activation::Relu,
+            Activation::Silu,
+            Activation::Clip(-0.5, 0.5),
+        ] {
+            let (t, fit) = fit_for(act, 8);
             assert!(fit.kept > 0, "{act}: no step helped: {:?}", fit.loss);
             let kept = fit.loss[fit.kept];
             // SiLU is close to the identity over much of the outputs' range: less to gain.
@@ -255,20 +258,7 @@ mod tests {
             assert!(fit.loss[1..=fit.kept].windows(2).all(|p| p[1] <= p[0]));
             assert_eq!(t.len(), plain.len());
         }
-        let (t, fit) = refit_after(
-            &windows,
-            &codes,
-            c,
-            &plain,
-            1.0,
-            &w,
-            m,
-            &bias,
-            Activation::Identity,
-            3,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let (t, fit) = fit_for(Activation::Identity, 3);
         // For the identity the targets are the exact outputs: one step is the plain ridge fit
         // again, now shrunk towards itself, which changes it only slightly.
         let (l0, l1) = (fit.loss[0], fit.loss[1]);
