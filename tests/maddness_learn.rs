@@ -579,3 +579,34 @@ fn fitting_for_relu_records_it_and_lowers_the_training_loss_after_it() {
         "{by_hand} vs plain {plain_after}"
     );
 }
+
+/// Relative row weights (issue 13, item 3) change the tables, are recorded, and a floor that is
+/// not finite and > 0 is refused naming it.
+#[test]
+fn relative_weights_change_the_refit_and_bad_floors_are_refused() {
+    let layer =
+        LayerDir::open(common::fixtures().join("layers/mtcnn_pnet_conv3_trainable")).unwrap();
+    let (w, b) = (layer.weight().unwrap(), layer.bias().unwrap());
+    let x = layer.train().unwrap();
+    let cfg = TrainConfig {
+        codebooks: Some(8),
+        ..TrainConfig::default()
+    };
+    let plain = fit(&layer.spec, &w, b.as_ref(), &x, &cfg).unwrap();
+    let weighted = TrainConfig {
+        relative_weights: Some(0.1),
+        ..cfg.clone()
+    };
+    let t = fit(&layer.spec, &w, b.as_ref(), &x, &weighted).unwrap();
+    assert!(t.meta.learner.contains("relative_weights=0.1"), "{}", t.meta.learner);
+    assert_eq!(t.split_dims, plain.split_dims, "the trees are grown unweighted");
+    assert_ne!(t.luts, plain.luts, "the weighted refit changed no table");
+    for bad in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+        let cfg = TrainConfig {
+            relative_weights: Some(bad),
+            ..cfg.clone()
+        };
+        let e = fit(&layer.spec, &w, b.as_ref(), &x, &cfg).unwrap_err().to_string();
+        assert!(e.contains(&format!("floor = {bad}")), "{bad}: {e}");
+    }
+}

@@ -106,6 +106,10 @@ pub struct LearnerArgs {
     /// one is set (only the table refit then sees it).
     #[arg(long)]
     pub no_activation_trees: bool,
+    /// Weight each training window's error in the table refit relative to its own output
+    /// energy (after the activation): 1 / (e + FLOOR · mean e), FLOOR > 0, e.g. 0.1.
+    #[arg(long, value_name = "FLOOR")]
+    pub relative_weights: Option<f32>,
 }
 
 /// `--activation`: an activation, or `graph` (what the model's graph says, per conv).
@@ -156,6 +160,7 @@ impl LearnerArgs {
             },
             activation_steps: self.activation_steps,
             activation_trees: !self.no_activation_trees,
+            relative_weights: self.relative_weights,
         }
     }
 }

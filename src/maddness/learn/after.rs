@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::linalg::{cholesky, cholesky_solve, matmul_nt};
-use super::refit::{gram, solve_cg};
+use super::refit::{gram, gram_weighted, solve_cg};
 use super::windows::Windows;
 use super::MAX_TRAIN_CODEBOOKS;
 use crate::error::Result;
@@ -36,19 +36,50 @@ pub(crate) struct AfterFit {
     pub(crate) kept: usize,
 }
 
-/// `Gᵀ·Y` (`[16C, M]`) for targets `y` (`[N, M]`), summed in fixed chunks of rows.
-fn gt_y(codes: &[u8], c_total: usize, y: &[f32], m: usize) -> Vec<f64> {
+/// Row weights that make each training window's error count relative to its own output:
+/// `1 / (e_r + floor · ē)`, `e_r` the mean square of the window's exact output after the
+/// activation, `ē` its mean over the windows; scaled to mean 1 (so that `λ` keeps its weight).
+fn relative_weights(y: &[f32], m: usize, bias: &[f32], act: Activation, floor: f64) -> Vec<f64> {
+    let energy: Vec<f64> = y
+        .par_chunks(m)
+        .map(|row| {
+            row.iter()
+                .zip(bias)
+                .map(|(&v, &b)| act.apply(v as f64 + b as f64).powi(2))
+                .sum::<f64>()
+                / m as f64
+        })
+        .collect();
+    let n = energy.len().max(1) as f64;
+    let mean = energy.iter().sum::<f64>() / n;
+    let raw: Vec<f64> = energy
+        .iter()
+        .map(|&e| 1.0 / (e + floor * mean).max(f64::MIN_POSITIVE))
+        .collect();
+    let scale = n / raw.iter().sum::<f64>();
+    raw.iter().map(|v| v * scale).collect()
+}
+
+/// `GᵀW·Y` (`[16C, M]`) for targets `y` (`[N, M]`) and row weights `W` (`None`: all 1), summed
+/// in fixed chunks of rows.
+fn gt_y(codes: &[u8], c_total: usize, y: &[f32], m: usize, w: Option<&[f64]>) -> Vec<f64> {
     let n_sys = BUCKETS * c_total;
     let parts: Vec<Vec<f64>> = codes
         .par_chunks(CHUNK * c_total)
         .zip(y.par_chunks(CHUNK * m))
-        .map(|(codes, y)| {
+        .enumerate()
+        .map(|(ch, (codes, y))| {
             let mut acc = vec![0.0f64; n_sys * m];
-            for (row, yr) in codes.chunks_exact(c_total).zip(y.chunks_exact(m)) {
+            for (r, (row, yr)) in codes
+                .chunks_exact(c_total)
+                .zip(y.chunks_exact(m))
+                .enumerate()
+            {
+                let wr = w.map_or(1.0, |w| w[ch * CHUNK + r]);
                 for (c, &k) in row.iter().enumerate() {
                     let i = BUCKETS * c + k as usize;
                     for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(yr) {
-                        *a += v as f64;
+                        *a += wr * v as f64;
                     }
                 }
             }
@@ -118,12 +149,15 @@ pub(crate) fn refit_after(
     m: usize,
     bias: &[f32],
     act: Activation,
+    relative_floor: Option<f64>,
     steps: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<f64>, AfterFit)> {
     let n = windows.rows;
     let n_sys = BUCKETS * c_total;
     let y = matmul_nt(&windows.data, n, windows.dim, w, m);
+    let weights = relative_floor.map(|floor| relative_weights(&y, m, bias, act, floor));
+    let weight = |r: usize| weights.as_ref().map_or(1.0, |w| w[r]);
     let mut targets = vec![0.0f32; n * m];
     // The loss of tables `t`, writing the next step's targets.
     let step_targets = |t: &[f64], targets: &mut [f32]| -> f64 {
@@ -135,12 +169,15 @@ pub(crate) fn refit_after(
                 loss += act.loss(z, zhat);
                 *o = (act.target(z, zhat) - b as f64) as f32;
             }
-            loss
+            loss * weight(r)
         })
     };
     progress(0, steps + 1);
     let chol = if c_total <= MAX_TRAIN_CODEBOOKS {
-        let mut g = gram(codes, n, c_total);
+        let mut g = match &weights {
+            None => gram(codes, n, c_total),
+            Some(wt) => gram_weighted(codes, wt, c_total),
+        };
         for i in 0..n_sys {
             g[i * n_sys + i] += lambda;
         }
@@ -152,12 +189,21 @@ pub(crate) fn refit_after(
     let solve = |targets: &[f32]| -> Result<Vec<f64>> {
         match &chol {
             Some(l) => {
-                let mut rhs = gt_y(codes, c_total, targets, m);
+                let mut rhs = gt_y(codes, c_total, targets, m, weights.as_deref());
                 rhs.iter_mut().zip(t0).for_each(|(r, &t)| *r += lambda * t);
                 cholesky_solve(l, n_sys, &mut rhs, m);
                 Ok(rhs)
             }
-            None => solve_cg(codes, c_total, t0, lambda, targets, m, &mut |_, _| {}),
+            None => solve_cg(
+                codes,
+                c_total,
+                t0,
+                lambda,
+                targets,
+                m,
+                weights.as_deref(),
+                &mut |_, _| {},
+            ),
         }
     };
     let mut fit = AfterFit {
@@ -235,6 +281,7 @@ mod tests {
                 m,
                 &bias,
                 act,
+                None,
                 steps,
                 &mut |_, _| {},
             )
@@ -272,7 +319,8 @@ mod tests {
         assert!(dmax < 1e-2 * scale, "{dmax} of {scale}");
     }
 
-    /// The conjugate-gradient path gives the same tables as Cholesky.
+    /// The conjugate-gradient path gives the same tables as Cholesky, with and without row
+    /// weights; weights of 1 are no weights; relative weights sum to the row count.
     #[test]
     fn both_solvers_agree() {
         let (windows, w, m) = fixture_windows();
@@ -281,19 +329,43 @@ mod tests {
         let t0 = vec![0.0f64; c * BUCKETS * m];
         let mut y = matmul_nt(&windows.data, n, d, &w, m);
         y.iter_mut().for_each(|v| *v = v.max(0.0));
-        let a = solve_cg(&codes, c, &t0, 1.0, &y, m, &mut |_, _| {}).unwrap();
-        let mut g = gram(&codes, n, c);
-        for i in 0..BUCKETS * c {
-            g[i * BUCKETS * c + i] += 1.0;
-        }
-        cholesky(&mut g, BUCKETS * c).unwrap();
-        let mut b = gt_y(&codes, c, &y, m);
-        cholesky_solve(&g, BUCKETS * c, &mut b, m);
-        let dmax = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max);
-        assert!(dmax < 1e-3, "{dmax}");
+        let rel = relative_weights(&y, m, &vec![0.0; m], Activation::Relu, 0.1);
+        assert!((rel.iter().sum::<f64>() - n as f64).abs() < 1e-6 * n as f64);
+        assert!(rel.iter().all(|&v| v > 0.0 && v.is_finite()));
+        let ones = vec![1.0f64; n];
+        let solve = |weights: Option<&[f64]>| {
+            let cg = solve_cg(&codes, c, &t0, 1.0, &y, m, weights, &mut |_, _| {}).unwrap();
+            let mut g = match weights {
+                None => gram(&codes, n, c),
+                Some(wt) => gram_weighted(&codes, wt, c),
+            };
+            for i in 0..BUCKETS * c {
+                g[i * BUCKETS * c + i] += 1.0;
+            }
+            cholesky(&mut g, BUCKETS * c).unwrap();
+            let mut b = gt_y(&codes, c, &y, m, weights);
+            cholesky_solve(&g, BUCKETS * c, &mut b, m);
+            let dmax = cg
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+            assert!(dmax < 1e-3, "weights {}: {dmax}", weights.is_some());
+            b
+        };
+        let plain = solve(None);
+        let unit = solve(Some(&ones));
+        let relative = solve(Some(&rel));
+        let diff = |a: &[f64], b: &[f64]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(diff(&plain, &unit) < 1e-9, "{}", diff(&plain, &unit));
+        assert!(
+            diff(&plain, &relative) > 1e-3,
+            "relative weights changed nothing"
+        );
     }
 }

@@ -158,6 +158,12 @@ pub struct TrainConfig {
     /// 91.7 %; lost at C = 64: 98.5 % vs 99.4 %), although on single layers it helps about as
     /// often as it hurts (BENCHMARKS.md, issue 13).
     pub activation_trees: bool,
+    /// Weight each training window's error by `1 / (e + floor · ē)` in the table refit, `e` the
+    /// mean square of its exact output (after the activation, if one is set) and `ē` its mean
+    /// over the windows, so that quiet positions count as much as loud ones relative to their
+    /// own output (issue 13, item 3); the value is `floor` (finite, `> 0`). `None` (default):
+    /// every window counts the same. The trees are grown unweighted.
+    pub relative_weights: Option<f32>,
 }
 
 impl Default for TrainConfig {
@@ -182,6 +188,7 @@ impl Default for TrainConfig {
             activation: Activation::Identity,
             activation_steps: 8,
             activation_trees: true,
+            relative_weights: None,
         }
     }
 }
@@ -197,14 +204,17 @@ impl TrainConfig {
 
     /// A one-line description of the learner and its settings (stored in the table metadata).
     pub fn describe(&self) -> String {
-        let learner = self.describe_learner();
-        if self.activation.is_identity() {
-            return learner;
+        let mut learner = self.describe_learner();
+        if !self.activation.is_identity() {
+            learner = format!(
+                "{learner} activation={} activation_steps={} activation_trees={}",
+                self.activation, self.activation_steps, self.activation_trees
+            );
         }
-        format!(
-            "{learner} activation={} activation_steps={} activation_trees={}",
-            self.activation, self.activation_steps, self.activation_trees
-        )
+        if let Some(f) = self.relative_weights {
+            learner = format!("{learner} relative_weights={f}");
+        }
+        learner
     }
 
     fn describe_learner(&self) -> String {
@@ -253,6 +263,14 @@ impl TrainConfig {
         }
         if self.min_leaf == 0 {
             return bad("min_leaf = 0; it must be at least 1".into());
+        }
+        if let Some(f) = self.relative_weights {
+            if !(f.is_finite() && f > 0.0) {
+                return bad(format!(
+                    "relative weights floor = {f}; it must be finite and > 0 (the floor keeps \
+                     windows whose output is 0 from taking all the weight)"
+                ));
+            }
         }
         if !(self.shrinkage > 0.0 && self.shrinkage <= 1.0) {
             return bad(format!(
@@ -474,7 +492,9 @@ pub fn train_with_report(
             config.lambda,
             &mut |done, total| report_stage(progress, TrainStage::Ridge, done, total),
         )?;
-        let lut = if config.activation.is_identity() || config.activation_steps == 0 {
+        let refit_again = (!config.activation.is_identity() && config.activation_steps > 0)
+            || config.relative_weights.is_some();
+        let lut = if !refit_again {
             lut
         } else {
             let (lut, fit) = after::refit_after(
@@ -487,12 +507,19 @@ pub fn train_with_report(
                 mg,
                 &b_g,
                 config.activation,
-                config.activation_steps,
+                config.relative_weights.map(f64::from),
+                // One step is the weighted least-squares fit of the plain output.
+                config.activation_steps.max(1),
                 &mut |done, total| report_stage(progress, TrainStage::Ridge, done, total),
             )?;
             log::info!(
-                "group {g}: refit for the error after {}: loss {:.4e} → {:.4e} (step {} of {})",
+                "group {g}: refit for the error after {}{}: loss {:.4e} → {:.4e} (step {} of {})",
                 config.activation,
+                if config.relative_weights.is_some() {
+                    ", relative weights"
+                } else {
+                    ""
+                },
                 fit.loss[0],
                 fit.loss[fit.kept],
                 fit.kept,

@@ -43,18 +43,44 @@ pub(super) fn gram(codes: &[u8], n: usize, c_total: usize) -> Vec<f64> {
             m
         })
         .collect();
+    symmetric_from_blocks(&blocks, c_total)
+}
+
+/// The `16C × 16C` symmetric matrix whose rows `16c..16c+16`, columns from `16c` on, are
+/// `blocks[c]` (`16 × 16C`).
+fn symmetric_from_blocks<T: Copy + Into<f64>>(blocks: &[Vec<T>], c_total: usize) -> Vec<f64> {
+    let k = BUCKETS * c_total;
     let mut g = vec![0.0f64; k * k];
     for (c, m) in blocks.iter().enumerate() {
         for i in 0..BUCKETS {
             let r = BUCKETS * c + i;
             for col in BUCKETS * c..k {
-                let v = m[i * k + col] as f64;
+                let v: f64 = m[i * k + col].into();
                 g[r * k + col] = v;
                 g[col * k + r] = v;
             }
         }
     }
     g
+}
+
+/// `GᵀWG` for row weights `w` (`[N]`): like [`gram`], with each row counted `w[r]` times.
+pub(super) fn gram_weighted(codes: &[u8], w: &[f64], c_total: usize) -> Vec<f64> {
+    let k = BUCKETS * c_total;
+    let blocks: Vec<Vec<f64>> = (0..c_total)
+        .into_par_iter()
+        .map(|c| {
+            let mut m = vec![0.0f64; BUCKETS * k];
+            for (row, &wr) in codes.chunks_exact(c_total).zip(w) {
+                let mrow = &mut m[row[c] as usize * k..][..k];
+                for (c2, &code) in row.iter().enumerate().skip(c) {
+                    mrow[BUCKETS * c2 + code as usize] += wr;
+                }
+            }
+            m
+        })
+        .collect();
+    symmetric_from_blocks(&blocks, c_total)
 }
 
 /// `GᵀA` (`16C × D`, f64): the sums of the windows falling in each bucket of each codebook.
@@ -410,14 +436,16 @@ fn refit_cg(
 ) -> Result<Vec<f64>> {
     progress(0, CG_MAX_ITERS + 1);
     let y = matmul_nt(&windows.data, windows.rows, windows.dim, w, m);
-    solve_cg(codes, c_total, t0, lambda, &y, m, progress)
+    solve_cg(codes, c_total, t0, lambda, &y, m, None, progress)
 }
 
 /// Most conjugate-gradient iterations of [`solve_cg`].
 const CG_MAX_ITERS: usize = 60;
 
-/// `(GᵀG + λI)·T = Gᵀ·Y + λ·T0` by preconditioned conjugate gradients for the targets `y`
-/// (`[N, M]`, f32) of the `N = codes.len() / C` rows, starting from `T0` (see [`refit_cg`]).
+/// `(GᵀWG + λI)·T = GᵀW·Y + λ·T0` by preconditioned conjugate gradients for the targets `y`
+/// (`[N, M]`, f32) of the `N = codes.len() / C` rows, with row weights `W` (`None`: all 1),
+/// starting from `T0` (see [`refit_cg`]).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn solve_cg(
     codes: &[u8],
     c_total: usize,
@@ -425,8 +453,10 @@ pub(super) fn solve_cg(
     lambda: f64,
     y: &[f32],
     m: usize,
+    weights: Option<&[f64]>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>> {
+    let weight = |r: usize| weights.map_or(1.0, |w| w[r]);
     const MAX_ITERS: usize = CG_MAX_ITERS;
     const TOL: f64 = 1e-5;
     const CHUNKS: usize = 8;
@@ -441,11 +471,12 @@ pub(super) fn solve_cg(
             let mut cnt = vec![0.0f64; n_sys];
             for r in ch * rows_per..((ch + 1) * rows_per).min(n) {
                 let yr = &y[r * m..(r + 1) * m];
+                let wr = weight(r);
                 for (c, &k) in codes[r * c_total..(r + 1) * c_total].iter().enumerate() {
                     let i = BUCKETS * c + k as usize;
-                    cnt[i] += 1.0;
+                    cnt[i] += wr;
                     for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(yr) {
-                        *a += v as f64;
+                        *a += wr * v as f64;
                     }
                 }
             }
@@ -475,10 +506,11 @@ pub(super) fn solve_cg(
                             *a += v;
                         }
                     }
+                    let wr = weight(r);
                     for (c, &k) in row.iter().enumerate() {
                         let i = BUCKETS * c + k as usize;
                         for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(&s) {
-                            *a += v;
+                            *a += wr * v;
                         }
                     }
                 }
