@@ -598,15 +598,24 @@ fn relative_weights_change_the_refit_and_bad_floors_are_refused() {
         ..cfg.clone()
     };
     let t = fit(&layer.spec, &w, b.as_ref(), &x, &weighted).unwrap();
-    assert!(t.meta.learner.contains("relative_weights=0.1"), "{}", t.meta.learner);
-    assert_eq!(t.split_dims, plain.split_dims, "the trees are grown unweighted");
+    assert!(
+        t.meta.learner.contains("relative_weights=0.1"),
+        "{}",
+        t.meta.learner
+    );
+    assert_eq!(
+        t.split_dims, plain.split_dims,
+        "the trees are grown unweighted"
+    );
     assert_ne!(t.luts, plain.luts, "the weighted refit changed no table");
     for bad in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
         let cfg = TrainConfig {
             relative_weights: Some(bad),
             ..cfg.clone()
         };
-        let e = fit(&layer.spec, &w, b.as_ref(), &x, &cfg).unwrap_err().to_string();
+        let e = fit(&layer.spec, &w, b.as_ref(), &x, &cfg)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("floor = {bad}")), "{bad}: {e}");
     }
 }
