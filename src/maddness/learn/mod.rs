@@ -153,10 +153,10 @@ pub struct TrainConfig {
     pub activation_steps: usize,
     /// Grow the output-aware learner's trees on the activation's output `f(z)` rather than on
     /// `z` (no effect without an activation or with MADDNESS's trees). Default true: it beat
-    /// the refit alone in 4 of 5 end-task comparisons (ddddocr's eight head convs: box recall
-    /// 45 % vs 15 %, plain 12.5 %; silero VAD at C = 16: 96.8 % vs 92.3 % of frames, plain
-    /// 91.7 %; lost at C = 64: 98.5 % vs 99.4 %), although on single layers it helps about as
-    /// often as it hurts (BENCHMARKS.md, issue 13).
+    /// the refit alone in 3 of 5 end-task comparisons and was level in one (ddddocr's eight
+    /// head convs: box recall 45 % vs 15 %, plain 12.5 %; silero VAD at C = 16: 96.8 % vs
+    /// 92.3 % of frames, plain 91.7 %; lost at C = 64: 98.5 % vs 99.4 %), although on single
+    /// layers it helps about as often as it hurts (BENCHMARKS.md, issue 13).
     pub activation_trees: bool,
     /// Weight each training window's error by `1 / (e + floor · ē)` in the table refit, `e` the
     /// mean square of its exact output (after the activation, if one is set) and `ē` its mean
