@@ -7,18 +7,33 @@
 //! Direct runs whose work would exceed [`DIRECT_FULL_MACS`] are timed on a prefix of the
 //! signal and scaled by the ratio of output positions (direct time is linear in them); such
 //! rows say `extrapolated_from` and carry no error.
+//!
+//! MADDNESS rows (one per codebook count) come from tables trained on another seeded noise
+//! signal than the timed one (held out), for window lengths C·K up to [`MADDNESS_MAX_WINDOW`]
+//! on at most [`MADDNESS_TRAIN_FLOATS`] / (C·K) windows. White noise is the look-ups' worst
+//! case: it has no structure for the trees to learn (the `reverb` example measures real
+//! speech).
 
 use std::time::Instant;
 
 use anyhow::Result;
 use maddconv::bench::{median, time_interleaved, Method, Repetitions, Table};
 use maddconv::fft::{correlate_f64, fft_conv1d_with_spectra, filter_spectra};
-use maddconv::gpu::{Context, DirectConv, FftConv, GpuConv};
+use maddconv::gpu::{Context, DirectConv, FftConv, GpuConv, MaddnessConv};
 use maddconv::{ConvLayer, ConvSpec, Tensor};
 use serde::Serialize;
 
 /// Direct runs above this many multiply-adds are timed on a shorter signal.
 pub const DIRECT_FULL_MACS: u64 = 1 << 30;
+
+/// The longest window (input channels × K) MADDNESS is trained for here.
+pub const MADDNESS_MAX_WINDOW: usize = 1 << 16;
+
+/// The floats of training windows MADDNESS may hold (1 GiB).
+pub const MADDNESS_TRAIN_FLOATS: usize = 1 << 28;
+
+/// At most this many training windows.
+pub const MADDNESS_MAX_WINDOWS: usize = 4096;
 
 /// One row of `bench --fft`.
 #[derive(Serialize, Clone, Debug)]
@@ -29,8 +44,14 @@ pub struct FftRow {
     pub channels: usize,
     /// Signal length L (samples per channel, batch 1).
     pub signal: usize,
-    /// "direct" (GPU), "fft" (GPU) or "cpu-fft" (rustfft overlap-save on the CPU).
+    /// "direct" (GPU), "fft" (GPU), "maddness" (GPU) or "cpu-fft" (rustfft overlap-save on
+    /// the CPU).
     pub method: String,
+    /// MADDNESS codebooks.
+    pub codebooks: Option<usize>,
+    /// MADDNESS training windows and seconds.
+    pub train_windows: Option<usize>,
+    pub train_seconds: Option<f64>,
     /// The kernel ([`GpuConv::name`]) or CPU threads.
     pub kernels: String,
     /// FFT block size N (FFT rows).
@@ -94,18 +115,28 @@ fn rel_l2(computed: &[f32], exact: &[f64]) -> f64 {
     (num / den.max(f64::MIN_POSITIVE)).sqrt()
 }
 
-/// Runs the long-filter benchmark; rows in the order K, channels, method.
-pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec<FftRow>> {
+/// Seeded uniform noise in [−1, 1), `1 × c × len`.
+fn noise(c: usize, len: usize, seed: u64) -> Result<Tensor> {
+    let mut rng = maddconv::rng::SplitMix64::new(seed);
+    Ok(Tensor::new(
+        vec![1, c, len],
+        (0..c * len).map(|_| rng.uniform() * 2.0 - 1.0).collect(),
+    )?)
+}
+
+/// Runs the long-filter benchmark, MADDNESS at each of `codebooks`; rows in the order K,
+/// channels, method.
+pub fn run(
+    ctx: &Context,
+    small: bool,
+    reps: usize,
+    codebooks: &[usize],
+    adapter: &str,
+) -> Result<Vec<FftRow>> {
     let (ks, signal, channels) = sizes(small);
     let mut rows = Vec::new();
     for &c in &channels {
-        let x = {
-            let mut rng = maddconv::rng::SplitMix64::new(7 + c as u64);
-            Tensor::new(
-                vec![1, c, signal],
-                (0..c * signal).map(|_| rng.uniform() * 2.0 - 1.0).collect(),
-            )?
-        };
+        let x = noise(c, signal, 7 + c as u64)?;
         let xg = ctx.upload("bench input", &x)?;
         for &k in &ks {
             let mut spec = ConvSpec::conv1d(c, c, k);
@@ -126,6 +157,42 @@ pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec
             );
             let fft = FftConv::new(ctx, &layer)?;
             let direct = DirectConv::new(ctx, &layer)?;
+            // MADDNESS, trained on other noise than the timed signal.
+            let window = c * k;
+            let mut madd = Vec::new();
+            if window <= MADDNESS_MAX_WINDOW {
+                let windows = (MADDNESS_TRAIN_FLOATS / window).min(MADDNESS_MAX_WINDOWS);
+                let train_x = noise(c, (windows + k).min(signal), 1_000_003 + c as u64)?;
+                let mut counts: Vec<usize> = codebooks.iter().map(|&cb| cb.min(window)).collect();
+                counts.dedup();
+                for cb in counts {
+                    let t = Instant::now();
+                    let tables = maddconv::maddness::train(
+                        &layer,
+                        std::slice::from_ref(&train_x),
+                        &maddconv::maddness::TrainConfig {
+                            codebooks: Some(cb),
+                            max_windows: Some(windows),
+                            keep_f32_tables: false,
+                            ..Default::default()
+                        },
+                    )?;
+                    let secs = t.elapsed().as_secs_f64();
+                    eprintln!("  MADDNESS C = {cb} trained in {secs:.1} s");
+                    madd.push((
+                        cb,
+                        MaddnessConv::new(ctx, &tables)?,
+                        ctx.create_tensor("maddness out", &layer.output_shape(x.shape())?)?,
+                        secs,
+                        windows,
+                    ));
+                }
+            } else {
+                eprintln!(
+                    "  MADDNESS skipped: window {c} × {k} = {window} is above \
+                     {MADDNESS_MAX_WINDOW}"
+                );
+            }
             // Direct on the whole signal, or on a prefix scaled up.
             let direct_len = if g.macs() <= DIRECT_FULL_MACS {
                 signal
@@ -164,12 +231,21 @@ pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec
                     (xd.is_none() || conv.name() == "fft").then(|| rel_l2(got.data(), &exact)),
                 );
             }
+            let mut madd_errs = Vec::new();
+            for (_, conv, y, _, _) in &madd {
+                ctx.fill(y, f32::NAN);
+                let mut enc = ctx.encoder("bench check");
+                conv.encode(ctx, &mut enc, &xg, y, None)?;
+                ctx.submit(enc);
+                let got = pollster::block_on(ctx.download(y))?;
+                madd_errs.push(rel_l2(got.data(), &exact));
+            }
             let big = direct_len < signal || g.macs() > 1 << 30;
             let r = Repetitions {
                 warmup: if big { 1 } else { 3 },
                 timed: if big { reps.clamp(1, 3) } else { reps },
             };
-            let methods = [
+            let mut methods = vec![
                 Method {
                     conv: &direct,
                     input: xdir,
@@ -181,6 +257,11 @@ pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec
                     output: &y_fft,
                 },
             ];
+            methods.extend(madd.iter().map(|(_, conv, y, _, _)| Method {
+                conv,
+                input: &xg,
+                output: y,
+            }));
             let t = pollster::block_on(time_interleaved(ctx, &methods, r))?;
             let scale = g.out_w as f64 / direct.output_shape(xdir.shape())?[2] as f64;
             let direct_ms = t[0].median_ms * scale;
@@ -205,6 +286,9 @@ pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec
                     channels: c,
                     signal,
                     method: method.to_string(),
+                    codebooks: None,
+                    train_windows: None,
+                    train_seconds: None,
                     kernels,
                     n_fft,
                     ms,
@@ -246,6 +330,27 @@ pub fn run(ctx: &Context, small: bool, reps: usize, adapter: &str) -> Result<Vec
                 None,
                 "cpu-wall".into(),
             ));
+            for (((cb, conv, _, secs, windows), t), err) in madd.iter().zip(&t[2..]).zip(&madd_errs)
+            {
+                let mut r = row(
+                    "maddness",
+                    conv.name().to_string(),
+                    t.median_ms,
+                    t.repetitions,
+                    Some(*err),
+                    None,
+                    None,
+                    t.clock.to_string(),
+                );
+                r.codebooks = Some(*cb);
+                r.train_windows = Some(*windows);
+                r.train_seconds = Some(*secs);
+                eprintln!(
+                    "  maddness C = {cb}: {:.3} ms, rel L2 {err:.3}",
+                    t.median_ms
+                );
+                rows.push(r);
+            }
             eprintln!(
                 "  direct {direct_ms:.2} ms{}, fft {:.3} ms (N = {}), cpu {cpu_ms:.2} ms",
                 if direct_len < signal {
@@ -277,9 +382,10 @@ pub fn table(rows: &[FftRow]) -> String {
         t.row(vec![
             r.k.to_string(),
             format!("{0}→{0}", r.channels),
-            match r.extrapolated_from {
-                Some(l) => format!("{} ({}, from L = {l})", r.method, r.kernels),
-                None => format!("{} ({})", r.method, r.kernels),
+            match (r.extrapolated_from, r.codebooks) {
+                (Some(l), _) => format!("{} ({}, from L = {l})", r.method, r.kernels),
+                (None, Some(cb)) => format!("{} C={cb} ({})", r.method, r.kernels),
+                (None, None) => format!("{} ({})", r.method, r.kernels),
             },
             r.n_fft.map(|n| n.to_string()).unwrap_or_default(),
             format!("{:.3}", r.ms),
