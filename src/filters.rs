@@ -407,7 +407,7 @@ impl ShoeboxRoom {
         let r_max = (taps as f64 + half) * c / fs;
         let n_f = self.size.map(|l| (r_max / (2.0 * l)).ceil() + 1.0);
         let images = n_f.iter().map(|&k| 2.0 * (2.0 * k + 1.0)).product::<f64>();
-        if !(images <= ROOM_MAX_IMAGES as f64) {
+        if images.is_nan() || images > ROOM_MAX_IMAGES as f64 {
             return Err(Error::Argument(format!(
                 "{taps} taps of this room need {images} image sources, above the limit of \
                  {ROOM_MAX_IMAGES}; use fewer taps or a larger room"
