@@ -338,16 +338,7 @@ fn main() -> Result<()> {
 /// Kernel time (x, log) against SNR (y) of every row, one colour per method, each point
 /// labelled with its length in taps.
 fn plot(path: &Path, rows: &[Row], adapter: &str) -> Result<()> {
-    static FONT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *FONT.get_or_init(|| {
-        plotters::style::register_font(
-            "sans-serif",
-            plotters::style::FontStyle::Normal,
-            dejavu::sans::regular(),
-        )
-        .is_ok()
-    });
-    ensure!(ok, "the embedded DejaVu Sans font could not be loaded");
+    maddconv::plot::register_font()?;
     let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow::anyhow!("drawing the plot: {e}");
     let (lo, hi) = rows.iter().fold((f64::INFINITY, 0f64), |(lo, hi), r| {
         (lo.min(r.kernel_ms), hi.max(r.kernel_ms))
@@ -382,16 +373,8 @@ fn plot(path: &Path, rows: &[Row], adapter: &str) -> Result<()> {
                 methods.push(&r.method);
             }
         }
-        let colours = [
-            RGBColor(31, 119, 180),
-            RGBColor(255, 127, 14),
-            RGBColor(44, 160, 44),
-            RGBColor(214, 39, 40),
-            RGBColor(148, 103, 189),
-            RGBColor(140, 86, 75),
-        ];
         for (i, m) in methods.iter().enumerate() {
-            let colour = colours[i % colours.len()];
+            let colour = maddconv::plot::COLOURS[i % maddconv::plot::COLOURS.len()];
             let pts: Vec<(f64, f64, usize)> = rows
                 .iter()
                 .filter(|r| r.method == *m)

@@ -21,7 +21,8 @@
 //! * [`clock`] — the one clock (std natively, `performance.now()` in browsers).
 //! * [`metrics`] — the error of an approximate layer (NMSE, DESIGN.md §5).
 //! * [`filters`] — fixed filters as conv layers for demos and tests (Sobel and Gaussian image
-//!   filters, a band-pass FIR bank).
+//!   filters, a band-pass FIR bank, image-source room responses).
+//! * `plot` (feature `cli`) — the font and palette the tool's and the examples' plots share.
 
 #![warn(missing_docs)]
 
@@ -38,6 +39,8 @@ pub mod maddness;
 pub mod metrics;
 #[cfg(feature = "onnx")]
 pub mod model;
+#[cfg(feature = "cli")]
+pub mod plot;
 pub mod reference;
 pub mod rng;
 pub mod spec;

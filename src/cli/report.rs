@@ -9,7 +9,6 @@ use anyhow::{Context as _, Result};
 use plotters::coord::Shift;
 use plotters::element::{Drawable, PointCollection};
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 use plotters_backend::{BackendCoord, DrawingErrorKind};
 use serde::Serialize;
 
@@ -54,7 +53,7 @@ pub fn write(dir: &Path, report: &Report) -> Result<[PathBuf; 3]> {
         w.write_all(b"\n")
     })?;
 
-    register_font()?;
+    maddconv::plot::register_font()?;
     let title = format!("MADDNESS vs exact direct convolution — {}", report.adapter);
     let svg_path = dir.join(SVG);
     let mut svg = String::new();
@@ -89,33 +88,6 @@ pub fn write(dir: &Path, report: &Report) -> Result<[PathBuf; 3]> {
     })?;
     Ok([json_path, svg_path, png_path])
 }
-
-/// Registers the embedded DejaVu Sans as plotters' "sans-serif" (no system fonts needed).
-fn register_font() -> Result<()> {
-    static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *ONCE.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-            .is_ok()
-            && plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold())
-                .is_ok()
-    });
-    anyhow::ensure!(ok, "the embedded DejaVu Sans font could not be loaded");
-    Ok(())
-}
-
-/// Distinct colours (Tableau 10), one per layer, cycled.
-const COLOURS: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
 
 /// Marker shapes, cycled every 10 layers so colour + shape stay unique for 40 layers.
 #[derive(Clone, Copy)]
@@ -309,8 +281,8 @@ where
         ))
         .map_err(err)?;
     for (i, (layer, pts)) in layers.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let shape = MARKERS[(i / COLOURS.len()) % MARKERS.len()];
+        let colour = maddconv::plot::COLOURS[i % maddconv::plot::COLOURS.len()];
+        let shape = MARKERS[(i / maddconv::plot::COLOURS.len()) % MARKERS.len()];
         chart
             .draw_series(pts.iter().map(|p| Mark {
                 at: (p.x, p.y),

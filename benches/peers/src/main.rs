@@ -109,9 +109,7 @@ fn workloads(o: &Options) -> Result<Vec<Workload>> {
             let input = d.test()?;
             out.push(Workload {
                 name: d.name.clone(),
-                spec: d.spec.clone(),
-                weight: d.weight()?,
-                bias: d.bias()?,
+                layer: d.layer()?,
                 train: d.train()?,
                 input,
                 trained_on_test: false,
@@ -160,11 +158,11 @@ enum BurnOut {
 
 impl BurnIn {
     fn new(spec: &ConvSpec, w: &Workload, device: &Device) -> BurnIn {
-        let bias = w.bias.as_ref().map(|b| burn_tensor::<1>(b, device));
+        let bias = w.layer.bias().map(|b| burn_tensor::<1>(b, device));
         match spec.kind {
             ConvKind::Conv2d => BurnIn::D2(
                 burn_tensor::<4>(&w.input, device),
-                burn_tensor::<4>(&w.weight, device),
+                burn_tensor::<4>(w.layer.weight(), device),
                 bias,
                 ConvOptions {
                     stride: [spec.stride[0], spec.stride[1]],
@@ -179,7 +177,7 @@ impl BurnIn {
             ),
             ConvKind::Conv1d => BurnIn::D1(
                 burn_tensor::<3>(&w.input, device),
-                burn_tensor::<3>(&w.weight, device),
+                burn_tensor::<3>(w.layer.weight(), device),
                 bias,
                 ConvOptions {
                     stride: [spec.stride[0]],
@@ -269,31 +267,29 @@ fn main() -> Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for w in workloads(&o)? {
-        let spec = &w.spec;
+        let spec = w.layer.spec();
         let g = spec.geometry(w.input.shape())?;
         let out_shape = g.output_shape(spec.kind);
         let flop = 2.0 * g.macs() as f64;
-        let exact = conv_reference(spec, &w.input, &w.weight, w.bias.as_ref())?;
+        let exact = conv_reference(spec, &w.input, w.layer.weight(), w.layer.bias())?;
         let mut ours: Vec<(String, Box<dyn GpuConv>)> = Vec::new();
         for k in [DirectKernel::Tiled, DirectKernel::Subgroup] {
             if k.check(&ctx).is_ok() {
-                ours.push((
-                    format!("direct ({})", k.name()),
-                    Box::new(DirectConv::with_kernel(
-                        &ctx,
-                        spec,
-                        &w.weight,
-                        w.bias.as_ref(),
-                        k,
-                    )?),
-                ));
+                let d = DirectConv::with_kernel(&ctx, &w.layer, k)?;
+                // The tuned tiles for this input's shape class (the fixed default with
+                // MADDCONV_NO_TUNE=1).
+                let name = if ctx.tuner().is_some() {
+                    let v = pollster::block_on(d.tune(&ctx, w.input.shape()))?;
+                    format!("direct ({}, tuned {})", k.name(), v.name())
+                } else {
+                    format!("direct ({})", k.name())
+                };
+                ours.push((name, Box::new(d)));
             }
         }
         let c = o.codebooks.min(g.window_len());
         let tables = train(
-            spec,
-            &w.weight,
-            w.bias.as_ref(),
+            &w.layer,
             std::slice::from_ref(&w.train),
             &TrainConfig {
                 codebooks: Some(c),
@@ -301,10 +297,14 @@ fn main() -> Result<()> {
                 keep_f32_tables: false,
                 ..TrainConfig::default()
             },
-            &mut |_| {},
         )?;
         let madd = MaddnessConv::new(&ctx, &tables)?;
-        let madd_name = format!("maddness ({}, C={c})", madd.kernels().name());
+        let madd_name = if ctx.tuner().is_some() {
+            let v = pollster::block_on(madd.tune(&ctx, w.input.shape()))?;
+            format!("maddness (tuned {}, C={c})", v.name())
+        } else {
+            format!("maddness ({}, C={c})", madd.kernels().name())
+        };
         ours.push((madd_name, Box::new(madd)));
 
         let x = ctx.upload("peers input", &w.input)?;
@@ -329,7 +329,7 @@ fn main() -> Result<()> {
         let mut burn_out = None;
         for rep in 0..warmup + o.reps {
             for ((_, m), (method, y)) in ours.iter().zip(methods.iter_mut().zip(&ys)) {
-                let t = time_ours(&ctx, m, &x, y, &mut timer)?;
+                let t = time_ours(&ctx, m.as_ref(), &x, y, &mut timer)?;
                 if rep >= warmup {
                     method.samples.push(t);
                 }
