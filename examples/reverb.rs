@@ -274,14 +274,6 @@ fn main() -> Result<()> {
             .iter()
             .map(|_| ctx.create_tensor("reverb output", &shape))
             .collect::<maddconv::Result<Vec<_>>>()?;
-        let mut ys = Vec::new();
-        for ((_, c, _), y) in convs.iter().zip(&outs) {
-            ctx.fill(y, f32::NAN);
-            let mut enc = ctx.encoder("reverb");
-            c.encode(&ctx, &mut enc, &xg, y, None)?;
-            ctx.submit(enc);
-            ys.push(pollster::block_on(ctx.download(y))?);
-        }
         let methods: Vec<Method> = convs
             .iter()
             .zip(&outs)
@@ -291,6 +283,10 @@ fn main() -> Result<()> {
                 output: y,
             })
             .collect();
+        let ys = methods
+            .iter()
+            .map(|m| pollster::block_on(m.checked_output(&ctx)))
+            .collect::<maddconv::Result<Vec<_>>>()?;
         let times = pollster::block_on(time_interleaved(&ctx, &methods, reps))?;
         let peak = exact.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
         let gain = (0.9 / peak) as f32;

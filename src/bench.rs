@@ -63,6 +63,20 @@ pub struct Method<'a> {
     pub output: &'a GpuTensor,
 }
 
+impl Method<'_> {
+    /// Runs the method once with its output poisoned with NaN first, and reads the output back:
+    /// what it computes, for checking against a reference before it is timed (a kernel that
+    /// skips an element leaves a NaN there).
+    pub async fn checked_output(&self, ctx: &Context) -> Result<Tensor> {
+        ctx.fill(self.output, f32::NAN);
+        let mut enc = ctx.encoder("bench check");
+        self.conv
+            .encode(ctx, &mut enc, self.input, self.output, None)?;
+        ctx.submit(enc);
+        ctx.download(self.output).await
+    }
+}
+
 /// What was measured for one method.
 #[derive(Clone, Debug, Default)]
 pub struct Timing {

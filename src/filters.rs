@@ -11,6 +11,17 @@ use crate::error::{Error, Result};
 use crate::spec::ConvSpec;
 use crate::tensor::Tensor;
 
+/// A sample rate must be a finite number above 0 Hz.
+fn check_sample_rate(rate: f64) -> Result<()> {
+    if rate.is_finite() && rate > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Argument(format!(
+            "sample rate {rate} Hz is not positive"
+        )))
+    }
+}
+
 /// 3×3 Sobel kernel of the horizontal gradient (row-major, `[ky][kx]`): positive where the
 /// image gets brighter to the right.
 pub const SOBEL_X: [f32; 9] = [-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0];
@@ -166,12 +177,7 @@ impl BandpassBank {
                 self.taps
             ));
         }
-        if !(self.sample_rate.is_finite() && self.sample_rate > 0.0) {
-            return bad(format!(
-                "sample rate {} Hz is not positive",
-                self.sample_rate
-            ));
-        }
+        check_sample_rate(self.sample_rate)?;
         let nyquist = self.sample_rate / 2.0;
         if !(self.low_hz > 0.0 && self.low_hz < self.high_hz && self.high_hz < nyquist) {
             return bad(format!(
@@ -368,12 +374,7 @@ impl ShoeboxRoom {
                 self.reflection
             ));
         }
-        if !(self.sample_rate.is_finite() && self.sample_rate > 0.0) {
-            return bad(format!(
-                "sample rate {} Hz is not positive",
-                self.sample_rate
-            ));
-        }
+        check_sample_rate(self.sample_rate)?;
         if !(self.speed_of_sound.is_finite() && self.speed_of_sound > 0.0) {
             return bad(format!(
                 "speed of sound {} m/s is not positive",
@@ -469,9 +470,6 @@ fn add_windowed_sinc(h: &mut [f64], t: f64, gain: f64) {
     let half = ROOM_SINC_HALF_WIDTH as f64;
     let lo = (t - half).ceil().max(0.0) as usize;
     let hi = ((t + half).floor() as usize).min(h.len().saturating_sub(1));
-    if (t - half) > h.len() as f64 {
-        return;
-    }
     // sin(π(n − t)) = −(−1)^n · sin(πt): one sine per image.
     let s0 = (PI * t).sin();
     for (n, out) in h.iter_mut().enumerate().take(hi + 1).skip(lo) {

@@ -216,30 +216,6 @@ pub fn run(
             let xdir = xd.as_ref().unwrap_or(&xg);
             let y_fft = ctx.create_tensor("fft out", &fft.output_shape(x.shape())?)?;
             let y_dir = ctx.create_tensor("direct out", &direct.output_shape(xdir.shape())?)?;
-            // Errors first, outputs poisoned.
-            let mut errs = Vec::new();
-            for (conv, xin, y) in [
-                (&fft as &dyn GpuConv, &xg, &y_fft),
-                (&direct as &dyn GpuConv, xdir, &y_dir),
-            ] {
-                ctx.fill(y, f32::NAN);
-                let mut enc = ctx.encoder("bench check");
-                conv.encode(ctx, &mut enc, xin, y, None)?;
-                ctx.submit(enc);
-                let got = pollster::block_on(ctx.download(y))?;
-                errs.push(
-                    (xd.is_none() || conv.name() == "fft").then(|| rel_l2(got.data(), &exact)),
-                );
-            }
-            let mut madd_errs = Vec::new();
-            for (_, conv, y, _, _) in &madd {
-                ctx.fill(y, f32::NAN);
-                let mut enc = ctx.encoder("bench check");
-                conv.encode(ctx, &mut enc, &xg, y, None)?;
-                ctx.submit(enc);
-                let got = pollster::block_on(ctx.download(y))?;
-                madd_errs.push(rel_l2(got.data(), &exact));
-            }
             let big = direct_len < signal || g.macs() > 1 << 30;
             let r = Repetitions {
                 warmup: if big { 1 } else { 3 },
@@ -262,6 +238,14 @@ pub fn run(
                 input: &xg,
                 output: y,
             }));
+            // Errors first, outputs poisoned: direct (unless timed on a prefix), FFT, MADDNESS.
+            let mut errs = Vec::new();
+            for m in &methods {
+                let got = pollster::block_on(m.checked_output(ctx))?;
+                errs.push(rel_l2(got.data(), &exact));
+            }
+            let direct_err = xd.is_none().then_some(errs[0]);
+            let (fft_err, madd_errs) = (errs[1], &errs[2..]);
             let t = pollster::block_on(time_interleaved(ctx, &methods, r))?;
             let scale = g.out_w as f64 / direct.output_shape(xdir.shape())?[2] as f64;
             let direct_ms = t[0].median_ms * scale;
@@ -305,7 +289,7 @@ pub fn run(
                 direct.name().to_string(),
                 direct_ms,
                 t[0].repetitions,
-                errs[1],
+                direct_err,
                 None,
                 (direct_len < signal).then_some(direct_len),
                 t[0].clock.to_string(),
@@ -315,7 +299,7 @@ pub fn run(
                 "fft".into(),
                 t[1].median_ms,
                 t[1].repetitions,
-                errs[0],
+                Some(fft_err),
                 Some(plan.n_fft),
                 None,
                 t[1].clock.to_string(),
@@ -330,7 +314,7 @@ pub fn run(
                 None,
                 "cpu-wall".into(),
             ));
-            for (((cb, conv, _, secs, windows), t), err) in madd.iter().zip(&t[2..]).zip(&madd_errs)
+            for (((cb, conv, _, secs, windows), t), err) in madd.iter().zip(&t[2..]).zip(madd_errs)
             {
                 let mut r = row(
                     "maddness",
