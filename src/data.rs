@@ -10,6 +10,46 @@ use crate::layer::ConvLayer;
 use crate::spec::ConvSpec;
 use crate::tensor::Tensor;
 
+/// The checked conv spec of a `layer.json` text; `what` names the text in errors.
+pub fn parse_layer_json(text: &str, what: &str) -> Result<ConvSpec> {
+    let spec: ConvSpec = serde_json::from_str(text)
+        .map_err(|e| Error::Argument(format!("{what}: not a valid layer description: {e}")))?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// A layer from the contents of a layer folder's files: the `layer.json` text and the bytes of
+/// `weight.npy` and (when the spec has a bias) `bias.npy`, checked as [`LayerDir::layer`]
+/// checks them. For callers without a file system (the browser).
+pub fn layer_from_bytes(
+    layer_json: &str,
+    weight_npy: &[u8],
+    bias_npy: Option<&[u8]>,
+) -> Result<ConvLayer> {
+    let spec = parse_layer_json(layer_json, "layer.json")?;
+    let weight = Tensor::from_npy_bytes(weight_npy, "weight.npy")?;
+    spec.check_weight(weight.shape())?;
+    let bias = match (spec.bias, bias_npy) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(Error::Argument(
+                "layer.json says the layer has no bias, but a bias.npy was given".into(),
+            ))
+        }
+        (true, None) => {
+            return Err(Error::Argument(
+                "layer.json says the layer has a bias, but no bias.npy was given".into(),
+            ))
+        }
+        (true, Some(b)) => {
+            let b = Tensor::from_npy_bytes(b, "bias.npy")?;
+            spec.check_bias(Some(b.shape()))?;
+            Some(b)
+        }
+    };
+    ConvLayer::new(spec, weight, bias)
+}
+
 /// A layer folder.
 #[derive(Clone, Debug)]
 pub struct LayerDir {
@@ -27,13 +67,7 @@ impl LayerDir {
         let path = dir.as_ref().to_path_buf();
         let json_path = path.join("layer.json");
         let text = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
-        let spec: ConvSpec = serde_json::from_str(&text).map_err(|e| {
-            Error::Argument(format!(
-                "{}: not a valid layer description: {e}",
-                json_path.display()
-            ))
-        })?;
-        spec.validate()?;
+        let spec = parse_layer_json(&text, &json_path.display().to_string())?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -769,3 +769,36 @@ fn calibration_follows_the_graphs_activations() {
         assert!(l.nmse.is_finite() && l.nmse > 0.0 && l.nmse < 1.0, "{l:?}");
     }
 }
+
+/// Every layer folder exported as a single-Conv ONNX model: tract reads back the same spec, and
+/// running it on the held-out input reproduces the other engine's stored output.
+#[test]
+fn exported_conv_models_reproduce_the_stored_outputs() {
+    for dir in common::layer_dirs() {
+        let layer = dir.layer().unwrap();
+        let bytes = model::export::conv_onnx(&layer, &dir.name);
+        let x = dir.test().unwrap();
+        let m = Model::from_bytes(
+            &bytes,
+            &[(model::export::INPUT_NAME.into(), x.shape().to_vec())],
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.name));
+        assert_eq!(m.convs().len(), 1, "{}", dir.name);
+        assert_eq!(
+            m.convs()[0].layer.as_ref().map(|l| l.spec()),
+            Some(layer.spec()),
+            "{}: the spec read back",
+            dir.name
+        );
+        assert_eq!(
+            m.output_names(),
+            [model::export::OUTPUT_NAME],
+            "{}",
+            dir.name
+        );
+        let y = m.run(&[x]).unwrap().remove(0);
+        let want = dir.test_expected().unwrap();
+        assert_eq!(y.shape(), want.shape(), "{}", dir.name);
+        common::assert_close(&dir.name, y.data(), want.data(), 1e-5);
+    }
+}

@@ -275,3 +275,80 @@ fn a_bundle_is_refused_on_another_model() {
         "a tiny_cnn bundle on silero",
     );
 }
+
+/// `model export-conv` from a layer folder and from weight files: `model run` on the written
+/// model reproduces the layer's stored output; a bad layer or spec writes nothing.
+#[test]
+fn export_conv_writes_a_model_that_runs_the_layer() {
+    let dir = common::fixtures().join("layers/mtcnn_pnet_conv3_trainable");
+    let onnx = tmp("conv3.onnx");
+    let out = maddconv()
+        .args(["export-conv", "--layer"])
+        .arg(&dir)
+        .arg("-o")
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    ok(&out, "export-conv --layer");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("conv2d 16→32"), "{said}");
+    let runs_the_layer = |onnx: &Path, what: &str| {
+        let y = tmp(&format!("{what}_y.npy"));
+        let out = maddconv()
+            .arg("run")
+            .arg(onnx)
+            .arg("--input")
+            .arg(dir.join("test.npy"))
+            .arg("-o")
+            .arg(&y)
+            .output()
+            .unwrap();
+        ok(&out, &format!("model run of {what}"));
+        let got = Tensor::read_npy(&y).unwrap();
+        let want = Tensor::read_npy(dir.join("test_expected.npy")).unwrap();
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        common::assert_close(what, got.data(), want.data(), 1e-5);
+    };
+    runs_the_layer(&onnx, "export_from_folder");
+
+    // From weight files (the spec from the weight's shape and the flags: here the defaults).
+    let from_files = tmp("conv3_files.onnx");
+    let out = maddconv()
+        .arg("export-conv")
+        .arg("--weight")
+        .arg(dir.join("weight.npy"))
+        .arg("--bias")
+        .arg(dir.join("bias.npy"))
+        .arg("-o")
+        .arg(&from_files)
+        .output()
+        .unwrap();
+    ok(&out, "export-conv --weight");
+    runs_the_layer(&from_files, "export_from_files");
+
+    // Errors name the problem and write nothing.
+    let bad = tmp("bad.onnx");
+    let out = maddconv()
+        .arg("export-conv")
+        .arg("--weight")
+        .arg(dir.join("weight.npy"))
+        .args(["--stride", "0"])
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    fails(&out, &["stride"], "export-conv --stride 0");
+    let out = maddconv()
+        .args(["export-conv", "--layer"])
+        .arg(common::fixtures().join("layers"))
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    fails(
+        &out,
+        &["layer.json"],
+        "export-conv of a folder without layer.json",
+    );
+    assert!(!bad.exists(), "{} written after an error", bad.display());
+}

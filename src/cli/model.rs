@@ -30,6 +30,28 @@ pub enum ModelCommand {
     Eval(EvalArgs),
     /// Run the model (exactly, or with a bundle's tables) and write its outputs.
     Run(RunArgs),
+    /// Write one conv layer as a single-node ONNX model, for other engines (onnxruntime, ONNX
+    /// Runtime Web) to run the same layer.
+    ExportConv(ExportConvArgs),
+}
+
+/// Arguments of `maddconv model export-conv`.
+#[derive(Args, Debug)]
+pub struct ExportConvArgs {
+    /// A layer folder (layer.json, weight.npy, bias.npy), as in the project's data sets.
+    #[arg(long, conflicts_with_all = ["weight", "bias"], required_unless_present = "weight")]
+    pub layer: Option<PathBuf>,
+    /// Weight `.npy` (instead of --layer): O×(C/groups)×KH×KW or O×(C/groups)×K.
+    #[arg(long)]
+    pub weight: Option<PathBuf>,
+    /// Bias `.npy` of shape O (with --weight).
+    #[arg(long, requires = "weight")]
+    pub bias: Option<PathBuf>,
+    #[command(flatten)]
+    pub spec: super::SpecArgs,
+    /// Output ONNX file (written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 /// The model file and its inputs.
@@ -196,7 +218,35 @@ pub fn run(args: ModelArgs) -> Result<()> {
         ModelCommand::Calibrate(a) => calibrate(*a),
         ModelCommand::Eval(a) => eval(a),
         ModelCommand::Run(a) => run_model(a),
+        ModelCommand::ExportConv(a) => export_conv(a),
     }
+}
+
+fn export_conv(a: ExportConvArgs) -> Result<()> {
+    let (layer, name) = match (&a.layer, &a.weight) {
+        (Some(dir), _) => {
+            let d = maddconv::data::LayerDir::open(dir)?;
+            (d.layer()?, d.name)
+        }
+        (None, Some(w)) => {
+            let weight = Tensor::read_npy(w)?;
+            let bias = a.bias.as_ref().map(Tensor::read_npy).transpose()?;
+            let spec = a.spec.spec(weight.shape(), bias.is_some())?;
+            (maddconv::ConvLayer::new(spec, weight, bias)?, file_name(w))
+        }
+        (None, None) => bail!("give --layer DIR or --weight FILE.npy"),
+    };
+    let bytes = model::export::conv_onnx(&layer, &name);
+    maddconv::tensor::write_atomic(&a.output, |w| std::io::Write::write_all(w, &bytes))?;
+    eprintln!(
+        "wrote {} ({} bytes): {}; input {:?}, output {:?}",
+        a.output.display(),
+        bytes.len(),
+        layer.spec().describe(),
+        model::export::INPUT_NAME,
+        model::export::OUTPUT_NAME
+    );
+    Ok(())
 }
 
 fn inspect(a: InspectArgs) -> Result<()> {

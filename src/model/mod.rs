@@ -51,6 +51,7 @@ use crate::tensor::Tensor;
 pub mod boxes;
 pub mod bundle;
 pub mod calibrate;
+pub mod export;
 
 pub use bundle::Bundle;
 pub use calibrate::{
