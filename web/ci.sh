@@ -4,8 +4,11 @@
 #   1. lints: rustfmt and clippy (-D warnings) of web/, clippy of the library for wasm32;
 #   2. builds the demo (web/build.sh → web/dist);
 #   3. runs the wasm-bindgen-test tests in headless Chromium through chromedriver;
-#   4. runs the end-to-end test of the page (web/tests/e2e.mjs, playwright-core), which saves
-#      the screenshot web/artifacts/demo.png.
+#   4. runs the end-to-end test of the pages (web/tests/e2e.mjs, playwright-core): the photo
+#      demo and the real-layer page next to ONNX Runtime Web; saves the screenshots
+#      web/artifacts/demo.png and web/artifacts/layers.png;
+#   5. packs web/dist/pkg as an npm package, installs it into a fresh app, type-checks it (tsc),
+#      bundles it (esbuild) and runs it in headless Chromium (web/tests/pkg.mjs).
 # Fails when anything fails. Run from anywhere: `bash web/ci.sh`.
 #
 # Needs: Node.js ≥ 20 with npm (playwright-core 1.65), rustup, network access to Debian,
@@ -61,7 +64,7 @@ if [ "$have" != "$want" ] || ! command -v wasm-bindgen-test-runner >/dev/null; t
 fi
 wasm-bindgen --version
 
-log "npm ci (playwright-core; its browser download is skipped, the system Chromium is used)"
+log "npm ci (playwright-core, whose browser download is skipped: the system Chromium is used; onnxruntime-web)"
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 
 export CARGO_TERM_COLOR=never
@@ -89,6 +92,11 @@ log "end-to-end test of the page (playwright-core, headless Chromium)"
 t=$(date +%s)
 mkdir -p artifacts
 ARTIFACTS=$WEB/artifacts timeout 900 node tests/e2e.mjs
-echo "end-to-end: $(($(date +%s) - t)) s; screenshot: $WEB/artifacts/demo.png"
+echo "end-to-end: $(($(date +%s) - t)) s; screenshots: $WEB/artifacts/demo.png, $WEB/artifacts/layers.png"
+
+log "the npm package: packed, installed, type-checked, bundled, run in headless Chromium"
+t=$(date +%s)
+timeout 600 node tests/pkg.mjs
+echo "package: $(($(date +%s) - t)) s"
 
 echo "web CI passed in $(($(date +%s) - start)) s"

@@ -26,6 +26,7 @@
 //! Async only at the edges: device creation and runs (upload, dispatch, readback) return
 //! promises; everything else is synchronous.
 
+mod bound;
 mod tables;
 
 use std::rc::Rc;
@@ -42,6 +43,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+pub use bound::{BoundRun, RunTime};
 pub use tables::Tables;
 
 #[cfg(all(test, target_arch = "wasm32"))]
@@ -408,6 +410,20 @@ impl Layer {
         Layer::from_tensors(spec, weight, None).map_err(js_err)
     }
 
+    /// A layer from the files of a layer folder (the format of the project's data sets and
+    /// fixtures): the `layer.json` text, the bytes of `weight.npy`, and the bytes of `bias.npy`
+    /// when `layer.json` says the layer has a bias (`undefined` otherwise).
+    #[wasm_bindgen(js_name = fromFolder)]
+    pub fn from_folder(
+        layer_json: &str,
+        weight_npy: &[u8],
+        bias_npy: Option<Vec<u8>>,
+    ) -> Result<Layer, JsError> {
+        let inner = maddconv::data::layer_from_bytes(layer_json, weight_npy, bias_npy.as_deref())
+            .map_err(js_err)?;
+        Ok(Layer { inner })
+    }
+
     /// Input channels `C`.
     #[wasm_bindgen(getter, js_name = inChannels)]
     pub fn in_channels(&self) -> usize {
@@ -469,6 +485,12 @@ impl DirectLayer {
             .await
             .map_err(js_err)
     }
+
+    /// Uploads `input` (flat, shape `inputShape`) once, for runs timed one at a time
+    /// ([`BoundRun::time_once`]).
+    pub fn bind(&self, input: Vec<f32>, input_shape: Vec<u32>) -> Result<BoundRun, JsError> {
+        BoundRun::new(self.ctx.clone(), self.conv.clone(), input, &input_shape).map_err(js_err)
+    }
 }
 
 /// A MADDNESS layer on the GPU (`shaders/encode.wgsl` + `shaders/accumulate.wgsl` with two
@@ -500,6 +522,12 @@ impl MaddnessLayer {
         run_timed(&self.ctx, self.conv.as_ref(), input, &input_shape, reps)
             .await
             .map_err(js_err)
+    }
+
+    /// Uploads `input` (flat, shape `inputShape`) once, for runs timed one at a time
+    /// ([`BoundRun::time_once`]).
+    pub fn bind(&self, input: Vec<f32>, input_shape: Vec<u32>) -> Result<BoundRun, JsError> {
+        BoundRun::new(self.ctx.clone(), self.conv.clone(), input, &input_shape).map_err(js_err)
     }
 }
 
@@ -558,6 +586,19 @@ impl ConvOutput {
 }
 
 impl ConvOutput {
+    /// A GPU output read back without timings.
+    pub(crate) fn untimed(y: Tensor) -> Self {
+        ConvOutput {
+            shape: y.shape().to_vec(),
+            data: y.into_data(),
+            kernel_ms: f64::NAN,
+            kernel_min_ms: f64::NAN,
+            repetitions: 0,
+            clock: "none".into(),
+            total_ms: f64::NAN,
+        }
+    }
+
     /// A CPU result that took `ms` milliseconds.
     pub(crate) fn cpu(y: Tensor, ms: f64) -> Self {
         ConvOutput {
@@ -630,6 +671,33 @@ pub(crate) async fn run_timed(
         clock,
         total_ms,
     })
+}
+
+/// An f32 `.npy` array read in wasm (the library's reader: little- or big-endian f32 or f64,
+/// C order).
+#[wasm_bindgen]
+pub struct NpyArray {
+    inner: Tensor,
+}
+
+#[wasm_bindgen]
+impl NpyArray {
+    /// Parses the bytes of a `.npy` file; `name` is used in error messages.
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: &[u8], name: &str) -> Result<NpyArray, JsError> {
+        let inner = Tensor::from_npy_bytes(bytes, name).map_err(js_err)?;
+        Ok(NpyArray { inner })
+    }
+    /// The values, flat in C order (a copy).
+    #[wasm_bindgen(getter)]
+    pub fn data(&self) -> Vec<f32> {
+        self.inner.data().to_vec()
+    }
+    /// The shape.
+    #[wasm_bindgen(getter)]
+    pub fn shape(&self) -> Vec<u32> {
+        self.inner.shape().iter().map(|&d| d as u32).collect()
+    }
 }
 
 /// NMSE as in DESIGN.md §5 (`maddconv::metrics::nmse`): `Σ (y − ŷ)² / Σ (y − ȳ_m)²` where

@@ -532,3 +532,117 @@ async fn js_api_maddness_on_the_demo_filter() {
     .unwrap();
     assert!(e.is_finite() && e < 0.5, "held-out NMSE {e}");
 }
+
+/// A real layer from the repository's fixtures, as the layers page loads it.
+macro_rules! fixture {
+    ($file:literal) => {
+        include_bytes!(concat!(
+            "../../tests/fixtures/layers/mtcnn_pnet_conv3_trainable/",
+            $file
+        ))
+    };
+}
+
+#[wasm_bindgen_test]
+async fn real_layer_from_its_folder_files_bound_and_timed_one_run_at_a_time() {
+    let gpu = Gpu::create().await.map_err(message).unwrap();
+    let json = std::str::from_utf8(fixture!("layer.json")).unwrap();
+    let layer = Layer::from_folder(
+        json,
+        fixture!("weight.npy"),
+        Some(fixture!("bias.npy").to_vec()),
+    )
+    .map_err(message)
+    .unwrap();
+    assert_eq!((layer.in_channels(), layer.out_channels()), (16, 32));
+    let x = maddconv_web::NpyArray::new(fixture!("test.npy"), "test.npy")
+        .map_err(message)
+        .unwrap();
+    let stored = maddconv_web::NpyArray::new(fixture!("test_expected.npy"), "test_expected.npy")
+        .map_err(message)
+        .unwrap();
+    let direct = gpu.direct(&layer).map_err(message).unwrap();
+    let bound = direct.bind(x.data(), x.shape()).map_err(message).unwrap();
+    let e = message(bound.output().await.err().expect("output before any run"));
+    assert!(e.contains("no run yet"), "{e}");
+    for _ in 0..3 {
+        let t = bound.time_once().await.map_err(message).unwrap();
+        let (wall, kernel, clock) = (t.wall_ms(), t.kernel_ms(), t.clock());
+        assert!(wall.is_finite() && wall >= 0.0, "wall {wall}");
+        assert!(
+            (clock == "timestamp" && kernel.is_finite() && kernel <= wall + 1.0)
+                || (clock == "wall" && kernel.is_nan()),
+            "clock {clock}, kernel {kernel}, wall {wall}"
+        );
+    }
+    // The bound output (NaN-poisoned when bound) against the stored output of another engine
+    // and the f64 CPU reference.
+    let got = bound.output().await.map_err(message).unwrap();
+    assert_eq!(got.shape(), stored.shape());
+    assert_close("fixture vs stored", &got.data(), &stored.data());
+    let want = layer
+        .reference(x.data(), x.shape())
+        .map_err(message)
+        .unwrap();
+    assert_close("fixture vs reference", &got.data(), &want.data());
+
+    // The MADDNESS layer bound the same way gives what its plain run gives.
+    let tables = maddconv_web::Tables::train(
+        &layer,
+        maddconv_web::NpyArray::new(fixture!("train.npy"), "train.npy")
+            .unwrap()
+            .data(),
+        maddconv_web::NpyArray::new(fixture!("train.npy"), "train.npy")
+            .unwrap()
+            .shape(),
+        16,
+        JsValue::UNDEFINED,
+    )
+    .map_err(message)
+    .unwrap();
+    let madd = gpu.maddness(&tables).map_err(message).unwrap();
+    let plain = madd
+        .run(x.data(), x.shape(), 0)
+        .await
+        .map_err(message)
+        .unwrap();
+    let mb = madd.bind(x.data(), x.shape()).map_err(message).unwrap();
+    mb.time_once().await.map_err(message).unwrap();
+    assert_eq!(
+        mb.output().await.map_err(message).unwrap().data(),
+        plain.data()
+    );
+
+    // Errors: a missing bias file, a bias the layer does not have, a corrupt weight file,
+    // and an input of the wrong shape.
+    let e = message(
+        Layer::from_folder(json, fixture!("weight.npy"), None)
+            .err()
+            .expect("missing bias accepted"),
+    );
+    assert!(e.contains("no bias.npy was given"), "{e}");
+    let no_bias = json.replace("\"bias\": true", "\"bias\": false");
+    let e = message(
+        Layer::from_folder(&no_bias, fixture!("weight.npy"), Some(vec![0; 8]))
+            .err()
+            .expect("unexpected bias accepted"),
+    );
+    assert!(e.contains("has no bias"), "{e}");
+    let e = message(
+        Layer::from_folder(
+            json,
+            &fixture!("weight.npy")[..100],
+            Some(fixture!("bias.npy").to_vec()),
+        )
+        .err()
+        .expect("truncated weight accepted"),
+    );
+    assert!(e.contains("weight.npy"), "{e}");
+    let e = message(
+        direct
+            .bind(vec![0.0; 8 * 24 * 24], vec![1, 8, 24, 24])
+            .err()
+            .expect("8 channels for a 16-channel layer accepted"),
+    );
+    assert!(e.contains("channel") || e.contains("shape"), "{e}");
+}

@@ -1,0 +1,83 @@
+// The table of web/README.md: every layer of the build (web/dist/layers) on layers.html, our
+// exact kernel, our MADDNESS tables and ONNX Runtime Web (WebGPU EP), interleaved, in headless
+// Chromium. Prints a markdown table and writes the page's numbers as JSON.
+//
+//   node web/tests/peer-table.mjs [--reps N] [--layers A,B,...] [--json FILE]
+//
+// Environment: CHROMIUM (default /usr/bin/chromium), DIST (default web/dist).
+
+import { writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { serve, launch, waitForEnd, waitForReady } from "./serve.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const DIST = resolve(process.env.DIST || join(here, "..", "dist"));
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : dflt;
+};
+const reps = Number(opt("--reps", "10"));
+if (!Number.isInteger(reps) || reps < 1 || reps > 200) {
+  console.error(`peer-table: --reps ${opt("--reps")} is not a whole number in 1..200`);
+  process.exit(2);
+}
+const index = JSON.parse(readFileSync(join(DIST, "layers", "index.json"), "utf8"));
+const wanted = opt("--layers", null);
+const names = wanted ? wanted.split(",") : index.map((l) => l.name);
+for (const n of names) {
+  if (!index.some((l) => l.name === n)) {
+    console.error(`peer-table: no layer ${n} in ${DIST}/layers (have: ${index.map((l) => l.name).join(", ")})`);
+    process.exit(2);
+  }
+}
+
+const server = await serve(DIST);
+const base = `http://127.0.0.1:${server.address().port}/`;
+const browser = await launch(CHROMIUM);
+const rows = [];
+let failed = 0;
+try {
+  for (const name of names) {
+    const page = await browser.newPage();
+    await page.goto(`${base}layers.html?layer=${name}`, { waitUntil: "load" });
+    await waitForReady(page);
+    await page.fill("#reps", String(reps));
+    await page.click("#run");
+    const r = await waitForEnd(page, 1_800_000);
+    await page.close();
+    if (r.state !== "done") {
+      console.error(`peer-table: ${name}: ${r.error}`);
+      failed++;
+      continue;
+    }
+    rows.push({ name, adapter: r.adapter, chromium: browser.version(), ...r.results });
+    console.error(`peer-table: ${name} done`);
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
+
+const n = (v, d = 3) => (v === undefined || !Number.isFinite(Number(v)) ? "–" : Number(v).toPrecision(d));
+console.log(`Adapter: ${rows[0]?.adapter ?? "?"}, Chromium ${rows[0]?.chromium ?? "?"}, ${reps} interleaved rounds.\n`);
+console.log("| layer | ours exact ms | ours MADDNESS ms | ORT Web ms | ORT / ours exact | ours exact / MADDNESS | C | 1 − NMSE | ORT vs ours rel. L2 | ours, ORT vs stored rel. L2 |");
+console.log("|---|---|---|---|---|---|---|---|---|---|");
+for (const r of rows) {
+  const ratio = (a, b) => (Number.isFinite(Number(a)) && Number.isFinite(Number(b)) ? (Number(a) / Number(b)).toFixed(2) : "–");
+  console.log(
+    `| ${r.name} | ${n(r.directWallMs)} | ${n(r.maddWallMs)} | ${n(r.ortWallMs)} | ${ratio(r.ortWallMs, r.directWallMs)} | ` +
+      `${ratio(r.directWallMs, r.maddWallMs)} | ${r.codebooks ?? "–"} | ${r.nmse === undefined ? "–" : (1 - Number(r.nmse)).toFixed(4)} | ` +
+      `${n(r.ortVsOurs, 2)} | ${n(r.directRelL2, 2)}, ${n(r.ortRelL2, 2)} |`,
+  );
+}
+const jsonPath = opt("--json", null);
+if (jsonPath) await writeFile(jsonPath, JSON.stringify(rows, null, 1) + "\n");
+if (failed) {
+  console.error(`peer-table: ${failed} layer(s) failed`);
+  process.exit(1);
+}
