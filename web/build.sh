@@ -55,7 +55,7 @@ cat >dist/pkg/package.json <<JSON
 }
 JSON
 cp pkg-README.md dist/pkg/README.md
-cp index.html main.js layers.html layers.js style.css dist/
+cp index.html main.js layers.html layers.js page.js style.css dist/
 cp -r ../assets dist/   # the photos, shared with the root crate's examples
 
 # ONNX Runtime Web (the peer of layers.html): its WebGPU build loads the asyncify wasm.

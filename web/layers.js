@@ -9,26 +9,11 @@
 // `layer=NAME` selects a layer, `autorun=1` runs as soon as the GPU is ready.
 
 import init, * as mc from "./pkg/maddconv_web.js";
+import { $, setStatus, showError, nextFrame, messageOf } from "./page.js";
 import * as ort from "./ort/ort.webgpu.bundle.min.mjs";
 
-const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { gpu: null, layers: [], busy: false, ort: null };
-
-function setStatus(s, text) {
-  const el = $("status");
-  el.dataset.state = s;
-  el.textContent = text;
-}
-
-function showError(message) {
-  const el = $("error");
-  el.textContent = message;
-  el.hidden = false;
-  setStatus("error", "Stopped: " + message);
-}
-
-const nextFrame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 
 async function fetchBytes(url) {
   const resp = await fetch(url);
@@ -181,7 +166,7 @@ async function run() {
       results.dataset.ortVsOurs = mc.relativeL2(y, exact.data);
       results.dataset.ortNmse = mc.nmse(exact.data, y, exact.shape);
     } catch (e) {
-      results.dataset.ortError = String(e && e.message ? e.message : e);
+      results.dataset.ortError = messageOf(e);
       notes.push(`ONNX Runtime Web failed: ${results.dataset.ortError}`);
       o = null;
     }
@@ -236,7 +221,7 @@ async function run() {
     setStatus("done", `Done: ${entry.name}, ${reps} interleaved rounds.`);
   } catch (e) {
     console.error(e);
-    showError(String(e && e.message ? e.message : e));
+    showError(messageOf(e));
   } finally {
     state.busy = false;
     $("run").disabled = !state.gpu;
@@ -259,7 +244,7 @@ async function selectLayer() {
   $("codebooks").value = defaultCodebooks(d);
 }
 
-const onChange = (f) => () => f().catch((e) => showError(String(e && e.message ? e.message : e)));
+const onChange = (f) => () => f().catch((e) => showError(messageOf(e)));
 
 async function main() {
   await init();
@@ -294,5 +279,5 @@ async function main() {
 
 main().catch((e) => {
   console.error(e);
-  showError(String(e && e.message ? e.message : e));
+  showError(messageOf(e));
 });

@@ -7,28 +7,12 @@
 // runs the demo as soon as the GPU is ready.
 
 import init, * as mc from "./pkg/maddconv_web.js";
+import { $, setStatus, showError, nextFrame, messageOf } from "./page.js";
 
-const $ = (id) => document.getElementById(id);
 const MAX_SIDE = 256;
 const TRAIN_PHOTO = "assets/chelsea.png";
 
 const state = { gpu: null, photo: null, busy: false, tablesUrl: null };
-
-function setStatus(s, text) {
-  const el = $("status");
-  el.dataset.state = s;
-  el.textContent = text;
-}
-
-function showError(message) {
-  const el = $("error");
-  el.textContent = message;
-  el.hidden = false;
-  setStatus("error", "Stopped: " + message);
-}
-
-// Lets the browser paint the status line before a long synchronous step (training).
-const nextFrame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 
 // Decodes an image (URL or File) and scales it so that its longer side is at most MAX_SIDE.
 async function loadPhoto(source) {
@@ -240,8 +224,8 @@ async function main() {
     ev.preventDefault();
     run();
   });
-  $("photo").addEventListener("change", () => selectPhoto().catch((e) => showError(e.message)));
-  $("file").addEventListener("change", () => selectPhoto().catch((e) => showError(e.message)));
+  $("photo").addEventListener("change", () => selectPhoto().catch((e) => showError(messageOf(e))));
+  $("file").addEventListener("change", () => selectPhoto().catch((e) => showError(messageOf(e))));
   $("filter").addEventListener("change", updateCodebookLimit);
   $("train").addEventListener("change", () => {
     if ($("train").value === "file" && !$("tables-file").files[0]) $("tables-file").click();

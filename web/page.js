@@ -1,0 +1,24 @@
+// Shared by the pages (main.js, layers.js): the status line (#status, whose data-state the
+// tests read), the error box (#error), and a pause that lets the browser paint.
+
+export const $ = (id) => document.getElementById(id);
+
+// data-state: loading | ready | running | done | error.
+export function setStatus(s, text) {
+  const el = $("status");
+  el.dataset.state = s;
+  el.textContent = text;
+}
+
+export function showError(message) {
+  const el = $("error");
+  el.textContent = message;
+  el.hidden = false;
+  setStatus("error", "Stopped: " + message);
+}
+
+// The message of a thrown value.
+export const messageOf = (e) => String(e && e.message ? e.message : e);
+
+// Lets the browser paint the status line before a long synchronous step (training).
+export const nextFrame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
