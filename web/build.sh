@@ -75,8 +75,7 @@ console.log('onnxruntime-web ' + p.version + ' from npm, license ' + p.license +
 # Real layers, each exported as a one-node ONNX model by the command-line tool.
 MADDCONV=${MADDCONV:-}
 if [ -z "$MADDCONV" ]; then
-  # The test profile: after the root crate's `cargo test` (as in CI) this is already built.
-  cargo build --profile test --bin maddconv --manifest-path ../Cargo.toml --target-dir "$TARGET_DIR"
+  cargo build --bin maddconv --manifest-path ../Cargo.toml --target-dir "$TARGET_DIR"
   MADDCONV=$TARGET_DIR/debug/maddconv
 fi
 DATA=${MADDCONV_DATA:-../../shared/data}
