@@ -587,19 +587,11 @@ async fn real_layer_from_its_folder_files_bound_and_timed_one_run_at_a_time() {
     assert_close("fixture vs reference", &got.data(), &want.data());
 
     // The MADDNESS layer bound the same way gives what its plain run gives.
-    let tables = maddconv_web::Tables::train(
-        &layer,
-        maddconv_web::NpyArray::new(fixture!("train.npy"), "train.npy")
-            .unwrap()
-            .data(),
-        maddconv_web::NpyArray::new(fixture!("train.npy"), "train.npy")
-            .unwrap()
-            .shape(),
-        16,
-        JsValue::UNDEFINED,
-    )
-    .map_err(message)
-    .unwrap();
+    let train = maddconv_web::NpyArray::new(fixture!("train.npy"), "train.npy").unwrap();
+    let tables =
+        maddconv_web::Tables::train(&layer, train.data(), train.shape(), 16, JsValue::UNDEFINED)
+            .map_err(message)
+            .unwrap();
     let madd = gpu.maddness(&tables).map_err(message).unwrap();
     let plain = madd
         .run(x.data(), x.shape(), 0)
