@@ -802,3 +802,139 @@ fn exported_conv_models_reproduce_the_stored_outputs() {
         common::assert_close(&dir.name, y.data(), want.data(), 1e-5);
     }
 }
+
+/// Runs a split model: every segment on tract (loaded for the shapes its inputs have), every
+/// cut conv by the f64 CPU reference ([`maddconv::ConvLayer::exact`]). Returns the model's
+/// outputs by name.
+fn run_split(
+    m: &Model,
+    cut: &model::split::ModelSplit,
+    inputs: &[Tensor],
+) -> BTreeMap<String, Tensor> {
+    use model::split::Step;
+    let mut values: BTreeMap<String, Tensor> = cut
+        .inputs
+        .iter()
+        .cloned()
+        .zip(inputs.iter().cloned())
+        .collect();
+    for step in &cut.steps {
+        match step {
+            Step::Segment(s) => {
+                let named: Vec<(String, Vec<usize>)> = s
+                    .inputs
+                    .iter()
+                    .map(|n| (n.clone(), values[n].shape().to_vec()))
+                    .collect();
+                let seg = Model::from_bytes(&s.onnx, &named)
+                    .unwrap_or_else(|e| panic!("segment {}: {e}", s.index));
+                assert_eq!(
+                    seg.output_names(),
+                    s.outputs.as_slice(),
+                    "segment {}",
+                    s.index
+                );
+                let xs: Vec<Tensor> = seg
+                    .input_names()
+                    .iter()
+                    .map(|n| values[n].clone())
+                    .collect();
+                let ys = seg
+                    .run(&xs)
+                    .unwrap_or_else(|e| panic!("segment {}: {e}", s.index));
+                for (n, y) in s.outputs.iter().zip(ys) {
+                    values.insert(n.clone(), y);
+                }
+            }
+            Step::Conv(c) => {
+                let layer = m.conv(&c.name).unwrap().layer.clone().unwrap();
+                let y = layer.exact(&values[&c.input]).unwrap();
+                values.insert(c.output.clone(), y);
+            }
+        }
+    }
+    cut.outputs
+        .iter()
+        .map(|n| (n.clone(), values[n].clone()))
+        .collect()
+}
+
+#[test]
+fn split_silero_segments_with_exact_convs_reproduce_onnxruntime() {
+    let dir = silero_dir();
+    let (m, runs) = silero(&dir, "test");
+    let names: Vec<String> = (0..4).map(|i| format!("/encoder.{i}/Conv")).collect();
+    let cut = m.split(&names).unwrap();
+    assert_eq!(cut.inputs, ["input", "h", "c"]);
+    let kinds: Vec<String> = cut
+        .steps
+        .iter()
+        .map(|s| match s {
+            model::split::Step::Segment(s) => format!("segment {}", s.index),
+            model::split::Step::Conv(c) => c.name.clone(),
+        })
+        .collect();
+    // The STFT, then each encoder conv with its ReLU segment after it, the LSTM and head last.
+    assert_eq!(
+        kinds,
+        [
+            "segment 0",
+            "/encoder.0/Conv",
+            "segment 1",
+            "/encoder.1/Conv",
+            "segment 2",
+            "/encoder.2/Conv",
+            "segment 3",
+            "/encoder.3/Conv",
+            "segment 4"
+        ]
+    );
+    let nodes: usize = cut.segments().map(|s| s.nodes).sum();
+    let graph_nodes = 63;
+    assert_eq!(
+        nodes + names.len(),
+        graph_nodes,
+        "every node in exactly one step"
+    );
+    let out = run_split(&m, &cut, &runs[0]);
+    let expected = npy(&dir, "test_expected.npy");
+    let p = &out["speech_probs"];
+    common::assert_close("split silero speech_probs", p.data(), expected.data(), 1e-4);
+    let whole = m.run(&runs[0]).unwrap();
+    for (i, name) in m.output_names().iter().enumerate() {
+        let rel = maddconv::metrics::relative_l2(out[name].data(), whole[i].data());
+        assert!(
+            rel < 1e-5,
+            "{name}: split vs whole model relative L2 {rel:.3e}"
+        );
+    }
+}
+
+#[test]
+fn split_refuses_what_it_cannot_cut() {
+    let (m, _) = silero(&silero_dir(), "test");
+    let e = m.split(&["/encoder.9/Conv".into()]).unwrap_err();
+    assert!(
+        e.to_string().contains("/encoder.0/Conv"),
+        "lists the Conv nodes: {e}"
+    );
+    let twice = vec!["/encoder.1/Conv".to_string(), "/encoder.1/Conv".to_string()];
+    let e = m.split(&twice).unwrap_err();
+    assert!(e.to_string().contains("twice"), "{e}");
+    let e = m.split(&[]).unwrap_err();
+    assert!(e.to_string().contains("no Conv node"), "{e}");
+}
+
+#[test]
+fn split_ddddocr_at_two_head_convs_reproduces_onnxruntime() {
+    let Some(d) = shared_models() else { return };
+    let dir = d.join("ddddocr_det");
+    let x = npy(&dir, "test.npy");
+    let expected = npy(&dir, "test_expected.npy");
+    let (m, runs) = model::load_for(dir.join("model.onnx"), &[("images".into(), x)]).unwrap();
+    let cut = m.split(&["Conv_248".into(), "Conv_251".into()]).unwrap();
+    let out = run_split(&m, &cut, &runs[0]);
+    let want = expected.slice_batch(0, 1).unwrap();
+    let got = &out[&m.output_names()[0]];
+    common::assert_close("split ddddocr row 0", got.data(), want.data(), 1e-4);
+}

@@ -352,3 +352,84 @@ fn export_conv_writes_a_model_that_runs_the_layer() {
     );
     assert!(!bad.exists(), "{} written after an error", bad.display());
 }
+
+#[test]
+fn split_writes_segments_layer_folders_and_tables() {
+    let bundle = tmp("split_bundle.safetensors");
+    ok(
+        &calibrate_silero(&bundle, "/encoder.1/Conv,/encoder.2/Conv", true),
+        "calibrate",
+    );
+    let out_dir = tmp("split_out");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let mut c = maddconv();
+    c.arg("split");
+    silero_args(&mut c, false);
+    let out = c
+        .arg("--tables")
+        .arg(&bundle)
+        .arg("-o")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    ok(&out, "split --tables");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("split.json")).unwrap())
+            .unwrap();
+    let steps = manifest["steps"].as_array().unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["segment", "conv", "segment", "conv", "segment"]);
+    for s in steps {
+        if s["kind"] == "segment" {
+            assert!(out_dir.join(s["file"].as_str().unwrap()).is_file(), "{s}");
+            continue;
+        }
+        // Each cut conv: a layer folder our loaders read, and the bundle's tables for it.
+        let folder = out_dir.join(s["folder"].as_str().unwrap());
+        let layer = maddconv::data::LayerDir::open(&folder)
+            .unwrap()
+            .layer()
+            .unwrap();
+        let tables =
+            maddconv::maddness::Tables::load(out_dir.join(s["tables"].as_str().unwrap())).unwrap();
+        assert_eq!(tables.spec, *layer.spec(), "{s}");
+        assert_eq!(s["activation"], "relu");
+    }
+    assert!(
+        !std::fs::read_dir(out_dir.parent().unwrap())
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".partial-")),
+        "no partial folder is left behind"
+    );
+
+    // A folder that is not empty is not overwritten; an unknown node is named.
+    let mut c = maddconv();
+    c.arg("split");
+    silero_args(&mut c, false);
+    let out = c
+        .args(["--layers", "/encoder.1/Conv", "-o"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    fails(&out, &["not an empty folder"], "split into a full folder");
+    let other = tmp("split_other");
+    let _ = std::fs::remove_dir_all(&other);
+    let mut c = maddconv();
+    c.arg("split");
+    silero_args(&mut c, false);
+    let out = c
+        .args(["--layers", "/encoder.7/Conv", "-o"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    fails(
+        &out,
+        &["/encoder.7/Conv", "/encoder.0/Conv"],
+        "split at an unknown node",
+    );
+    assert!(!other.exists(), "nothing written");
+}

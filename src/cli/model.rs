@@ -33,6 +33,28 @@ pub enum ModelCommand {
     /// Write one conv layer as a single-node ONNX model, for other engines (onnxruntime, ONNX
     /// Runtime Web) to run the same layer.
     ExportConv(ExportConvArgs),
+    /// Cut the model at chosen Conv nodes into ONNX segments for another engine (ONNX Runtime
+    /// Web), with each cut conv's layer folder (and its tables, from a bundle) for our kernels:
+    /// a folder with `split.json` saying in which order to run them.
+    Split(SplitArgs),
+}
+
+/// Arguments of `maddconv model split`.
+#[derive(Args, Debug)]
+pub struct SplitArgs {
+    #[command(flatten)]
+    pub io: ModelInputs,
+    /// Conv nodes to cut at, comma-separated (default: the nodes of --tables).
+    #[arg(long, required_unless_present = "tables")]
+    pub layers: Option<String>,
+    /// Bundle made by `maddconv model calibrate` for this model: each cut conv's tables are
+    /// written as `conv-K/tables.safetensors` (a table file).
+    #[arg(long)]
+    pub tables: Option<PathBuf>,
+    /// Output folder (must not exist, or be empty; it is filled under another name and renamed
+    /// when complete).
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 /// Arguments of `maddconv model export-conv`.
@@ -219,6 +241,7 @@ pub fn run(args: ModelArgs) -> Result<()> {
         ModelCommand::Eval(a) => eval(a),
         ModelCommand::Run(a) => run_model(a),
         ModelCommand::ExportConv(a) => export_conv(a),
+        ModelCommand::Split(a) => split(a),
     }
 }
 
@@ -247,6 +270,153 @@ fn export_conv(a: ExportConvArgs) -> Result<()> {
         model::export::OUTPUT_NAME
     );
     Ok(())
+}
+
+fn split(a: SplitArgs) -> Result<()> {
+    use maddconv::model::split::Step;
+    if a.output.exists()
+        && std::fs::read_dir(&a.output)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not an empty folder; remove it or choose another",
+            a.output.display()
+        );
+    }
+    let (m, _) = load(&a.io)?;
+    let bundle = a.tables.as_ref().map(Bundle::load).transpose()?;
+    if let Some(b) = &bundle {
+        b.check_model(m.sha256())?;
+    }
+    let names: Vec<String> = match (&a.layers, &bundle) {
+        (Some(l), _) => l.split(',').map(|s| s.trim().to_string()).collect(),
+        (None, Some(b)) => b.layers.iter().map(|(n, _)| n.clone()).collect(),
+        (None, None) => bail!("give --layers or --tables"),
+    };
+    if let Some(b) = &bundle {
+        if let Some(n) = names.iter().find(|n| b.get(n).is_none()) {
+            bail!(
+                "the bundle has no tables for {n:?} (it holds {:?})",
+                b.layers.iter().map(|(n, _)| n).collect::<Vec<_>>()
+            );
+        }
+    }
+    for n in &names {
+        let c = m.conv(n)?;
+        if let Some(why) = &c.unsupported {
+            bail!("Conv node {n:?} cannot be cut for our kernels: {why}");
+        }
+    }
+    let cut = m.split(&names)?;
+
+    let parent = a
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile_dir(parent, &a.output)?;
+    let result = (|| -> Result<serde_json::Value> {
+        let mut steps = Vec::new();
+        let mut convs = 0;
+        for step in &cut.steps {
+            match step {
+                Step::Segment(s) => {
+                    let file = format!("segment-{}.onnx", s.index);
+                    std::fs::write(tmp.join(&file), &s.onnx)?;
+                    steps.push(serde_json::json!({
+                        "kind": "segment", "file": file, "inputs": s.inputs,
+                        "outputs": s.outputs, "nodes": s.nodes,
+                    }));
+                }
+                Step::Conv(c) => {
+                    let folder = format!("conv-{convs}");
+                    convs += 1;
+                    let dir = tmp.join(&folder);
+                    std::fs::create_dir(&dir)?;
+                    let node = m.conv(&c.name)?;
+                    let layer = node.layer.as_ref().context("no layer")?;
+                    std::fs::write(
+                        dir.join("layer.json"),
+                        serde_json::to_string_pretty(layer.spec())?,
+                    )?;
+                    layer.weight().write_npy(dir.join("weight.npy"))?;
+                    if let Some(b) = layer.bias() {
+                        b.write_npy(dir.join("bias.npy"))?;
+                    }
+                    let tables = bundle.as_ref().and_then(|b| b.get(&c.name));
+                    if let Some(t) = tables {
+                        t.save(dir.join("tables.safetensors"))?;
+                    }
+                    steps.push(serde_json::json!({
+                        "kind": "conv", "name": c.name, "input": c.input, "output": c.output,
+                        "folder": folder, "hasBias": layer.bias().is_some(),
+                        "tables": tables.map(|_| format!("{folder}/tables.safetensors")),
+                        "activation": node.activation.to_string(), "macs": node.macs(),
+                    }));
+                }
+            }
+        }
+        let manifest = serde_json::json!({
+            "model": file_name(&a.io.model),
+            "sha256": m.sha256(),
+            "inputs": cut.inputs,
+            "outputs": cut.outputs,
+            "loadedInputShapes": m.input_shapes(),
+            "tables": a.tables.as_ref().map(|p| file_name(p)),
+            "steps": steps,
+        });
+        std::fs::write(
+            tmp.join("split.json"),
+            serde_json::to_string_pretty(&manifest)?,
+        )?;
+        Ok(manifest)
+    })();
+    let _manifest = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if a.output.exists() {
+        std::fs::remove_dir(&a.output)
+            .with_context(|| format!("replacing the empty folder {}", a.output.display()))?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, &a.output) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e).with_context(|| format!("renaming into {}", a.output.display()));
+    }
+    let segments = cut.segments().count();
+    eprintln!(
+        "wrote {}: {} segments and {} cut convs ({}), split.json gives the order",
+        a.output.display(),
+        segments,
+        names.len(),
+        if bundle.is_some() {
+            "with tables"
+        } else {
+            "no tables"
+        }
+    );
+    Ok(())
+}
+
+/// A new empty folder in `parent`, named after `target`, for output to be renamed into place.
+fn tempfile_dir(parent: &Path, target: &Path) -> Result<PathBuf> {
+    let stem = file_name(target);
+    for i in 0..1000u32 {
+        let p = parent.join(format!(".{stem}.partial-{}-{i}", std::process::id()));
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
+        }
+    }
+    bail!(
+        "could not create a temporary folder in {}",
+        parent.display()
+    )
 }
 
 fn inspect(a: InspectArgs) -> Result<()> {

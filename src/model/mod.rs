@@ -52,6 +52,7 @@ pub mod boxes;
 pub mod bundle;
 pub mod calibrate;
 pub mod export;
+pub mod split;
 
 pub use bundle::Bundle;
 pub use calibrate::{
