@@ -3,7 +3,9 @@
 #   dist/index.html, main.js, style.css, assets/ (photos, from ../assets), pkg/ (wasm-bindgen --target web output);
 #   dist/layers.html, layers.js, layers/ (real layer folders, each with model.onnx from
 #   `maddconv model export-conv`, and layers/index.json) and ort/ (ONNX Runtime Web's WebGPU
-#   build, from node_modules: run `npm ci` in web/ first).
+#   build, from node_modules: run `npm ci` in web/ first);
+#   dist/model.html, model.js, models/ (silero VAD: the model, its test clips, tables calibrated by
+#   `maddconv model calibrate` and the model cut at the replaced convs by `maddconv model split`).
 # Layer folders: the repository's fixtures (tests/fixtures/layers) and, when present, those of
 # ../shared/data/layers (or $MADDCONV_DATA/layers) of at most $LAYER_MAX_MB (default 16) MB.
 # Needs: the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown) and
@@ -55,7 +57,7 @@ cat >dist/pkg/package.json <<JSON
 }
 JSON
 cp pkg-README.md dist/pkg/README.md
-cp index.html main.js layers.html layers.js page.js style.css dist/
+cp index.html main.js layers.html layers.js model.html model.js page.js style.css dist/
 cp -r ../assets dist/   # the photos, shared with the root crate's examples
 
 # ONNX Runtime Web (the peer of layers.html): its WebGPU build loads the asyncify wasm.
@@ -112,6 +114,36 @@ else
 fi
 printf '\n]\n' >>"$index"
 cp ../tests/fixtures/LICENSE-NOTICE.md dist/layers/
+
+# Whole models (model.html): silero VAD, from $DATA/models when present, else the repository's
+# fixture (the same model and test clips; 96 calibration frames instead of 708). Tables for its
+# four encoder convs are calibrated here (`maddconv model calibrate`, CPU mirror, C = 32, the
+# default learner) on the calibration frames only, and the model is cut at those convs
+# (`maddconv model split`) into segments for ONNX Runtime Web.
+SILERO_LAYERS=/encoder.0/Conv,/encoder.1/Conv,/encoder.2/Conv,/encoder.3/Conv
+add_silero() { # SOURCE_DIR CALIB_INPUT SOURCE_NAME [CALIBRATE_FLAGS...]
+  local src=$1 calib=$2 source=$3 out=dist/models/silero_vad
+  shift 3
+  mkdir -p "$out"
+  cp "$src"/model.onnx "$src"/test_{input,h,c,expected}.npy "$src"/clips.json "$src"/LICENSE "$out"/
+  cp "$src"/README.md "$out"/SOURCE-README.md
+  local set=(--input "h=$src/test_h.npy" --input "c=$src/test_c.npy")
+  "$MADDCONV" model calibrate "$src/model.onnx" --input "input=$calib" "${set[@]}" \
+    --layers "$SILERO_LAYERS" --codebooks 32 --metric threshold:0.5 --cpu "$@" \
+    -o "$out/tables.safetensors" 2>&1 | grep -v '^\[INFO' >&2
+  "$MADDCONV" model split "$src/model.onnx" --input "input=$src/test_input.npy" "${set[@]}" \
+    --tables "$out/tables.safetensors" -o "$out/split"
+  printf '[\n  {"name": "silero_vad", "task": "vad", "source": "%s", "calibration": "%s", "codebooks": 32}\n]\n' \
+    "$source" "$(basename "$calib")" >dist/models/index.json
+}
+if [ -f "$DATA/models/silero_vad/calib_input.npy" ]; then
+  add_silero "$DATA/models/silero_vad" "$DATA/models/silero_vad/calib_input.npy" data
+else
+  echo "build.sh: $DATA/models/silero_vad not found: silero VAD is calibrated on the fixture's 96 frames" >&2
+  # 96 frames leave /encoder.2/Conv 96 windows: train on all of them, and allow that few.
+  add_silero ../tests/fixtures/models/silero_vad ../tests/fixtures/models/silero_vad/calib_input_head.npy fixture \
+    --holdout 0 --min-windows 64
+fi
 echo "built $(pwd)/dist ($(du -sh dist/pkg/maddconv_web_bg.wasm | cut -f1) of wasm," \
   "$(grep -c '"name"' "$index") layers);" \
   "serve it, e.g.: python3 -m http.server -d $(pwd)/dist -b 127.0.0.1 8000"

@@ -9,25 +9,14 @@
 // `layer=NAME` selects a layer, `autorun=1` runs as soon as the GPU is ready.
 
 import init, * as mc from "./pkg/maddconv_web.js";
-import { $, setStatus, showError, nextFrame, messageOf } from "./page.js";
+import { $, setStatus, showError, nextFrame, messageOf, fetchBytes, median } from "./page.js";
 import * as ort from "./ort/ort.webgpu.bundle.min.mjs";
 
 const params = new URLSearchParams(location.search);
 const state = { gpu: null, layers: [], busy: false, ort: null };
 
-async function fetchBytes(url) {
-  const resp = await fetch(url);
-  if (!resp.ok) throw new Error(`could not load ${url}: HTTP ${resp.status}`);
-  return new Uint8Array(await resp.arrayBuffer());
-}
-
 async function fetchNpy(url) {
   return new mc.NpyArray(await fetchBytes(url), url);
-}
-
-function median(values) {
-  const v = [...values].sort((a, b) => a - b);
-  return v.length ? v[Math.floor(v.length / 2)] : NaN;
 }
 
 const fmt = (v, digits = 3) => (Number.isFinite(v) ? v.toPrecision(digits) : "–");

@@ -1,4 +1,4 @@
-// Shared by the pages (main.js, layers.js): the status line (#status, whose data-state the
+// Shared by the pages (main.js, layers.js, model.js): the status line (#status, whose data-state the
 // tests read), the error box (#error), and a pause that lets the browser paint.
 
 export const $ = (id) => document.getElementById(id);
@@ -22,3 +22,21 @@ export const messageOf = (e) => String(e && e.message ? e.message : e);
 
 // Lets the browser paint the status line before a long synchronous step (training).
 export const nextFrame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+
+export async function fetchBytes(url) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`could not load ${url}: HTTP ${resp.status}`);
+  return new Uint8Array(await resp.arrayBuffer());
+}
+
+export async function fetchJson(url) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`could not load ${url}: HTTP ${resp.status}`);
+  return resp.json();
+}
+
+// The median (the upper one of an even count); NaN for none.
+export function median(values) {
+  const v = [...values].sort((a, b) => a - b);
+  return v.length ? v[Math.floor(v.length / 2)] : NaN;
+}

@@ -353,6 +353,7 @@ fn split(a: SplitArgs) -> Result<()> {
                         "folder": folder, "hasBias": layer.bias().is_some(),
                         "tables": tables.map(|_| format!("{folder}/tables.safetensors")),
                         "activation": node.activation.to_string(), "macs": node.macs(),
+                        "inputShape": node.input_shape, "outputShape": node.output_shape,
                     }));
                 }
             }

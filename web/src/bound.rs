@@ -106,6 +106,74 @@ impl BoundRun {
         })
     }
 
+    /// Records and submits one run without waiting for it (no timing): for a chain of GPU work
+    /// on one device, where the next engine's commands, queued after these, read the output
+    /// buffer ([`Self::output_buffer`]). Refused while a [`Self::time_once`] is in flight.
+    pub fn submit(&self) -> Result<(), JsError> {
+        if self.busy.get() {
+            return Err(JsError::new(
+                "BoundRun.submit: a timed run has not finished (await it first)",
+            ));
+        }
+        let mut encoder = self.ctx.encoder("bound run");
+        self.conv
+            .encode(&self.ctx, &mut encoder, &self.input, &self.output, None)
+            .map_err(js_err)?;
+        self.ctx.submit(encoder);
+        self.runs.set(self.runs.get() + 1);
+        Ok(())
+    }
+
+    /// Replaces the bound input's values (same length as the bound shape, finite).
+    pub fn write(&self, input: &[f32]) -> Result<(), JsError> {
+        let want = self.input.len();
+        if input.len() != want {
+            return Err(JsError::new(&format!(
+                "BoundRun.write: {} values given, the bound input {:?} holds {want}",
+                input.len(),
+                self.input.shape()
+            )));
+        }
+        if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+            return Err(JsError::new(&format!(
+                "BoundRun.write: input value {i} is {} (inputs must be finite)",
+                input[i]
+            )));
+        }
+        if !input.is_empty() {
+            self.ctx
+                .queue()
+                .write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(input));
+        }
+        Ok(())
+    }
+
+    /// The input's `GPUBuffer` (usage STORAGE | COPY_SRC | COPY_DST, f32 in the bound shape),
+    /// for another engine on the same `GPUDevice` ([`crate::Gpu::device`]) to write into, e.g.
+    /// as a pre-allocated output of ONNX Runtime Web (`ort.Tensor.fromGpuBuffer`).
+    #[wasm_bindgen(getter, js_name = inputBuffer)]
+    pub fn input_buffer(&self) -> Result<JsValue, JsError> {
+        web_buffer(&self.input.buffer)
+    }
+
+    /// The output's `GPUBuffer` (same usage), which the next engine on the same device can read.
+    #[wasm_bindgen(getter, js_name = outputBuffer)]
+    pub fn output_buffer(&self) -> Result<JsValue, JsError> {
+        web_buffer(&self.output.buffer)
+    }
+
+    /// The bound input's shape.
+    #[wasm_bindgen(getter, js_name = inputShape)]
+    pub fn input_shape(&self) -> Vec<u32> {
+        self.input.shape().iter().map(|&d| d as u32).collect()
+    }
+
+    /// The output's shape.
+    #[wasm_bindgen(getter, js_name = outputShape)]
+    pub fn output_shape(&self) -> Vec<u32> {
+        self.output.shape().iter().map(|&d| d as u32).collect()
+    }
+
     /// The output of the runs so far, read back. Fails before the first run, and when an
     /// element is not finite (the kernel missed it, or overflowed).
     pub async fn output(&self) -> Result<ConvOutput, JsError> {
@@ -147,4 +215,12 @@ impl RunTime {
     pub fn clock(&self) -> String {
         self.clock.into()
     }
+}
+
+/// The browser's `GPUBuffer` behind a wgpu buffer.
+fn web_buffer(buffer: &wgpu::Buffer) -> Result<JsValue, JsError> {
+    buffer
+        .as_webgpu()
+        .map(|b| JsValue::from(b.clone()))
+        .ok_or_else(|| JsError::new("this buffer is not a WebGPU buffer (not in a browser?)"))
 }

@@ -277,6 +277,18 @@ impl Gpu {
             .map_err(|_| JsError::new("could not build the adapter info object"))
     }
 
+    /// The browser's `GPUDevice` our kernels run on, for another engine to share (ONNX Runtime
+    /// Web: `executionProviders: [{ name: "webgpu", device }]`), so that buffers pass between
+    /// the two without copies ([`BoundRun::input_buffer`](crate::bound::BoundRun)).
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> Result<JsValue, JsError> {
+        self.ctx
+            .device()
+            .as_webgpu()
+            .map(|d| JsValue::from(d.clone()))
+            .ok_or_else(|| JsError::new("the device is not a WebGPU device (not in a browser?)"))
+    }
+
     /// Uploads `layer` for the exact direct-convolution kernel.
     pub fn direct(&self, layer: &Layer) -> Result<DirectLayer, JsError> {
         let conv = DirectConv::new(&self.ctx, &layer.inner).map_err(js_err)?;

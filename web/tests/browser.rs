@@ -638,3 +638,65 @@ async fn real_layer_from_its_folder_files_bound_and_timed_one_run_at_a_time() {
     );
     assert!(e.contains("channel") || e.contains("shape"), "{e}");
 }
+
+/// What the whole-model page needs to share the GPU with another engine: the `GPUDevice`, the
+/// bound buffers (usage, size), new input values written into a bound run, and a run submitted
+/// without waiting whose output is then read back.
+#[wasm_bindgen_test]
+async fn bound_run_shares_its_device_and_buffers_and_takes_new_inputs() {
+    use js_sys::Reflect;
+    let gpu = Gpu::create().await.map_err(message).unwrap();
+    let device = gpu.device().map_err(message).unwrap();
+    let queue = Reflect::get(&device, &"queue".into()).unwrap();
+    assert!(queue.is_object(), "GPUDevice.queue: {queue:?}");
+    let json = std::str::from_utf8(fixture!("layer.json")).unwrap();
+    let layer = Layer::from_folder(
+        json,
+        fixture!("weight.npy"),
+        Some(fixture!("bias.npy").to_vec()),
+    )
+    .map_err(message)
+    .unwrap();
+    let x = maddconv_web::NpyArray::new(fixture!("test.npy"), "test.npy").unwrap();
+    let n = x.data().len();
+    let bound = gpu
+        .direct(&layer)
+        .map_err(message)
+        .unwrap()
+        .bind(vec![0.0; n], x.shape())
+        .map_err(message)
+        .unwrap();
+    assert_eq!(bound.input_shape(), x.shape());
+    let out_len: u32 = bound.output_shape().iter().product();
+    for (buffer, len) in [
+        (bound.input_buffer(), n as f64),
+        (bound.output_buffer(), out_len as f64),
+    ] {
+        let b = buffer.map_err(message).unwrap();
+        let size = Reflect::get(&b, &"size".into()).unwrap().as_f64().unwrap();
+        let usage = Reflect::get(&b, &"usage".into()).unwrap().as_f64().unwrap() as u32;
+        assert!(size >= 4.0 * len, "buffer of {size} bytes for {len} floats");
+        // STORAGE | COPY_DST | COPY_SRC (GPUBufferUsage 0x80, 0x08, 0x04).
+        assert_eq!(usage & 0x8c, 0x8c, "usage {usage:#x}");
+    }
+    // New input values, a run without waiting, then the output of those values.
+    bound.write(&x.data()).map_err(message).unwrap();
+    bound.submit().map_err(message).unwrap();
+    let got = bound.output().await.map_err(message).unwrap();
+    let want = layer
+        .reference(x.data(), x.shape())
+        .map_err(message)
+        .unwrap();
+    assert_close("written input, submitted run", &got.data(), &want.data());
+    // Bad values are refused with the count or the value named.
+    let e = message(
+        bound
+            .write(&x.data()[1..])
+            .expect_err("short input accepted"),
+    );
+    assert!(e.contains(&format!("{} values given", n - 1)), "{e}");
+    let mut bad = x.data();
+    bad[7] = f32::NAN;
+    let e = message(bound.write(&bad).expect_err("NaN accepted"));
+    assert!(e.contains("value 7 is NaN"), "{e}");
+}

@@ -3,6 +3,11 @@
 // Chromium. Prints a markdown table and writes the page's numbers as JSON.
 //
 //   node web/tests/peer-table.mjs [--reps N] [--layers A,B,...] [--json FILE]
+//   node web/tests/peer-table.mjs --model silero_vad [--reps N] [--json FILE]
+//
+// With --model, the whole-model page (model.html) instead: ONNX Runtime Web on the whole model
+// (WebGPU and wasm EPs) and the model cut at the replaced convs with our exact kernels (GPU or
+// CPU hand-over) and our tables, interleaved; then each replaced conv's kernels.
 //
 // Environment: CHROMIUM (default /usr/bin/chromium), DIST (default web/dist).
 
@@ -25,6 +30,11 @@ const reps = Number(opt("--reps", "10"));
 if (!Number.isInteger(reps) || reps < 1 || reps > 200) {
   console.error(`peer-table: --reps ${opt("--reps")} is not a whole number in 1..200`);
   process.exit(2);
+}
+const model = opt("--model", null);
+if (model) {
+  await modelTable(model);
+  process.exit(0);
 }
 const index = JSON.parse(readFileSync(join(DIST, "layers", "index.json"), "utf8"));
 const wanted = opt("--layers", null);
@@ -80,4 +90,52 @@ if (jsonPath) await writeFile(jsonPath, JSON.stringify(rows, null, 1) + "\n");
 if (failed) {
   console.error(`peer-table: ${failed} layer(s) failed`);
   process.exit(1);
+}
+
+async function modelTable(name) {
+  const server = await serve(DIST);
+  const browser = await launch(CHROMIUM);
+  let r, convs, notes;
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.address().port}/model.html?model=${name}&reps=${reps}`, { waitUntil: "load" });
+    await waitForReady(page);
+    await page.click("#run");
+    r = await waitForEnd(page, 3_600_000);
+    convs = await page.evaluate(() => [...document.querySelectorAll("#convs tbody tr")].map((t) => [...t.cells].map((c) => c.textContent)));
+    notes = await page.evaluate(() => document.getElementById("notes").textContent);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+  if (r.state !== "done") {
+    console.error(`peer-table: ${name}: ${r.error}`);
+    process.exit(1);
+  }
+  const d = r.results;
+  const n = (v, k = 3) => (Number.isFinite(Number(v)) ? Number(v).toPrecision(k) : "–");
+  const pct = (v) => `${(100 * Number(v)).toFixed(2)} %`;
+  console.log(`Adapter: ${r.adapter}, Chromium ${browser.version()}, ${name}, ${reps} interleaved rounds.\n`);
+  console.log("| path | convs run by | hand-over | ms per model run | ORT Web (WebGPU) / path | rel. L2 vs stored | frames agreeing | speech segments (IoU) |");
+  console.log("|---|---|---|---|---|---|---|---|");
+  const rows = [
+    ["ONNX Runtime Web, whole model", "ORT Web WebGPU EP", "–", "ort"],
+    ["ONNX Runtime Web, whole model", "ORT Web wasm EP (CPU)", "–", "wasm"],
+    ["cut model", "our direct kernel", "GPU buffers", "cutExact"],
+    ["cut model", "our direct kernel", "through the CPU", "cutCpu"],
+    ["cut model", "our MADDNESS tables", "GPU buffers", "madd"],
+  ];
+  for (const [path, by, hand, k] of rows) {
+    const ms = d[`ms${k[0].toUpperCase()}${k.slice(1)}`];
+    const rel = d[`${k}RelL2`];
+    const wrong = (k === "ort" && d.ortWrong === "1") || (k === "wasm" && d.wasmWrong === "1");
+    console.log(`| ${path} | ${by} | ${hand} | ${n(ms)} | ${(Number(d.msOrt) / Number(ms)).toFixed(2)} | ${wrong ? "**WRONG** " : ""}${n(rel, 2)} | ` +
+      `${pct(d[`${k}Agreement`])} | ${d[`${k}Segments`]} of ${d.segmentsExact} (${n(d[`${k}SpeechIoU`])}) |`);
+  }
+  console.log("\n| replaced conv | shape | MACs | C | direct ms | MADDNESS ms | speedup | 1 − NMSE in place |");
+  console.log("|---|---|---|---|---|---|---|---|");
+  for (const c of convs) console.log(`| ${c.join(" | ")} |`);
+  console.log(`\n${notes}`);
+  const jsonPath = opt("--json", null);
+  if (jsonPath) await writeFile(jsonPath, JSON.stringify({ adapter: r.adapter, results: d, convs, notes }, null, 1) + "\n");
 }
