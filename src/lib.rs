@@ -18,6 +18,8 @@
 //!   inference, the table file.
 //! * [`model`] (feature `onnx`) — whole ONNX models on tract with chosen Conv nodes
 //!   captured or replaced by MADDNESS tables.
+//! * [`boxes`] — YOLOX box decoding and the matching of two runs' boxes (a detector's end
+//!   task; also in the browser).
 //! * [`clock`] — the one clock (std natively, `performance.now()` in browsers).
 //! * [`metrics`] — the error of an approximate layer (NMSE, DESIGN.md §5).
 //! * [`filters`] — fixed filters as conv layers for demos and tests (Sobel and Gaussian image
@@ -27,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod boxes;
 pub mod clock;
 pub mod data;
 pub mod error;

@@ -22,7 +22,7 @@
 //!
 //! # Modules
 //!
-//! * [`boxes`] — YOLOX box decoding and the matching of two runs' boxes (detector end task).
+//! * [`boxes`] — YOLOX box decoding and box matching (the crate's [`crate::boxes`], re-exported).
 //! * [`bundle`] — the `.safetensors` bundle of every replaced layer's tables.
 //! * [`calibrate`](mod@calibrate) — sequential (or independent) calibration and the end-task
 //!   comparison of a replaced model against the exact one.
@@ -48,7 +48,7 @@ use crate::maddness::{mirror, Activation, Tables};
 use crate::spec::{ConvKind, ConvSpec};
 use crate::tensor::Tensor;
 
-pub mod boxes;
+pub use crate::boxes;
 pub mod bundle;
 pub mod calibrate;
 pub mod export;
