@@ -4,8 +4,10 @@
 #   dist/layers.html, layers.js, layers/ (real layer folders, each with model.onnx from
 #   `maddconv model export-conv`, and layers/index.json) and ort/ (ONNX Runtime Web's WebGPU
 #   build, from node_modules: run `npm ci` in web/ first);
-#   dist/model.html, model.js, models/ (silero VAD: the model, its test clips, tables calibrated by
-#   `maddconv model calibrate` and the model cut at the replaced convs by `maddconv model split`).
+#   dist/model.html, model.js, models/ (silero VAD and, with the shared data, the ddddocr text
+#   detector: each model, its test inputs and stored outputs, tables calibrated by `maddconv
+#   model calibrate` and the model cut at the replaced convs by `maddconv model split`;
+#   models/index.json lists them).
 # Layer folders: the repository's fixtures (tests/fixtures/layers) and, when present, those of
 # ../shared/data/layers (or $MADDCONV_DATA/layers) of at most $LAYER_MAX_MB (default 16) MB.
 # Needs: the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown) and
@@ -133,9 +135,10 @@ add_silero() { # SOURCE_DIR CALIB_INPUT SOURCE_NAME [CALIBRATE_FLAGS...]
     -o "$out/tables.safetensors" 2>&1 | grep -v '^\[INFO' >&2
   "$MADDCONV" model split "$src/model.onnx" --input "input=$src/test_input.npy" "${set[@]}" \
     --tables "$out/tables.safetensors" -o "$out/split"
-  printf '[\n  {"name": "silero_vad", "task": "vad", "source": "%s", "calibration": "%s", "codebooks": 32}\n]\n' \
-    "$source" "$(basename "$calib")" >dist/models/index.json
+  models_json+=$(printf '  {"name": "silero_vad", "task": "vad", "source": "%s", "calibration": "%s", "codebooks": 32, "inputs": {"input": "test_input.npy", "h": "test_h.npy", "c": "test_c.npy"}, "expected": "test_expected.npy", "rowsPerRun": 0}' \
+    "$source" "$(basename "$calib")")
 }
+models_json=""
 if [ -f "$DATA/models/silero_vad/calib_input.npy" ]; then
   add_silero "$DATA/models/silero_vad" "$DATA/models/silero_vad/calib_input.npy" data
 else
@@ -144,6 +147,25 @@ else
   add_silero ../tests/fixtures/models/silero_vad ../tests/fixtures/models/silero_vad/calib_input_head.npy fixture \
     --holdout 0 --min-windows 64
 fi
+# The ddddocr text detector (shared data only: 20 MB): tables for its two stride-8 head convs
+# Conv_248 and Conv_251 (14.1 % of the conv MACs; they keep every box at C = 32, BENCHMARKS.md),
+# calibrated on the 10 calibration photos (other photos than the test ones, 40 % held out).
+DDDDOCR_LAYERS=Conv_248,Conv_251
+if [ -f "$DATA/models/ddddocr_det/model.onnx" ]; then
+  src=$DATA/models/ddddocr_det out=dist/models/ddddocr_det
+  mkdir -p "$out"
+  cp "$src"/model.onnx "$src"/test_text.npy "$src"/test_text_expected.npy "$src"/LICENSE "$out"/
+  cp "$src"/README.md "$out"/SOURCE-README.md
+  "$MADDCONV" model calibrate "$src/model.onnx" --input "images=$src/calib.npy" \
+    --layers "$DDDDOCR_LAYERS" --codebooks 32 --metric yolox --holdout 0.4 --cpu \
+    -o "$out/tables.safetensors" 2>&1 | grep -v '^\[INFO' >&2
+  "$MADDCONV" model split "$src/model.onnx" --input "images=$src/test_text.npy" \
+    --tables "$out/tables.safetensors" -o "$out/split"
+  models_json+=$(printf ',\n  {"name": "ddddocr_det", "task": "boxes", "source": "data", "calibration": "calib.npy", "codebooks": 32, "inputs": {"images": "test_text.npy"}, "expected": "test_text_expected.npy", "rowsPerRun": 1}')
+else
+  echo "build.sh: $DATA/models/ddddocr_det not found: the text detector is left out of model.html" >&2
+fi
+printf '[\n%s\n]\n' "$models_json" >dist/models/index.json
 echo "built $(pwd)/dist ($(du -sh dist/pkg/maddconv_web_bg.wasm | cut -f1) of wasm," \
   "$(grep -c '"name"' "$index") layers);" \
   "serve it, e.g.: python3 -m http.server -d $(pwd)/dist -b 127.0.0.1 8000"

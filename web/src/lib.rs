@@ -739,3 +739,55 @@ pub fn relative_l2(computed: &[f32], expected: &[f32]) -> Result<f64, JsError> {
     }
     Ok(maddconv::metrics::relative_l2(computed, expected))
 }
+
+/// The boxes of one image's YOLOX detector output (`[1, N, 5 + classes]` flat, with its shape)
+/// for an input image of `height × width` pixels, as `maddconv::boxes::decode_yolox` decodes
+/// them (scores above `score`, greedy NMS at IoU `nmsIou`): 5 values per box, highest score
+/// first: left, top, right, bottom (input pixels), score.
+#[wasm_bindgen(js_name = decodeYolox)]
+pub fn decode_yolox(
+    output: Vec<f32>,
+    shape: Vec<u32>,
+    height: u32,
+    width: u32,
+    score: f32,
+    nms_iou: f32,
+) -> Result<Vec<f32>, JsError> {
+    let t = Tensor::new(shape_of(&shape), output).map_err(js_err)?;
+    let d = maddconv::boxes::YoloxDecode {
+        score,
+        nms_iou,
+        ..Default::default()
+    };
+    let boxes =
+        maddconv::boxes::decode_yolox(&t, height as usize, width as usize, &d).map_err(js_err)?;
+    Ok(boxes
+        .iter()
+        .flat_map(|b| [b.bbox[0], b.bbox[1], b.bbox[2], b.bbox[3], b.score])
+        .collect())
+}
+
+/// Matches two images' boxes ([`decode_yolox`]'s layout, 5 values per box) one to one at
+/// IoU ≥ `minIou` as `maddconv::boxes::match_boxes` does: `[matched, exact boxes, approximate
+/// boxes]`.
+#[wasm_bindgen(js_name = matchBoxes)]
+pub fn match_boxes(exact: &[f32], approx: &[f32], min_iou: f32) -> Result<Vec<u32>, JsError> {
+    let parse = |v: &[f32], what: &str| -> Result<Vec<maddconv::boxes::Detection>, JsError> {
+        if !v.len().is_multiple_of(5) {
+            return Err(JsError::new(&format!(
+                "matchBoxes: {what} holds {} values, not 5 per box",
+                v.len()
+            )));
+        }
+        Ok(v.chunks(5)
+            .map(|c| maddconv::boxes::Detection {
+                bbox: [c[0], c[1], c[2], c[3]],
+                score: c[4],
+                class: 0,
+            })
+            .collect())
+    };
+    let m =
+        maddconv::boxes::match_boxes(&parse(exact, "exact")?, &parse(approx, "approx")?, min_iou);
+    Ok(vec![m.matched as u32, m.exact as u32, m.approx as u32])
+}

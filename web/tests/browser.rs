@@ -700,3 +700,40 @@ async fn bound_run_shares_its_device_and_buffers_and_takes_new_inputs() {
     let e = message(bound.write(&bad).expect_err("NaN accepted"));
     assert!(e.contains("value 7 is NaN"), "{e}");
 }
+
+/// The box decoding and matching the whole-model page uses for the text detector: a synthetic
+/// YOLOX output of a 64×64 input with one box above the score threshold and a weaker overlapping
+/// one (suppressed), matched against itself and against a moved box.
+#[wasm_bindgen_test]
+fn yolox_boxes_decode_and_match_in_the_browser() {
+    // 8×8 + 4×4 + 2×2 = 84 anchor rows of 6 columns.
+    let mut y = vec![0f32; 84 * 6];
+    let r = 2 * 8 + 3; // stride 8, grid (3, 2): centre (28, 20), size 8·e
+    y[r * 6..r * 6 + 6].copy_from_slice(&[0.5, 0.5, 1.0, 1.0, 0.9, 0.9]);
+    let r2 = 2 * 8 + 4; // the same box one pixel to the left, lower score
+    y[r2 * 6..r2 * 6 + 6].copy_from_slice(&[-0.375, 0.5, 1.0, 1.0, 0.8, 0.8]);
+    let b = maddconv_web::decode_yolox(y.clone(), vec![1, 84, 6], 64, 64, 0.1, 0.45)
+        .map_err(message)
+        .unwrap();
+    assert_eq!(b.len(), 5, "one box after NMS: {b:?}");
+    let half = 4.0 * 1f32.exp();
+    let want = [28.0 - half, 20.0 - half, 28.0 + half, 20.0 + half, 0.81];
+    for (g, w) in b.iter().zip(want) {
+        assert!((g - w).abs() < 1e-4, "{b:?} vs {want:?}");
+    }
+    let same = maddconv_web::match_boxes(&b, &b, 0.5)
+        .map_err(message)
+        .unwrap();
+    assert_eq!(same, [1, 1, 1]);
+    let mut moved = b.clone();
+    moved[0] += 20.0;
+    moved[2] += 20.0;
+    assert_eq!(
+        maddconv_web::match_boxes(&b, &moved, 0.5).unwrap(),
+        [0, 1, 1]
+    );
+    let e = message(maddconv_web::match_boxes(&b[..4], &b, 0.5).unwrap_err());
+    assert!(e.contains("4 values"), "{e}");
+    let e = message(maddconv_web::decode_yolox(y, vec![1, 84, 6], 64, 96, 0.1, 0.45).unwrap_err());
+    assert!(e.contains("84"), "{e}");
+}

@@ -11,7 +11,8 @@
 //     the shared data's layers: our exact kernel and ONNX Runtime Web against the stored output
 //     of another engine and against each other, the MADDNESS error within a bound, all times
 //     reported; saves $ARTIFACTS/layers.png;
-//  4. runs the whole-model page (model.html) on silero VAD: the cut model with our exact
+//  4. runs the whole-model page (model.html) on silero VAD (and, with the shared data, on the
+//     ddddocr text detector: boxes): the cut model with our exact
 //     kernels and ONNX Runtime Web's wasm EP against onnxruntime's stored output, the frame
 //     agreement with the tables within a bound, all times reported; saves $ARTIFACTS/model.png;
 //  5. checks the clear messages when WebGPU is missing and when the adapter lacks a limit.
@@ -236,6 +237,42 @@ try {
     if (failures.length) for (const l of log) console.log(`    ${l}`);
     await page.close();
   }
+
+  // The text detector (shared data only): ddddocr cut at two head convs, one test photo, the
+  // checked runs only (a run of the whole model takes about 40 s on SwiftShader). Measured: our
+  // exact paths within 6.1e-7, 12 of 12 boxes with the tables and one extra.
+  const models = JSON.parse(await readFile(join(DIST, "models", "index.json"), "utf8"));
+  if (models.some((e) => e.name === "ddddocr_det")) {
+    const log = [];
+    const page = await newPage(browser, log);
+    const t0 = Date.now();
+    await page.goto(`${base}model.html?model=ddddocr_det&row=0&reps=0`, { waitUntil: "load" });
+    await waitForReady(page);
+    await page.click("#run");
+    const r = await waitForEnd(page);
+    const d = r.results;
+    const num = (k) => Number(d[k]);
+    console.log(`--- model.html ddddocr_det (${((Date.now() - t0) / 1000).toFixed(1)} s): ${r.status} ${r.error}`);
+    for (const line of r.text) console.log(`    ${line}`);
+    check(r.state === "done", `model.html ddddocr: finished (state ${r.state}) ${r.error}`);
+    for (const k of ["cutExactRelL2", "cutCpuRelL2", "wasmRelL2"]) {
+      check(num(k) < 1e-5, `model.html ddddocr: ${k} = ${d[k]} < 1e-5 against onnxruntime's stored output`);
+    }
+    check(Number.isFinite(num("ortRelL2")) && d.ortWrong === (num("ortRelL2") < 1e-4 ? "0" : "1"),
+      `model.html ddddocr: ONNX Runtime Web (WebGPU) relative L2 ${d.ortRelL2}, WRONG flag ${d.ortWrong} consistent`);
+    check(num("boxesExact") > 0 && num("cutExactRecall") === 1 && num("cutExactPrecision") === 1,
+      `model.html ddddocr: the cut exact model finds the stored output's ${d.boxesExact} boxes, no more`);
+    check(num("maddRecall") >= 0.9 && num("maddPrecision") >= 0.8,
+      `model.html ddddocr: with the tables recall ${d.maddRecall} ≥ 0.9, precision ${d.maddPrecision} ≥ 0.8`);
+    const c = await canvasStats(page, "curves");
+    check(c.w === 416 && c.max - c.min > 100, `model.html ddddocr: the photo and boxes were drawn (${c.w}×${c.h})`);
+    const errors = log.filter((l) => l.startsWith("[pageerror]") || l.startsWith("[console.error]"));
+    check(errors.length === 0, `model.html ddddocr: no page errors ${errors.join(" | ")}`);
+    await page.screenshot({ path: join(ARTIFACTS, "model-boxes.png"), fullPage: true });
+    console.log(`e2e: screenshot ${join(ARTIFACTS, "model-boxes.png")}`);
+    if (failures.length) for (const l of log) console.log(`    ${l}`);
+    await page.close();
+  } else console.log("e2e: the build has no ddddocr_det (shared data); its model page not run");
 
   // Clear messages instead of a broken page.
   const cases = [

@@ -3,7 +3,7 @@
 // Chromium. Prints a markdown table and writes the page's numbers as JSON.
 //
 //   node web/tests/peer-table.mjs [--reps N] [--layers A,B,...] [--json FILE]
-//   node web/tests/peer-table.mjs --model silero_vad [--reps N] [--json FILE]
+//   node web/tests/peer-table.mjs --model silero_vad|ddddocr_det [--row R] [--reps N] [--json FILE]
 //
 // With --model, the whole-model page (model.html) instead: ONNX Runtime Web on the whole model
 // (WebGPU and wasm EPs) and the model cut at the replaced convs with our exact kernels (GPU or
@@ -98,7 +98,8 @@ async function modelTable(name) {
   let r, convs, notes;
   try {
     const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${server.address().port}/model.html?model=${name}&reps=${reps}`, { waitUntil: "load" });
+    const row = Number(opt("--row", "0"));
+    await page.goto(`http://127.0.0.1:${server.address().port}/model.html?model=${name}&reps=${reps}&row=${row}`, { waitUntil: "load" });
     await waitForReady(page);
     await page.click("#run");
     r = await waitForEnd(page, 3_600_000);
@@ -116,7 +117,8 @@ async function modelTable(name) {
   const n = (v, k = 3) => (Number.isFinite(Number(v)) ? Number(v).toPrecision(k) : "–");
   const pct = (v) => `${(100 * Number(v)).toFixed(2)} %`;
   console.log(`Adapter: ${r.adapter}, Chromium ${browser.version()}, ${name}, ${reps} interleaved rounds.\n`);
-  console.log("| path | convs run by | hand-over | ms per model run | ORT Web (WebGPU) / path | rel. L2 vs stored | frames agreeing | speech segments (IoU) |");
+  const vad = d.frames !== undefined;
+  console.log(`| path | convs run by | hand-over | ms per model run | ORT Web (WebGPU) / path | rel. L2 vs stored | ${vad ? "frames agreeing | speech segments (IoU)" : "box recall / precision | boxes found"} |`);
   console.log("|---|---|---|---|---|---|---|---|");
   const rows = [
     ["ONNX Runtime Web, whole model", "ORT Web WebGPU EP", "–", "ort"],
@@ -129,8 +131,10 @@ async function modelTable(name) {
     const ms = d[`ms${k[0].toUpperCase()}${k.slice(1)}`];
     const rel = d[`${k}RelL2`];
     const wrong = (k === "ort" && d.ortWrong === "1") || (k === "wasm" && d.wasmWrong === "1");
-    console.log(`| ${path} | ${by} | ${hand} | ${n(ms)} | ${(Number(d.msOrt) / Number(ms)).toFixed(2)} | ${wrong ? "**WRONG** " : ""}${n(rel, 2)} | ` +
-      `${pct(d[`${k}Agreement`])} | ${d[`${k}Segments`]} of ${d.segmentsExact} (${n(d[`${k}SpeechIoU`])}) |`);
+    const task = vad
+      ? `${pct(d[`${k}Agreement`])} | ${d[`${k}Segments`]} of ${d.segmentsExact} (${n(d[`${k}SpeechIoU`])})`
+      : `${pct(d[`${k}Recall`])} / ${pct(d[`${k}Precision`])} | ${d[`${k}Boxes`]} (stored output: ${d.boxesExact})`;
+    console.log(`| ${path} | ${by} | ${hand} | ${n(ms)} | ${(Number(d.msOrt) / Number(ms)).toFixed(2)} | ${wrong ? "**WRONG** " : ""}${n(rel, 2)} | ${task} |`);
   }
   console.log("\n| replaced conv | shape | MACs | C | direct ms | MADDNESS ms | speedup | 1 − NMSE in place |");
   console.log("|---|---|---|---|---|---|---|---|");

@@ -1,0 +1,16 @@
+import { serve, launch, waitForEnd } from "./serve.mjs";
+import { resolve } from "node:path";
+const server = await serve(resolve("dist"));
+const browser = await launch(process.env.CHROMIUM || "/usr/bin/chromium");
+const page = await browser.newPage();
+page.on("console", (m) => console.log(`[console.${m.type()}] ${m.text()}`));
+page.on("pageerror", (e) => console.log(`[pageerror] ${e.message}`));
+const t0 = Date.now();
+await page.goto(`http://127.0.0.1:${server.address().port}/model.html?autorun=1&${process.env.Q}`);
+const r = await waitForEnd(page, 600_000);
+console.log(JSON.stringify(r, null, 1), (Date.now() - t0) / 1000, "s");
+console.log(await page.evaluate(() => document.getElementById("notes").textContent));
+console.log(await page.evaluate(() => [...document.querySelectorAll("#convs tbody tr")].map((r) => r.innerText.replace(/\s+/g, " "))));
+await page.screenshot({ path: "/tmp/model.png", fullPage: true });
+await browser.close();
+server.close();
