@@ -441,7 +441,7 @@ function drawBoxes(canvas, m, exact, approx) {
   const img = m.arrays.images;
   const [c, h, w] = Array.from(img.shape).slice(1);
   canvas.width = w;
-  canvas.height = h + 24;
+  canvas.height = h + 40;
   canvas.style.width = `${w}px`; // the photo at its own pixels, not stretched
   const ctx = canvas.getContext("2d");
   const x = m.feedsFor(m.row).cpu.images.data;
@@ -452,12 +452,12 @@ function drawBoxes(canvas, m, exact, approx) {
   }
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  ctx.putImageData(rgba, 0, 24);
+  ctx.putImageData(rgba, 0, 40);
   const rects = (b, color, width, dash) => {
     ctx.strokeStyle = color;
     ctx.lineWidth = width;
     ctx.setLineDash(dash);
-    for (let i = 0; i < b.length; i += 5) ctx.strokeRect(b[i], 24 + b[i + 1], b[i + 2] - b[i], b[i + 3] - b[i + 1]);
+    for (let i = 0; i < b.length; i += 5) ctx.strokeRect(b[i], 40 + b[i + 1], b[i + 2] - b[i], b[i + 3] - b[i + 1]);
     ctx.setLineDash([]);
     ctx.lineWidth = 1;
   };
@@ -469,7 +469,7 @@ function drawBoxes(canvas, m, exact, approx) {
   ctx.fillStyle = "#d9480f";
   ctx.fillText(`tables: ${approx.length / 5} boxes (dashed)`, 130, 15);
   ctx.fillStyle = "#555";
-  ctx.fillText("the model's input: letterboxed, padding 114", 290, 15);
+  ctx.fillText("the model's input: the photo letterboxed to 416×416 (padding 114)", 4, 32);
 }
 
 // ---- running -----------------------------------------------------------------------------
