@@ -9,7 +9,7 @@
 // `layer=NAME` selects a layer, `autorun=1` runs as soon as the GPU is ready.
 
 import init, * as mc from "./pkg/maddconv_web.js";
-import { $, setStatus, showError, nextFrame, messageOf, fetchBytes, median } from "./page.js";
+import { $, setStatus, showError, nextFrame, messageOf, fetchBytes, median, startGpu } from "./page.js";
 import * as ort from "./ort/ort.webgpu.bundle.min.mjs";
 
 const params = new URLSearchParams(location.search);
@@ -254,16 +254,7 @@ async function main() {
   $("layer").addEventListener("change", onChange(selectLayer));
   $("tables").addEventListener("change", onChange(selectLayer));
   await selectLayer();
-  state.gpu = await mc.Gpu.create();
-  $("adapter-name").textContent = state.gpu.adapterName || "(unnamed)";
-  $("adapter").dataset.name = state.gpu.adapterName;
-  $("controls").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    run();
-  });
-  $("run").disabled = false;
-  setStatus("ready", "Ready.");
-  if (params.get("autorun") === "1") run();
+  await startGpu(mc, state, run, params);
 }
 
 main().catch((e) => {

@@ -18,7 +18,7 @@
 // `model=NAME`, `autorun=1`, `reps=N`.
 
 import init, * as mc from "./pkg/maddconv_web.js";
-import { $, setStatus, showError, messageOf, fetchBytes, fetchJson, median } from "./page.js";
+import { $, setStatus, showError, messageOf, fetchBytes, fetchJson, median, startGpu } from "./page.js";
 import * as ort from "./ort/ort.webgpu.bundle.min.mjs";
 
 const params = new URLSearchParams(location.search);
@@ -648,16 +648,7 @@ async function main() {
   if (params.get("row") !== null) $("row").value = params.get("row");
   $("model").addEventListener("change", selectModel);
   selectModel();
-  state.gpu = await mc.Gpu.create();
-  $("adapter-name").textContent = state.gpu.adapterName || "(unnamed)";
-  $("adapter").dataset.name = state.gpu.adapterName;
-  $("controls").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    run();
-  });
-  $("run").disabled = false;
-  setStatus("ready", "Ready.");
-  if (params.get("autorun") === "1") run();
+  await startGpu(mc, state, run, params);
 }
 
 main().catch((e) => {

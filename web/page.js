@@ -40,3 +40,18 @@ export function median(values) {
   const v = [...values].sort((a, b) => a - b);
   return v.length ? v[Math.floor(v.length / 2)] : NaN;
 }
+
+// Starts a page's GPU: creates `mc.Gpu` into `state.gpu`, shows the adapter's name, wires the
+// Run form (#controls) to `run`, enables #run, says ready, and runs at once with ?autorun=1.
+export async function startGpu(mc, state, run, params) {
+  state.gpu = await mc.Gpu.create();
+  $("adapter-name").textContent = state.gpu.adapterName || "(unnamed)";
+  $("adapter").dataset.name = state.gpu.adapterName;
+  $("controls").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    run();
+  });
+  $("run").disabled = false;
+  setStatus("ready", "Ready.");
+  if (params.get("autorun") === "1") run();
+}

@@ -547,13 +547,7 @@ macro_rules! fixture {
 async fn real_layer_from_its_folder_files_bound_and_timed_one_run_at_a_time() {
     let gpu = Gpu::create().await.map_err(message).unwrap();
     let json = std::str::from_utf8(fixture!("layer.json")).unwrap();
-    let layer = Layer::from_folder(
-        json,
-        fixture!("weight.npy"),
-        Some(fixture!("bias.npy").to_vec()),
-    )
-    .map_err(message)
-    .unwrap();
+    let layer = fixture_layer();
     assert_eq!((layer.in_channels(), layer.out_channels()), (16, 32));
     let x = maddconv_web::NpyArray::new(fixture!("test.npy"), "test.npy")
         .map_err(message)
@@ -639,6 +633,17 @@ async fn real_layer_from_its_folder_files_bound_and_timed_one_run_at_a_time() {
     assert!(e.contains("channel") || e.contains("shape"), "{e}");
 }
 
+/// The fixture layer (mtcnn_pnet_conv3_trainable) from its folder's files.
+fn fixture_layer() -> Layer {
+    Layer::from_folder(
+        std::str::from_utf8(fixture!("layer.json")).unwrap(),
+        fixture!("weight.npy"),
+        Some(fixture!("bias.npy").to_vec()),
+    )
+    .map_err(message)
+    .unwrap()
+}
+
 /// What the whole-model page needs to share the GPU with another engine: the `GPUDevice`, the
 /// bound buffers (usage, size), new input values written into a bound run, and a run submitted
 /// without waiting whose output is then read back.
@@ -649,14 +654,7 @@ async fn bound_run_shares_its_device_and_buffers_and_takes_new_inputs() {
     let device = gpu.device().map_err(message).unwrap();
     let queue = Reflect::get(&device, &"queue".into()).unwrap();
     assert!(queue.is_object(), "GPUDevice.queue: {queue:?}");
-    let json = std::str::from_utf8(fixture!("layer.json")).unwrap();
-    let layer = Layer::from_folder(
-        json,
-        fixture!("weight.npy"),
-        Some(fixture!("bias.npy").to_vec()),
-    )
-    .map_err(message)
-    .unwrap();
+    let layer = fixture_layer();
     let x = maddconv_web::NpyArray::new(fixture!("test.npy"), "test.npy").unwrap();
     let n = x.data().len();
     let bound = gpu
