@@ -32,6 +32,13 @@
 //!   that activation ("after"; `--activation NAME` overrides the one known for each layer,
 //!   `--activation-steps N` the refit's steps).
 //!
+//! * `tied`, `tied-correlation`, `tied-output`, `tied+after` — tied per-pixel encoding (issue 13, item 4; `--learner tied`): trees
+//!   on the pixels' channel vectors shared by every tap, one table per tap, `C` rounded to a
+//!   multiple of the kernel area (the table's codebook column shows the count used), over
+//!   contiguous runs of channels or correlated channels (MADDNESS trees on the pixels), or
+//!   output-aware trees splitting on any channel (`--grouping free`), plain or fit for the error
+//!   after the activation.
+//!
 //! `--train-error` also prints the NMSE on the training input (float tables).
 //!
 //! `--validation F` never reads the test files: it holds out the last fraction `F` of the
@@ -80,7 +87,16 @@ fn step_config(step: &str, base: &TrainConfig, act: Activation) -> Result<TrainC
         "output-ranges" => output(Grouping::Contiguous, base.start, base.passes),
         "output-channels" => output(Grouping::Channels, base.start, base.passes),
         "output-correlation" => output(Grouping::Correlation, base.start, base.passes),
-        "output+after" | "output+after-trees" | "maddness+after" => {
+        "tied" | "tied-correlation" | "tied-output" => TrainConfig {
+            learner: Learner::Tied,
+            grouping: Some(match step {
+                "tied" => Grouping::Contiguous,
+                "tied-correlation" => Grouping::Correlation,
+                _ => Grouping::Free,
+            }),
+            ..base.clone()
+        },
+        "output+after" | "output+after-trees" | "maddness+after" | "tied+after" => {
             let mut c = step_config(step.split('+').next().unwrap_or(""), base, act)?;
             if step == "maddness+after" {
                 c.refit_offsets = true;
@@ -198,8 +214,25 @@ fn main() -> Result<()> {
                 if config.learner == Learner::Maddness && c > learn::MAX_TRAIN_CODEBOOKS {
                     continue;
                 }
-                let (tables, secs) =
-                    common::train_secs(&layer.spec, &weight, bias.as_ref(), &train, &config)?;
+                let (tables, secs) = match common::train_secs(
+                    &layer.spec,
+                    &weight,
+                    bias.as_ref(),
+                    &train,
+                    &config,
+                ) {
+                    Ok(v) => v,
+                    // Tied tables the layer cannot have (fewer codebooks than taps, a problem
+                    // too large for output-aware tied trees): the row says why.
+                    Err(e) if config.learner == Learner::Tied => {
+                        println!(
+                            "| {} | {d} | {} | {c} | {step} | – | – | {act} | – | refused: {e} |",
+                            layer.name, layer.spec.out_channels
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let held = evaluate(&tables, &test, &expected, "test")?;
                 let after = nmse_after(
                     layer.spec.kind,
@@ -218,9 +251,10 @@ fn main() -> Result<()> {
                     None => String::new(),
                 };
                 println!(
-                    "| {} | {d} | {} | {c} | {step} | {:.3} | {:.3} | {act} | {:.3} | {tr}{secs:.2} |",
+                    "| {} | {d} | {} | {} | {step} | {:.3} | {:.3} | {act} | {:.3} | {tr}{secs:.2} |",
                     layer.name,
                     layer.spec.out_channels,
+                    tables.codebooks,
                     held.one_minus_nmse(),
                     held.one_minus_nmse_f32_tables().unwrap_or(f64::NAN),
                     1.0 - after

@@ -619,3 +619,45 @@ fn relative_weights_change_the_refit_and_bad_floors_are_refused() {
         assert!(e.contains(&format!("floor = {bad}")), "{bad}: {e}");
     }
 }
+
+/// The tied learner (issue 13, item 4) on the fixture layer (3×3, 16 channels): `C` rounded to
+/// a multiple of the 9 taps, tables recognised as tied, the learner recorded, and a held-out
+/// error bound for each way of growing the trees.
+#[test]
+fn tied_trees_round_codebooks_and_fit_held_out() {
+    use maddconv::maddness::Grouping;
+    let layer = fixture();
+    // Measured 2026-12-02 (1 − NMSE, 8-bit, held out): 0.569, 0.563, 0.584.
+    for (grouping, bound) in [
+        (Grouping::Contiguous, 0.52),
+        (Grouping::Correlation, 0.52),
+        (Grouping::Free, 0.53),
+    ] {
+        let cfg = TrainConfig {
+            codebooks: Some(40), // 40 / 9 = 4.4 → 4 trees, 36 look-ups
+            learner: Learner::Tied,
+            grouping: Some(grouping),
+            ..Default::default()
+        };
+        let (e8, _, tables) = heldout(&layer, &cfg);
+        eprintln!("tied {grouping}: 1 − NMSE {:.4}", 1.0 - e8);
+        assert_eq!(tables.codebooks, 36, "{grouping}");
+        assert_eq!(tables.tied_trees_per_tap(), Some(4), "{grouping}");
+        assert!(
+            tables
+                .meta
+                .learner
+                .starts_with(&format!("tied grouping={grouping}")),
+            "{}",
+            tables.meta.learner
+        );
+        assert!(
+            1.0 - e8 > bound,
+            "tied {grouping}: held-out 1 − NMSE {:.4} ≤ {bound}",
+            1.0 - e8
+        );
+    }
+    // The untied learners' tables on the same layer are not tied.
+    let (_, _, plain) = heldout(&layer, &config(36));
+    assert_eq!(plain.tied_trees_per_tap(), None);
+}

@@ -38,7 +38,9 @@ pub struct TrainArgs {
 /// The learner's settings, shared by `train` and `model calibrate`.
 #[derive(Args, Debug, Clone)]
 pub struct LearnerArgs {
-    /// Codebooks per group C (1 ≤ C ≤ D). Default: D/8, at least min(D, 8), at most 64.
+    /// Codebooks per group C (1 ≤ C ≤ D): table look-ups per output. Default: D/8, at least
+    /// min(D, 8), at most 64. The tied learner rounds C to the nearest multiple of the kernel
+    /// area (C/area trees, one table per tap).
     #[arg(long)]
     pub codebooks: Option<usize>,
     /// Ridge regularisation λ of the prototype refinement (> 0).
@@ -54,13 +56,15 @@ pub struct LearnerArgs {
     #[arg(long)]
     pub no_f32_tables: bool,
     /// Tree learner: output-aware boosted trees (each grown on the residual of the layer's
-    /// output, then one ridge refit of all tables) or faithful MADDNESS (trees on the input
-    /// sub-vectors, ridge-refined prototypes).
+    /// output, then one ridge refit of all tables), faithful MADDNESS (trees on the input
+    /// sub-vectors, ridge-refined prototypes), or tied per-pixel trees (shared by every tap of
+    /// the window, one table per tap).
     #[arg(long, value_enum, default_value_t = defaults().learner)]
     pub learner: Learner,
     /// Dimensions each codebook may split on: MADDNESS's contiguous ranges, whole input
     /// channels, greedy clusters of correlated dimensions, or any dimension (output learner
-    /// only). Default: the learner's own (contiguous for maddness, free for output).
+    /// only); for tied trees, over the channels (free: output-aware tied trees). Default: the
+    /// learner's own (contiguous for maddness, free for output, correlation for tied).
     #[arg(long, value_enum)]
     pub grouping: Option<Grouping>,
     /// Output learner: candidate dimensions evaluated exactly per tree.

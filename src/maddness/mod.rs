@@ -11,6 +11,9 @@
 //!   window dimension `split_dims[g][c][t]`, each node its own threshold:
 //!   `i = 0; for t in 0..4 { i = 2·i + (a[split_dims[g][c][t]] > thresholds[g][c][t][i]) as u32 }`
 //!   gives the code `i ∈ 0..16` (ties go left).
+//!   With tied tables ([`Tables::tied_trees_per_tap`]: `C = area·T`, codebook `t·T + c` the
+//!   same tree as codebook `c` shifted to tap `t`) the codes are the same, and the GPU computes
+//!   each input pixel's `T` codes once (`encode_pixels`) and gathers them (`expand_codes`).
 //! * **Accumulate** (8-bit tables): `y[p, o] = (Σ_c luts[g][c][code_c(p)][m]) · inv_scale[o] + offset[o]`
 //!   with `o = g·(O/groups) + m`, the u8 entries summed exactly in u32,
 //!   `inv_scale[o] = 1 / scale[o]` and `offset[o] = Σ_c lut_offsets[g][c][m] + bias[o]`, both
@@ -177,6 +180,44 @@ impl Tables {
                 a.saturating_mul(k)
             })
     }
+    /// `Some(T)` when the trees are tied per pixel ([`Learner::Tied`]): the kernel has
+    /// `area > 1` taps, `C = area·T`, and in every group codebook `t·T + c` tests, at each
+    /// level, the dimension codebook `c` tests shifted to tap `t` (`d + t`, with `d` at tap 0:
+    /// `d mod area = 0`), against the same thresholds. The GPU then encodes each input pixel
+    /// once ([`crate::gpu::MaddnessConv`]). Read from the trees themselves, not the metadata.
+    pub fn tied_trees_per_tap(&self) -> Option<usize> {
+        let area: usize = self.spec.kernel.iter().product();
+        let c = self.codebooks;
+        if area < 2 || c == 0 || !c.is_multiple_of(area) {
+            return None;
+        }
+        let per = c / area;
+        let slots = TREE_DEPTH * LEVEL_SLOTS;
+        for g in 0..self.groups() {
+            for cb in 0..per {
+                let base = g * c + cb;
+                let dims = &self.split_dims[base * TREE_DEPTH..(base + 1) * TREE_DEPTH];
+                if dims.iter().any(|&d| !(d as usize).is_multiple_of(area)) {
+                    return None;
+                }
+                let th = &self.thresholds[base * slots..(base + 1) * slots];
+                for t in 1..area {
+                    let other = g * c + t * per + cb;
+                    let shifted = &self.split_dims[other * TREE_DEPTH..(other + 1) * TREE_DEPTH];
+                    if dims
+                        .iter()
+                        .zip(shifted)
+                        .any(|(&a, &b)| a as usize + t != b as usize)
+                        || th != &self.thresholds[other * slots..(other + 1) * slots]
+                    {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(per)
+    }
+
     /// `u32` words of packed codes per (group, position): `ceil(C / 8)`.
     pub fn code_words(&self) -> usize {
         self.codebooks.div_ceil(8)

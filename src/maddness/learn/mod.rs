@@ -1,7 +1,7 @@
 //! Learning MADDNESS trees, prototypes and tables for a convolution layer on the CPU
 //! (DESIGN.md §3), from the layer's weight (and bias) and real inputs of the layer.
 //!
-//! Two learners ([`TrainConfig::learner`]):
+//! Three learners ([`TrainConfig::learner`]):
 //!
 //! * [`Learner::Maddness`] — faithful MADDNESS, steps 1–4 below.
 //! * [`Learner::Output`] (the default) — output-aware trees (issue 7): step 1, then trees grown
@@ -12,6 +12,15 @@
 //!   `T = argmin ‖A·wᵀ − G·T‖² + λ‖T − T0‖²` towards the trees' leaf values `T0` (Cholesky, or
 //!   conjugate gradients above [`MAX_TRAIN_CODEBOOKS`] codebooks), and step 4. Each stage
 //!   lowers (or keeps) the training error it optimises.
+//!
+//! * [`Learner::Tied`] — tied per-pixel encoding (issue 13, item 4; module `tied`): `C/area`
+//!   trees over an input pixel's channel vector, shared by every tap of the window, one table
+//!   per (tap, tree); stored as `C` untied codebooks whose trees are shifted copies
+//!   ([`Tables::tied_trees_per_tap`]), so that the GPU hashes each pixel once. Its trees are
+//!   MADDNESS's on the pixels (channels weighted by the weight's norm; `--grouping
+//!   contiguous | channels | correlation` over channels) or, with [`Grouping::Free`], the
+//!   output-aware learner's on the per-tap contributions; the tables are refit as the
+//!   matching untied learner's.
 //!
 //! With an activation ([`TrainConfig::activation`], e.g. the ReLU or SiLU the model applies to
 //! the conv's output), the tables are then refit for the error **after** it by
@@ -50,6 +59,7 @@
 //! * `tree` — the hash trees, MADDNESS's tree learning (step 2), the radix sort.
 //! * `maddness` — the faithful learner's prototypes and tables (step 3).
 //! * `output` — the output-aware learner's boosted trees.
+//! * `tied` — the tied per-pixel trees and their expansion into untied codebooks.
 //! * `refit` — ridge, Cholesky and conjugate-gradient refits, 8-bit quantization (step 4).
 //! * `after` — the refit for the error after the activation.
 //! * `linalg` — dot products, `A·Wᵀ`, Gram matrices, Cholesky, subspace iteration.
@@ -64,6 +74,7 @@ mod output;
 mod refit;
 #[cfg(test)]
 mod testing;
+mod tied;
 mod tree;
 mod windows;
 
@@ -198,6 +209,7 @@ impl TrainConfig {
     pub fn grouping(&self) -> Grouping {
         self.grouping.unwrap_or(match self.learner {
             Learner::Maddness => Grouping::Contiguous,
+            Learner::Tied => Grouping::Correlation,
             Learner::Output => Grouping::Free,
         })
     }
@@ -221,6 +233,12 @@ impl TrainConfig {
         match self.learner {
             Learner::Maddness => format!(
                 "maddness grouping={} lambda={} refit_offsets={}",
+                self.grouping().name(),
+                self.lambda,
+                self.refit_offsets
+            ),
+            Learner::Tied => format!(
+                "tied grouping={} lambda={} refit_offsets={}",
                 self.grouping().name(),
                 self.lambda,
                 self.refit_offsets
@@ -460,16 +478,42 @@ pub fn train_with_report(
             Some(b) => b.data()[g * mg..(g + 1) * mg].to_vec(),
             None => vec![0.0; mg],
         };
-        let dims = grouping::groups(config.grouping(), d, area, c_total, &windows)?;
-        let mut grown = grow_trees(
-            &windows,
-            w_g,
-            &b_g,
-            c_total,
-            dims.as_deref(),
-            config,
-            &mut |done, total| report_stage(progress, TrainStage::Trees, done, total),
-        )?;
+        let (dims, mut grown) =
+            if config.learner == Learner::Tied && config.grouping() == Grouping::Free {
+                let b = tied::grow_output(
+                    &windows,
+                    w_g,
+                    mg,
+                    area,
+                    c_total / area,
+                    config,
+                    &mut |done, total| report_stage(progress, TrainStage::Trees, done, total),
+                )?;
+                (None, Grown::Output(b))
+            } else if config.learner == Learner::Tied {
+                let (trees, dims) = tied::grow(
+                    &windows,
+                    w_g,
+                    area,
+                    c_total / area,
+                    config.grouping(),
+                    config.seed,
+                    &mut |done, total| report_stage(progress, TrainStage::Trees, done, total),
+                )?;
+                (Some(dims), Grown::Maddness(trees))
+            } else {
+                let dims = grouping::groups(config.grouping(), d, area, c_total, &windows)?;
+                let grown = grow_trees(
+                    &windows,
+                    w_g,
+                    &b_g,
+                    c_total,
+                    dims.as_deref(),
+                    config,
+                    &mut |done, total| report_stage(progress, TrainStage::Trees, done, total),
+                )?;
+                (dims, grown)
+            };
         if let Grown::Output(b) = &mut grown {
             report.boost_sse.push(std::mem::take(&mut b.sse));
         }
@@ -619,7 +663,21 @@ fn check_inputs(
         ));
     }
     let d = spec.geometry(inputs[0].shape())?.window_len();
-    let c_total = config.codebooks.unwrap_or_else(|| default_codebooks(d));
+    let mut c_total = config.codebooks.unwrap_or_else(|| default_codebooks(d));
+    if config.learner == Learner::Tied {
+        let area: usize = spec.kernel.iter().product();
+        let per_tap = tied::trees_per_tap(d, area, c_total)?;
+        if config.grouping() == Grouping::Free {
+            tied::check_output_trees(spec.out_channels / spec.groups, area)?;
+        }
+        if per_tap * area != c_total {
+            log::info!(
+                "tied encoding: {c_total} codebooks rounded to {} ({per_tap} trees × {area} taps)",
+                per_tap * area
+            );
+        }
+        c_total = per_tap * area;
+    }
     if config.learner == Learner::Maddness {
         check_codebook_limit(
             c_total,
@@ -698,6 +756,11 @@ fn grow_trees(
     let after = (!config.activation.is_identity() && config.activation_trees)
         .then(|| (config.activation, bias.to_vec()));
     Ok(match config.learner {
+        Learner::Tied => {
+            return Err(Error::Argument(
+                "tied trees are grown over pixels (module tied), not over windows".into(),
+            ))
+        }
         Learner::Maddness => Grown::Maddness(learn_trees_in_groups(
             windows,
             dims.unwrap_or_default(),

@@ -85,6 +85,10 @@ named_options! {
         /// all tables in output space towards the boosted leaf values.
         #[default]
         Output = "output",
+        /// Tied per-pixel encoding: trees on the pixels' channel vectors shared by every tap
+        /// of the window, one table per tap (`C` rounded to a multiple of the kernel area),
+        /// tables refit as MADDNESS's.
+        Tied = "tied",
     }
 }
 
