@@ -62,7 +62,28 @@ fn random_tables(spec: &ConvSpec, codebooks: usize, seed: u64) -> Tables {
 /// Compares GPU and mirror on one input; returns the number of tie mismatches.
 fn check(ctx: &Context, tables: &Tables, x: &Tensor, what: &str) -> usize {
     let layer = MaddnessConv::new(ctx, tables).unwrap();
+    assert_eq!(
+        layer.tied_encode(),
+        tables.tied_trees_per_tap().is_some(),
+        "{what}"
+    );
     let gpu_codes = pollster::block_on(layer.codes(ctx, x)).unwrap();
+    if layer.tied_encode() {
+        // The tied encoding (each pixel hashed once, then gathered) makes exactly the codes of
+        // the untied encode: the same comparisons of the same values.
+        let untied = MaddnessConv::new(ctx, tables)
+            .unwrap()
+            .with_tied_encode(ctx, false)
+            .unwrap();
+        assert!(!untied.tied_encode());
+        let plain = pollster::block_on(untied.codes(ctx, x)).unwrap();
+        if let Some(i) = (0..plain.len()).find(|&i| plain[i] != gpu_codes[i]) {
+            panic!(
+                "{what}: tied code word {i} = {:#010x}, untied encode {:#010x}",
+                gpu_codes[i], plain[i]
+            );
+        }
+    }
     let cpu_codes = mirror::encode(tables, x).unwrap();
     assert_eq!(gpu_codes.len(), cpu_codes.len(), "{what}: code words");
     let ties = count_code_mismatches(tables, x, &gpu_codes, &cpu_codes, what);
@@ -214,6 +235,8 @@ fn gpu_matches_mirror_on_trained_real_layers() {
             (32, Learner::Maddness),
             (8, Learner::Output),
             (32, Learner::Output),
+            // Tied per-pixel trees (C rounded to a multiple of the kernel area).
+            (32, Learner::Tied),
         ] {
             let d = layer.spec.in_channels / layer.spec.groups
                 * layer.spec.kernel.iter().product::<usize>();
@@ -233,6 +256,17 @@ fn gpu_matches_mirror_on_trained_real_layers() {
                 &config,
             )
             .unwrap();
+            let area: usize = layer.spec.kernel.iter().product();
+            if learner == Learner::Tied && area > 1 {
+                assert_eq!(
+                    tables.tied_trees_per_tap(),
+                    Some(tables.codebooks / area),
+                    "{}: tied tables are recognised",
+                    layer.name
+                );
+            } else {
+                assert_eq!(tables.tied_trees_per_tap(), None, "{}", layer.name);
+            }
             let ties = check(
                 ctx,
                 &tables,
@@ -291,6 +325,84 @@ fn gpu_matches_mirror_on_random_shapes_and_tables() {
             Ok(())
         })
         .unwrap();
+}
+
+/// `tables` (of `area·T` codebooks) made tied: every tap's trees become shifted copies of tap
+/// 0's, each level testing a channel at tap 0 ([`Tables::tied_trees_per_tap`]).
+fn tie(mut tables: Tables) -> Tables {
+    let area: usize = tables.spec.kernel.iter().product();
+    let c = tables.codebooks;
+    let per = c / area;
+    for g in 0..tables.groups() {
+        for cb in 0..per {
+            let base = g * c + cb;
+            for l in 0..4 {
+                let d = tables.split_dims[base * 4 + l] as usize;
+                tables.split_dims[base * 4 + l] = (d / area * area) as u32;
+            }
+            for t in 1..area {
+                let other = g * c + t * per + cb;
+                for l in 0..4 {
+                    tables.split_dims[other * 4 + l] = tables.split_dims[base * 4 + l] + t as u32;
+                }
+                let th: Vec<f32> = tables.thresholds[base * 64..(base + 1) * 64].to_vec();
+                tables.thresholds[other * 64..(other + 1) * 64].copy_from_slice(&th);
+            }
+        }
+    }
+    tables.validate().expect("tied tables are valid");
+    assert_eq!(tables.tied_trees_per_tap(), Some(per));
+    tables
+}
+
+/// The tied per-pixel encoding on random shapes (strides, dilations, padding on every side,
+/// groups, conv1d and conv2d) against the mirror and the untied encode ([`check`]).
+#[test]
+fn tied_encoding_matches_mirror_on_random_shapes() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = common::proptest_config(32, 0x71ed);
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    TestRunner::new(config)
+        .run(&spec_strategy(), |(spec, input, cb)| {
+            let area: usize = spec.kernel.iter().product();
+            if area < 2 {
+                return Ok(());
+            }
+            let s = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let channels = spec.in_channels / spec.groups;
+            let per = (cb / area).clamp(1, channels);
+            let tables = tie(random_tables(&spec, per * area, 500 + s));
+            let x = common::random_tensor(&input, 2000 + s);
+            check(
+                ctx,
+                &tables,
+                &x,
+                &format!("tied {} T={per} input {input:?}", spec.describe()),
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Tables that are not tied are refused by the tied encoding, with the reason.
+#[test]
+fn tied_encoding_needs_tied_tables() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut spec = ConvSpec::conv2d(4, 8, 3, 3);
+    spec.padding = vec![1; 4];
+    let tables = random_tables(&spec, 18, 9);
+    assert_eq!(tables.tied_trees_per_tap(), None);
+    let layer = MaddnessConv::new(ctx, &tables).unwrap();
+    assert!(!layer.tied_encode());
+    match layer.with_tied_encode(ctx, true) {
+        Err(Error::Unsupported(why)) => assert!(why.contains("tied tables"), "{why}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("untied tables accepted by the tied encoding"),
+    }
+    // One threshold changed in one tap's copy: no longer tied.
+    let mut t = tie(tables);
+    t.thresholds[(4 * 4) * 16] += 0.25; // codebook 4 (tap 2's tree 0), level 0
+    assert_eq!(t.tied_trees_per_tap(), None);
 }
 
 /// More than 256 codebooks (the 16-bit lane sums must be flushed), a codebook count that is

@@ -4,12 +4,17 @@
 //! `shaders/accumulate_shuffle.wgsl` (subgroup shuffles) or, with the `extra-kernels` feature,
 //! `shaders/fused.wgsl` (encode and look-ups in one pass). [`LookupKernel`] chooses.
 //!
+//! Tied tables ([`Tables::tied_trees_per_tap`]) are encoded in two passes instead of `encode`:
+//! `shaders/encode_pixels.wgsl` hashes each input pixel once with the shared trees, and
+//! `shaders/expand_codes.wgsl` gathers those codes into the layout `encode` writes, so the
+//! look-up kernels run unchanged ([`MaddnessConv::with_tied_encode`] turns it off, to measure).
+//!
 //! The tables are uploaded once ([`MaddnessConv::new`]) and stay on the GPU; the codes buffer is
 //! kept and reused across calls. Inputs are `N×C×H×W` / `N×C×L`, outputs `N×O×OH×OW` /
 //! `N×O×OL`, exactly as the exact layer's. The CPU mirror of the kernels is
-//! [`crate::maddness::mirror`]. The kernels ([`ENCODE`], [`ACCUMULATE`],
-//! [`ACCUMULATE_SHUFFLE`], [`FUSED`]) and their uniform struct ([`MaddParams`]) are declared
-//! here.
+//! [`crate::maddness::mirror`]. The kernels ([`ENCODE`], [`ENCODE_PIXELS`], [`EXPAND_CODES`],
+//! [`ACCUMULATE`], [`ACCUMULATE_SHUFFLE`], [`FUSED`]) and their uniform structs ([`MaddParams`],
+//! [`TiedParams`]) are declared here.
 
 use std::sync::Mutex;
 
@@ -36,6 +41,22 @@ pub const ENCODE: Kernel = Kernel {
     workgroup_size: 256,
     workgroup_bytes: 0,
     subgroups: false,
+};
+
+/// Tied per-pixel encoding, pass 1: the tied trees' codes of every input pixel.
+pub const ENCODE_PIXELS: Kernel = Kernel {
+    name: "encode_pixels",
+    source: shader_source!("common/geometry", "common/tied_params", "encode_pixels"),
+    uniform: TiedParams::LAYOUT,
+    ..ENCODE
+};
+
+/// Tied per-pixel encoding, pass 2: the packed codes of every output position, as [`ENCODE`]
+/// writes them, gathered from the pixel codes.
+pub const EXPAND_CODES: Kernel = Kernel {
+    name: "expand_codes",
+    source: shader_source!("common/geometry", "common/tied_params", "expand_codes"),
+    ..ENCODE_PIXELS
 };
 
 /// Table rows the look-up kernels stage in workgroup memory at most (`lut_tile` in
@@ -112,6 +133,31 @@ uniform_struct! {
         q_tiles: u32,
         /// Look-ups: chunk tiles.
         m_tiles: u32,
+    }
+}
+
+uniform_struct! {
+    /// The uniform block of the tied per-pixel encoding (struct `TiedParams` in
+    /// `shaders/common/tied_params.wgsl`).
+    pub struct TiedParams {
+        /// The sizes (`shaders/common/geometry.wgsl`).
+        geo: GeometryParams,
+        /// Codebooks per group, `taps · per_tap`.
+        codebooks: u32,
+        /// Code words per output position, ceil(codebooks / 8).
+        words: u32,
+        /// N·OH·OW, the positions of the batch.
+        q_len: u32,
+        /// Tied trees per group.
+        per_tap: u32,
+        /// Code words per input pixel, ceil(per_tap / 8).
+        tap_words: u32,
+        /// N·H·W, the input pixels of the batch.
+        pixels: u32,
+        /// Padding.
+        reserved0: u32,
+        /// Padding.
+        reserved1: u32,
     }
 }
 
@@ -299,6 +345,11 @@ pub struct MaddnessConv {
     offset: wgpu::Buffer,
     m_chunks: u32,
     codes: Mutex<Option<wgpu::Buffer>>,
+    /// Tied trees per group when the tables are tied ([`Tables::tied_trees_per_tap`]).
+    tied: Option<usize>,
+    /// Whether `encode` hashes each input pixel once (tied tables only; default on).
+    tied_encode: bool,
+    pixel_codes: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl MaddnessConv {
@@ -367,6 +418,9 @@ impl MaddnessConv {
             m_chunks: m_chunks as u32,
             tables: tables.clone(),
             codes: Mutex::new(None),
+            tied: tables.tied_trees_per_tap(),
+            tied_encode: tables.tied_trees_per_tap().is_some(),
+            pixel_codes: Mutex::new(None),
         };
         let mut layer = layer.with_kernels(ctx, LookupKernel::default_for(ctx))?;
         if ctx.tuner().is_some() {
@@ -378,6 +432,32 @@ impl MaddnessConv {
     /// The tables this layer runs.
     pub fn tables(&self) -> &Tables {
         &self.tables
+    }
+
+    /// Whether the codes come from the tied per-pixel encoding (`encode_pixels`, then
+    /// `expand_codes`): on by default for tied tables ([`Tables::tied_trees_per_tap`]).
+    pub fn tied_encode(&self) -> bool {
+        self.tied_encode
+    }
+
+    /// Encodes each input pixel once (`on`, tied tables only) or every window's codebooks
+    /// independently with `encode` (the codes are the same; this is for measuring). Fails with
+    /// [`Error::Unsupported`] when `on` and the tables are not tied.
+    pub fn with_tied_encode(mut self, ctx: &Context, on: bool) -> Result<Self> {
+        if on && self.tied.is_none() {
+            return Err(Error::Unsupported(
+                "the tied per-pixel encoding needs tied tables (trained with --learner tied: \
+                 every tap's trees shifted copies of the first tap's); these are not"
+                    .into(),
+            ));
+        }
+        if on {
+            let adapter = &ctx.adapter_info().name;
+            crate::gpu::limits::check_kernel(ctx.limits(), adapter, &ENCODE_PIXELS)?;
+            crate::gpu::limits::check_kernel(ctx.limits(), adapter, &EXPAND_CODES)?;
+        }
+        self.tied_encode = on;
+        Ok(self)
     }
 
     /// Chooses the look-up kernel (its tile tuned per shape class when the context tunes, else
@@ -505,6 +585,9 @@ impl MaddnessConv {
             offset: self.offset.clone(),
             m_chunks: self.m_chunks,
             codes: Mutex::new(None),
+            tied: self.tied,
+            tied_encode: self.tied_encode,
+            pixel_codes: Mutex::new(None),
         }
         .with_variant(ctx, variant)
     }
@@ -605,18 +688,27 @@ impl MaddnessConv {
 
     /// The reused codes buffer, grown when a larger one is needed.
     fn codes_buffer(&self, ctx: &Context, bytes: u64) -> Result<wgpu::Buffer> {
-        ctx.check_binding_size("codes", bytes)?;
-        let mut slot = self
-            .codes
+        Self::reused_buffer(ctx, &self.codes, "maddness codes", bytes)
+    }
+
+    /// The reused buffer in `slot`, grown to `bytes` when smaller.
+    fn reused_buffer(
+        ctx: &Context,
+        slot: &Mutex<Option<wgpu::Buffer>>,
+        label: &'static str,
+        bytes: u64,
+    ) -> Result<wgpu::Buffer> {
+        ctx.check_binding_size(label, bytes)?;
+        let mut slot = slot
             .lock()
-            .map_err(|_| Error::Gpu("codes buffer lock poisoned".into()))?;
+            .map_err(|_| Error::Gpu(format!("{label} buffer lock poisoned")))?;
         if let Some(b) = slot.as_ref() {
             if b.size() >= bytes {
                 return Ok(b.clone());
             }
         }
         let b = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("maddness codes"),
+            label: Some(label),
             size: bytes.max(4),
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
@@ -625,6 +717,81 @@ impl MaddnessConv {
         });
         *slot = Some(b.clone());
         Ok(b)
+    }
+
+    /// The codes of `input` into `codes`: `encode`, or for tied tables with the tied encoding
+    /// on, `encode_pixels` then `expand_codes` (two timed passes).
+    fn codes_passes(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        g: &Geometry,
+        input: &GpuTensor,
+        codes: &wgpu::Buffer,
+        mut timer: Option<&mut GpuTimer>,
+    ) -> Result<()> {
+        let per_tap = match (self.tied, self.tied_encode) {
+            (Some(t), true) => t,
+            _ => {
+                return self.encode_pass(
+                    ctx,
+                    encoder,
+                    g,
+                    input,
+                    codes,
+                    timer.and_then(|t| t.pass()),
+                )
+            }
+        };
+        let pixels = g.batch * g.in_h * g.in_w;
+        let params = TiedParams {
+            geo: GeometryParams::new(g),
+            codebooks: self.tables.codebooks as u32,
+            words: self.tables.codebooks.div_ceil(8) as u32,
+            q_len: (g.batch * g.positions()) as u32,
+            per_tap: per_tap as u32,
+            tap_words: per_tap.div_ceil(8) as u32,
+            pixels: pixels as u32,
+            ..Default::default()
+        };
+        let pixel_words = (g.groups * pixels * per_tap.div_ceil(8)) as u64;
+        let pixel_codes = Self::reused_buffer(
+            ctx,
+            &self.pixel_codes,
+            "maddness pixel codes",
+            pixel_words * 4,
+        )?;
+        let uniform = ctx.uniform(ENCODE_PIXELS.name, &params);
+        ctx.dispatch(
+            encoder,
+            &ENCODE_PIXELS,
+            &[],
+            &[
+                &uniform,
+                &input.buffer,
+                &self.splits,
+                &self.thresholds,
+                &pixel_codes,
+            ],
+            pixel_words.div_ceil(256),
+            timer.as_deref_mut().and_then(|t| t.pass()),
+        )?;
+        let words = params.geo.groups as u64 * params.q_len as u64 * params.words as u64;
+        let uniform = ctx.uniform(EXPAND_CODES.name, &params);
+        ctx.dispatch(
+            encoder,
+            &EXPAND_CODES,
+            &[],
+            &[
+                &uniform,
+                &pixel_codes,
+                &self.splits,
+                &self.thresholds,
+                codes,
+            ],
+            words.div_ceil(256),
+            timer.and_then(|t| t.pass()),
+        )
     }
 
     fn encode_pass(
@@ -747,7 +914,7 @@ impl MaddnessConv {
         let bytes = self.codes_bytes(&g);
         let codes = self.codes_buffer(ctx, bytes)?;
         let mut encoder = ctx.encoder("maddness codes");
-        self.encode_pass(ctx, &mut encoder, &g, &x, &codes, None)?;
+        self.codes_passes(ctx, &mut encoder, &g, &x, &codes, None)?;
         ctx.submit(encoder);
         let raw = ctx.read_buffer(&codes, 0, bytes).await?;
         Ok(bytemuck::pod_collect_to_vec(&raw))
@@ -804,13 +971,18 @@ impl GpuConv for MaddnessConv {
         &self.tables.spec
     }
 
-    /// Two (`encode`, then the look-ups), or one for `fused`.
+    /// Two (`encode`, then the look-ups), three with the tied encoding (`encode_pixels`,
+    /// `expand_codes`, the look-ups), or one for `fused`.
     fn passes(&self) -> usize {
         #[cfg(feature = "extra-kernels")]
         if self.kernels == LookupKernel::Fused {
             return 1;
         }
-        2
+        if self.tied.is_some() && self.tied_encode {
+            3
+        } else {
+            2
+        }
     }
 
     fn bytes_per_sample(&self, g: &Geometry) -> Vec<(&'static str, u64)> {
@@ -818,6 +990,13 @@ impl GpuConv for MaddnessConv {
             ("input", g.input_len() as u64 * 4),
             ("output", g.output_len() as u64 * 4),
             ("codes", self.codes_bytes(g)),
+            (
+                "pixel codes",
+                match (self.tied, self.tied_encode) {
+                    (Some(t), true) => (g.groups * g.in_h * g.in_w * t.div_ceil(8)) as u64 * 4,
+                    _ => 0,
+                },
+            ),
         ]
     }
 
@@ -842,14 +1021,7 @@ impl GpuConv for MaddnessConv {
             );
         }
         let codes = self.codes_buffer(ctx, self.codes_bytes(&g))?;
-        self.encode_pass(
-            ctx,
-            encoder,
-            &g,
-            input,
-            &codes,
-            timer.as_deref_mut().and_then(|t| t.pass()),
-        )?;
+        self.codes_passes(ctx, encoder, &g, input, &codes, timer.as_deref_mut())?;
         self.lookup_pass(
             ctx,
             encoder,

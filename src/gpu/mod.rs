@@ -56,6 +56,8 @@ pub const KERNELS: &[&Kernel] = &[
     &direct::DIRECT_SUBGROUP,
     &direct::DIRECT_NAIVE,
     &maddness::ENCODE,
+    &maddness::ENCODE_PIXELS,
+    &maddness::EXPAND_CODES,
     &maddness::ACCUMULATE,
     &maddness::ACCUMULATE_SHUFFLE,
     &maddness::FUSED,
