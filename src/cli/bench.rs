@@ -12,7 +12,7 @@ use maddconv::gpu::{
     Context, DirectConv, DirectKernel, DirectVariant, GpuConv, LookupKernel, LookupVariant,
     MaddnessConv,
 };
-use maddconv::maddness::{train, TrainConfig};
+use maddconv::maddness::{train, Learner, TrainConfig};
 use maddconv::metrics::nmse;
 use maddconv::metrics::relative_l2;
 
@@ -72,6 +72,12 @@ pub struct BenchArgs {
     /// --no-tune, as the fixed default).
     #[arg(long)]
     pub tune_compare: bool,
+    /// Also train tied per-pixel tables (`--learner tied`; C rounded to a multiple of the
+    /// kernel area) at each codebook count and time them twice: with the tied encoding (each
+    /// input pixel hashed once) and with the untied encode on the same tables (variants
+    /// "… tied" and "… tied, untied encode").
+    #[arg(long)]
+    pub tied: bool,
     /// Print one JSON array of rows instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -262,6 +268,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             cs,
             args.variants,
             args.tune_compare,
+            args.tied,
             args.max_windows,
             reps,
             &adapter,
@@ -377,6 +384,7 @@ pub fn bench_workload(
     codebooks: &[usize],
     variants: bool,
     tune_compare: bool,
+    tied: bool,
     max_windows: usize,
     reps: Repetitions,
     adapter: &str,
@@ -469,6 +477,9 @@ pub fn bench_workload(
                 trained: Some((c, secs)),
             });
         }
+        if tied {
+            entries.extend(tied_entries(ctx, w, &config, shape, tunes)?);
+        }
     }
     let outputs = entries
         .iter()
@@ -506,7 +517,9 @@ pub fn bench_workload(
         .zip(&timings)
         .zip(errors)
         .map(|((e, t), (one_minus_nmse, rel))| {
-            let split = !e.conv.exact() && t.pass_median_ms.len() == 2;
+            // The codes' passes (encode, or encode_pixels + expand_codes), then the look-ups.
+            let passes = t.pass_median_ms.len();
+            let split = !e.conv.exact() && (passes == 2 || passes == 3);
             Row {
                 layer: w.name.clone(),
                 shape: format!("{:?}", w.input.shape()),
@@ -520,8 +533,8 @@ pub fn bench_workload(
                 tuned: e.variant.1,
                 codebooks: e.trained.map(|(c, _)| c),
                 kernel_ms: t.median_ms,
-                encode_ms: split.then(|| t.pass_median_ms[0]),
-                accumulate_ms: split.then(|| t.pass_median_ms[1]),
+                encode_ms: split.then(|| t.pass_median_ms[..passes - 1].iter().sum()),
+                accumulate_ms: split.then(|| t.pass_median_ms[passes - 1]),
                 gflops: flops / (t.median_ms * 1e6),
                 speedup_vs_direct: direct_ms / t.median_ms,
                 one_minus_nmse,
@@ -535,6 +548,54 @@ pub fn bench_workload(
             }
         })
         .collect())
+}
+
+/// Tied per-pixel tables for `config` (`--learner tied`) on workload `w`, as two entries: the
+/// tied encoding and the untied encode of the same tables (one entry for a 1×1 kernel, where
+/// nothing is shared). None when the training data are too few.
+fn tied_entries(
+    ctx: &Context,
+    w: &Workload,
+    config: &TrainConfig,
+    shape: &[usize],
+    tunes: bool,
+) -> Result<Vec<Entry>> {
+    let config = TrainConfig {
+        learner: Learner::Tied,
+        ..config.clone()
+    };
+    let t0 = Instant::now();
+    let tables = match train(&w.layer, std::slice::from_ref(&w.train), &config) {
+        Ok(t) => t,
+        Err(maddconv::Error::Training(why)) => {
+            eprintln!("  tied tables not trained: {why}");
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("  trained tied C={} in {secs:.1} s", tables.codebooks);
+    let modes: &[bool] = if tables.tied_trees_per_tap().is_some() {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    let mut out = Vec::new();
+    for &on in modes {
+        let layer = MaddnessConv::new(ctx, &tables)?.with_tied_encode(ctx, on)?;
+        let v = pollster::block_on(layer.tune(ctx, shape))?;
+        let label = match (modes.len(), on) {
+            (1, _) => "tied (1 tap)",
+            (_, true) => "tied",
+            (_, false) => "tied, untied encode",
+        };
+        out.push(Entry {
+            conv: Box::new(layer.pinned(ctx, shape)?),
+            variant: (format!("{} {label}", v.name()), tunes.then_some(true)),
+            trained: Some((tables.codebooks, secs)),
+        });
+    }
+    Ok(out)
 }
 
 /// Median wall times of uploading `input` (write + wait until done) and of reading `output`
