@@ -167,3 +167,50 @@ fn errors_are_clear_and_leave_no_output() {
     assert!(!ok && stderr.contains("shape"), "{stderr}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// `train --learner tied`: the codebooks rounded to the 9 taps (printed), tied tables that the
+/// GPU evaluates, and too few codebooks for one tree per tap refused with the numbers.
+#[test]
+fn train_tied_rounds_codebooks_and_refuses_too_few() {
+    let fx = Fixture::new();
+    let f = |n: &str| fx.f(n);
+    let tmp = tmp_dir("tied");
+    let out = tmp.join("tied.safetensors").display().to_string();
+    let (ok, stdout, stderr) = fx.train(
+        true,
+        &[
+            "--learner",
+            "tied",
+            "--codebooks",
+            "20",
+            "--test",
+            &f("test.npy"),
+        ],
+        &out,
+    );
+    assert!(ok, "train --learner tied failed: {stderr}");
+    assert!(stdout.contains("held-out NMSE"), "{stdout}");
+    let tables = maddconv::maddness::Tables::load(&out).unwrap();
+    assert_eq!(
+        tables.codebooks, 18,
+        "20 codebooks round to 2 trees × 9 taps"
+    );
+    assert_eq!(tables.tied_trees_per_tap(), Some(2));
+    assert!(tables.meta.learner.starts_with("tied grouping=correlation"));
+    let (ok, stdout, stderr) = fx.eval(&out, &["--expected", &f("test_expected.npy"), "--json"]);
+    assert!(ok, "eval failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["codebooks"], 18);
+    let nmse = v["nmse"].as_f64().unwrap();
+    assert!(nmse < 0.75, "tied held-out NMSE {nmse}");
+
+    let never = tmp.join("never.safetensors");
+    let n = never.display().to_string();
+    let (ok, _, stderr) = fx.train(true, &["--learner", "tied", "--codebooks", "4"], &n);
+    assert!(
+        !ok && stderr.contains("4 codebooks") && stderr.contains("9 taps"),
+        "{stderr}"
+    );
+    assert!(!never.exists());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -250,13 +250,21 @@ fn gpu_matches_mirror_on_trained_real_layers() {
                 learner,
                 ..TrainConfig::default()
             };
-            let tables = train(
+            let area: usize = layer.spec.kernel.iter().product();
+            let tables = match train(
                 &layer.layer().unwrap(),
                 std::slice::from_ref(&train_x),
                 &config,
-            )
-            .unwrap();
-            let area: usize = layer.spec.kernel.iter().product();
+            ) {
+                Ok(t) => t,
+                // Fewer codebooks than half the taps (torchcrepe's 512-tap conv1): no tied
+                // tables, and the error says why.
+                Err(Error::Argument(why)) if learner == Learner::Tied && 2 * c < area => {
+                    assert!(why.contains("taps"), "{}: {why}", layer.name);
+                    continue;
+                }
+                Err(e) => panic!("{} C={c} {learner:?}: {e}", layer.name),
+            };
             if learner == Learner::Tied && area > 1 {
                 assert_eq!(
                     tables.tied_trees_per_tap(),
