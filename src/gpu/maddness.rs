@@ -440,6 +440,11 @@ impl MaddnessConv {
         self.tied_encode
     }
 
+    /// The tied trees per group when `encode` runs the tied encoding.
+    fn tied_trees(&self) -> Option<usize> {
+        self.tied.filter(|_| self.tied_encode)
+    }
+
     /// Encodes each input pixel once (`on`, tied tables only) or every window's codebooks
     /// independently with `encode` (the codes are the same; this is for measuring). Fails with
     /// [`Error::Unsupported`] when `on` and the tables are not tied.
@@ -730,9 +735,9 @@ impl MaddnessConv {
         codes: &wgpu::Buffer,
         mut timer: Option<&mut GpuTimer>,
     ) -> Result<()> {
-        let per_tap = match (self.tied, self.tied_encode) {
-            (Some(t), true) => t,
-            _ => {
+        let per_tap = match self.tied_trees() {
+            Some(t) => t,
+            None => {
                 return self.encode_pass(
                     ctx,
                     encoder,
@@ -978,7 +983,7 @@ impl GpuConv for MaddnessConv {
         if self.kernels == LookupKernel::Fused {
             return 1;
         }
-        if self.tied.is_some() && self.tied_encode {
+        if self.tied_trees().is_some() {
             3
         } else {
             2
@@ -992,10 +997,9 @@ impl GpuConv for MaddnessConv {
             ("codes", self.codes_bytes(g)),
             (
                 "pixel codes",
-                match (self.tied, self.tied_encode) {
-                    (Some(t), true) => (g.groups * g.in_h * g.in_w * t.div_ceil(8)) as u64 * 4,
-                    _ => 0,
-                },
+                self.tied_trees().map_or(0, |t| {
+                    (g.groups * g.in_h * g.in_w * t.div_ceil(8)) as u64 * 4
+                }),
             ),
         ]
     }
