@@ -405,6 +405,7 @@ impl MaddnessConv {
             None
         };
         let consts = tables.inference_constants();
+        let tied = tables.tied_trees_per_tap();
         debug_assert_eq!(tables.thresholds.len(), g * cb * TREE_DEPTH * LEVEL_SLOTS);
         let layer = MaddnessConv {
             kernels: LookupKernel::default_for(ctx),
@@ -418,8 +419,8 @@ impl MaddnessConv {
             m_chunks: m_chunks as u32,
             tables: tables.clone(),
             codes: Mutex::new(None),
-            tied: tables.tied_trees_per_tap(),
-            tied_encode: tables.tied_trees_per_tap().is_some(),
+            tied,
+            tied_encode: tied.is_some(),
             pixel_codes: Mutex::new(None),
         };
         let mut layer = layer.with_kernels(ctx, LookupKernel::default_for(ctx))?;

@@ -103,11 +103,28 @@ pub(crate) fn grow(
     let tied = learn_trees_in_groups(&pixels, &groups, progress)?;
     drop(pixels);
 
-    let c_total = area * per_tap;
-    let mut trees = Vec::with_capacity(c_total);
-    let mut dims = Vec::with_capacity(c_total);
+    let trees = shift_to_taps(&tied.trees, area, &scale);
+    let dims = (0..area)
+        .flat_map(|t| {
+            groups.iter().map(move |chans| {
+                chans
+                    .iter()
+                    .map(|&ch| ch * area as u32 + t as u32)
+                    .collect()
+            })
+        })
+        .collect();
+    let codes = encode_all(windows, &trees);
+    Ok((Trees { trees, codes }, dims))
+}
+
+/// The untied trees of tied trees over channels (`tied[c]` tests channels, its thresholds in
+/// units of `scale ⊙ x`): codebook `t·T + c` is tree `c` at tap `t`, testing window dimension
+/// `ch·area + t` against the threshold divided by `scale[ch]`.
+fn shift_to_taps(tied: &[Tree], area: usize, scale: &[f32]) -> Vec<Tree> {
+    let mut trees = Vec::with_capacity(area * tied.len());
     for t in 0..area {
-        for (tree, chans) in tied.trees.iter().zip(&groups) {
+        for tree in tied {
             let mut shifted = tree.clone();
             for (l, sd) in shifted.split_dims.iter_mut().enumerate() {
                 let ch = tree.split_dims[l] as usize;
@@ -118,16 +135,9 @@ pub(crate) fn grow(
                 }
             }
             trees.push(shifted);
-            dims.push(
-                chans
-                    .iter()
-                    .map(|&ch| ch * area as u32 + t as u32)
-                    .collect(),
-            );
         }
     }
-    let codes = encode_all(windows, &trees);
-    Ok((Trees { trees, codes }, dims))
+    trees
 }
 
 /// Output-aware tied trees: the output-aware learner (module `output`) on the 1×1 problem of
@@ -185,15 +195,11 @@ pub(crate) fn grow_output(
     )?;
     drop(pixels);
     let c_total = area * per_tap;
-    let mut trees = Vec::with_capacity(c_total);
+    // Thresholds in the pixels' own units (scale 1: dividing by 1 changes no f32).
+    let trees = shift_to_taps(&b.trees.trees, area, &ones);
     let mut prior = vec![0.0f64; c_total * crate::maddness::BUCKETS * m];
     for t in 0..area {
-        for (c, tree) in b.trees.trees.iter().enumerate() {
-            let mut shifted = tree.clone();
-            for sd in shifted.split_dims.iter_mut() {
-                *sd = *sd * area as u32 + t as u32;
-            }
-            trees.push(shifted);
+        for c in 0..per_tap {
             let cb = t * per_tap + c;
             for k in 0..crate::maddness::BUCKETS {
                 let src = (c * crate::maddness::BUCKETS + k) * area * m + t * m;
