@@ -661,3 +661,84 @@ fn tied_trees_round_codebooks_and_fit_held_out() {
     let (_, _, plain) = heldout(&layer, &config(36));
     assert_eq!(plain.tied_trees_per_tap(), None);
 }
+
+/// Sample weights (issue 13, item 3: what `model calibrate --sensitivity` passes) move the
+/// refit's accuracy to the weighted samples: with the second half of the training samples
+/// weighted 0, the tables fit the first half better and the second half worse than the
+/// unweighted tables do; the trees stay the same; a wrong count or a bad weight is refused,
+/// naming it.
+#[test]
+fn sample_weights_move_the_fit_to_the_weighted_samples() {
+    use maddconv::reference::conv_reference;
+    let layer = fixture();
+    let (w, b) = (layer.weight().unwrap(), layer.bias().unwrap());
+    let x = layer.train().unwrap();
+    let n = x.shape()[0];
+    let half = n / 2;
+    let cfg = TrainConfig {
+        codebooks: Some(8),
+        ..TrainConfig::default()
+    };
+    let plain = fit(&layer.spec, &w, b.as_ref(), &x, &cfg).unwrap();
+    let mut weights = vec![1.0f32; n];
+    weights[half..].iter_mut().for_each(|v| *v = 0.0);
+    let weighted_cfg = TrainConfig {
+        sample_weights: Some(weights),
+        ..cfg.clone()
+    };
+    let weighted = fit(&layer.spec, &w, b.as_ref(), &x, &weighted_cfg).unwrap();
+    assert!(
+        weighted
+            .meta
+            .learner
+            .contains(&format!("sample_weights={n}")),
+        "{}",
+        weighted.meta.learner
+    );
+    assert_eq!(
+        weighted.split_dims, plain.split_dims,
+        "trees grown unweighted"
+    );
+    let error_on = |t: &Tables, part: &Tensor| {
+        let exact = conv_reference(&layer.spec, part, &w, b.as_ref()).unwrap();
+        nmse(layer.spec.kind, &mirror::apply(t, part).unwrap(), &exact).unwrap()
+    };
+    let (first, second) = (
+        x.slice_batch(0, half).unwrap(),
+        x.slice_batch(half, n).unwrap(),
+    );
+    let (p1, w1) = (error_on(&plain, &first), error_on(&weighted, &first));
+    let (p2, w2) = (error_on(&plain, &second), error_on(&weighted, &second));
+    assert!(
+        w1 < p1,
+        "weighted samples: NMSE {w1:.4} with their weight, {p1:.4} without"
+    );
+    assert!(
+        w2 > p2,
+        "samples of weight 0: NMSE {w2:.4} with the weights, {p2:.4} without"
+    );
+
+    let bad = |weights: Vec<f32>| {
+        let cfg = TrainConfig {
+            sample_weights: Some(weights),
+            ..cfg.clone()
+        };
+        fit(&layer.spec, &w, b.as_ref(), &x, &cfg)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad(vec![1.0; n + 1]);
+    assert!(
+        e.contains(&format!(
+            "{} sample weights for {n} training samples",
+            n + 1
+        )),
+        "{e}"
+    );
+    let mut nan = vec![1.0; n];
+    nan[2] = f32::NAN;
+    let e = bad(nan);
+    assert!(e.contains("sample weight 2 = NaN"), "{e}");
+    let e = bad(vec![0.0; n]);
+    assert!(e.contains("sample weights are 0"), "{e}");
+}

@@ -165,6 +165,7 @@ impl LearnerArgs {
             activation_steps: self.activation_steps,
             activation_trees: !self.no_activation_trees,
             relative_weights: self.relative_weights,
+            sample_weights: None,
         }
     }
 }

@@ -36,6 +36,26 @@ pub(crate) struct AfterFit {
     pub(crate) kept: usize,
 }
 
+/// The product of the relative weights and the given row weights, scaled to mean 1 (`None`
+/// when neither is set).
+fn combine_weights(relative: Option<Vec<f64>>, rows: Option<&[f64]>) -> Option<Vec<f64>> {
+    match (relative, rows) {
+        (None, None) => None,
+        (Some(r), None) => Some(r),
+        (None, Some(w)) => Some(w.to_vec()),
+        (Some(r), Some(w)) => {
+            let prod: Vec<f64> = r.iter().zip(w).map(|(a, b)| a * b).collect();
+            let sum: f64 = prod.iter().sum();
+            let scale = if sum > 0.0 {
+                prod.len() as f64 / sum
+            } else {
+                1.0
+            };
+            Some(prod.iter().map(|v| v * scale).collect())
+        }
+    }
+}
+
 /// Row weights that make each training window's error count relative to its own output:
 /// `1 / (e_r + floor · ē)`, `e_r` the mean square of the window's exact output after the
 /// activation, `ē` its mean over the windows; scaled to mean 1 (so that `λ` keeps its weight).
@@ -150,13 +170,17 @@ pub(crate) fn refit_after(
     bias: &[f32],
     act: Activation,
     relative_floor: Option<f64>,
+    row_weights: Option<&[f64]>,
     steps: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<f64>, AfterFit)> {
     let n = windows.rows;
     let n_sys = BUCKETS * c_total;
     let y = matmul_nt(&windows.data, n, windows.dim, w, m);
-    let weights = relative_floor.map(|floor| relative_weights(&y, m, bias, act, floor));
+    let weights = combine_weights(
+        relative_floor.map(|floor| relative_weights(&y, m, bias, act, floor)),
+        row_weights,
+    );
     let weight = |r: usize| weights.as_ref().map_or(1.0, |w| w[r]);
     let mut targets = vec![0.0f32; n * m];
     // The loss of tables `t`, writing the next step's targets.
@@ -281,6 +305,7 @@ mod tests {
                 m,
                 &bias,
                 act,
+                None,
                 None,
                 steps,
                 &mut |_, _| {},

@@ -175,6 +175,13 @@ pub struct TrainConfig {
     /// own output (issue 13, item 3); the value is `floor` (finite, `> 0`). `None` (default):
     /// every window counts the same. The trees are grown unweighted.
     pub relative_weights: Option<f32>,
+    /// One weight per sample (batch row) of the training inputs, in order (input 0's rows,
+    /// then input 1's, …): each window's error in the table refit counts this much
+    /// (times its [relative weight](Self::relative_weights), if set), e.g. the end-task
+    /// sensitivity that [`calibrate`](crate::model::calibrate::calibrate) measures (issue 13,
+    /// item 3). Finite and ≥ 0, not all 0; scaled to mean 1 over the training windows. `None`
+    /// (default): every sample counts the same. The trees are grown unweighted.
+    pub sample_weights: Option<Vec<f32>>,
 }
 
 impl Default for TrainConfig {
@@ -200,6 +207,7 @@ impl Default for TrainConfig {
             activation_steps: 8,
             activation_trees: true,
             relative_weights: None,
+            sample_weights: None,
         }
     }
 }
@@ -225,6 +233,9 @@ impl TrainConfig {
         }
         if let Some(f) = self.relative_weights {
             learner = format!("{learner} relative_weights={f}");
+        }
+        if let Some(w) = &self.sample_weights {
+            learner = format!("{learner} sample_weights={}", w.len());
         }
         learner
     }
@@ -287,6 +298,23 @@ impl TrainConfig {
                 return bad(format!(
                     "relative weights floor = {f}; it must be finite and > 0 (the floor keeps \
                      windows whose output is 0 from taking all the weight)"
+                ));
+            }
+        }
+        if let Some(w) = &self.sample_weights {
+            if let Some((i, v)) = w
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+            {
+                return bad(format!(
+                    "sample weight {i} = {v}; every sample weight must be finite and ≥ 0"
+                ));
+            }
+            if !w.iter().any(|&v| v > 0.0) {
+                return bad(format!(
+                    "all {} sample weights are 0; at least one sample must count",
+                    w.len()
                 ));
             }
         }
@@ -440,6 +468,11 @@ pub fn train_with_report(
     let t = Stopwatch::start();
     let positions = sample_positions(total, config.max_windows, config.seed);
     report.windows_trained = positions.len();
+    let row_weights = config
+        .sample_weights
+        .as_deref()
+        .map(|w| windows::window_weights(spec, inputs, &positions, w))
+        .transpose()?;
     report.seconds.windows += t.seconds();
     log::info!(
         "training {}: D = {d}, C = {c_total}, {} of {total} windows (seed {}), λ = {}",
@@ -537,7 +570,8 @@ pub fn train_with_report(
             &mut |done, total| report_stage(progress, TrainStage::Ridge, done, total),
         )?;
         let refit_again = (!config.activation.is_identity() && config.activation_steps > 0)
-            || config.relative_weights.is_some();
+            || config.relative_weights.is_some()
+            || row_weights.is_some();
         let lut = if !refit_again {
             lut
         } else {
@@ -552,15 +586,21 @@ pub fn train_with_report(
                 &b_g,
                 config.activation,
                 config.relative_weights.map(f64::from),
+                row_weights.as_deref(),
                 // One step is the weighted least-squares fit of the plain output.
                 config.activation_steps.max(1),
                 &mut |done, total| report_stage(progress, TrainStage::Ridge, done, total),
             )?;
             log::info!(
-                "group {g}: refit for the error after {}{}: loss {:.4e} → {:.4e} (step {} of {})",
+                "group {g}: refit for the error after {}{}{}: loss {:.4e} → {:.4e} (step {} of {})",
                 config.activation,
                 if config.relative_weights.is_some() {
                     ", relative weights"
+                } else {
+                    ""
+                },
+                if row_weights.is_some() {
+                    ", sample weights"
                 } else {
                     ""
                 },
@@ -656,6 +696,17 @@ fn check_inputs(
             .map_err(|e| Error::Argument(format!("training input {i}: {e}")))?;
         x.check_finite(&format!("training input {i}"))?;
         total += (g.batch * g.positions()) as u64;
+    }
+    if let Some(w) = &config.sample_weights {
+        let samples: usize = inputs.iter().map(|x| x.shape()[0]).sum();
+        if w.len() != samples {
+            return Err(Error::Argument(format!(
+                "{} sample weights for {samples} training samples (the batch rows of the {} \
+                 inputs); give one per sample",
+                w.len(),
+                inputs.len()
+            )));
+        }
     }
     if config.max_windows == Some(0) {
         return Err(Error::Argument(

@@ -93,6 +93,52 @@ pub(crate) fn sample_positions(total: u64, max: Option<usize>, seed: u64) -> Vec
     }
 }
 
+/// The weight of each training window at the global `positions` (see [`sample_positions`]):
+/// the weight of the sample (batch row, counted over all `inputs` in order) it lies in, scaled
+/// to mean 1 over the windows. Errors if the chosen windows all weigh 0.
+pub(crate) fn window_weights(
+    spec: &ConvSpec,
+    inputs: &[Tensor],
+    positions: &[u64],
+    sample_weights: &[f32],
+) -> Result<Vec<f64>> {
+    // (first global position, first global sample, positions per sample) of each input.
+    let mut starts = Vec::with_capacity(inputs.len());
+    let (mut pos, mut sample) = (0u64, 0usize);
+    for x in inputs {
+        let g = spec.geometry(x.shape())?;
+        starts.push((pos, sample, g.positions() as u64));
+        pos += (g.batch * g.positions()) as u64;
+        sample += g.batch;
+    }
+    let raw: Vec<f64> = positions
+        .iter()
+        .map(|&p| {
+            let i = starts.partition_point(|s| s.0 <= p) - 1;
+            let (p0, s0, per) = starts[i];
+            sample_weights
+                .get(s0 + ((p - p0) / per) as usize)
+                .map(|&w| w as f64)
+                .ok_or_else(|| {
+                    Error::Argument(format!(
+                        "window {p} lies in sample {} but {} sample weights were given",
+                        s0 + ((p - p0) / per) as usize,
+                        sample_weights.len()
+                    ))
+                })
+        })
+        .collect::<Result<_>>()?;
+    let sum: f64 = raw.iter().sum();
+    if sum.is_nan() || sum <= 0.0 {
+        return Err(Error::Training(format!(
+            "the {} training windows all lie in samples of weight 0",
+            raw.len()
+        )));
+    }
+    let scale = raw.len() as f64 / sum;
+    Ok(raw.iter().map(|w| w * scale).collect())
+}
+
 /// Extracts the windows of group `group` at the given global positions (see
 /// [`sample_positions`]) from `inputs` (each `N×C×H×W` or `N×C×L`) into an `N×D` matrix.
 pub(crate) fn extract_windows(
@@ -155,6 +201,25 @@ pub(crate) fn extract_windows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_weights_follow_their_samples() {
+        // 1-D, kernel 1: a [2, 1, 3] and a [1, 1, 3] input; 9 windows, 3 per sample.
+        let spec = ConvSpec::conv1d(1, 1, 1);
+        let inputs = [
+            Tensor::zeros(vec![2, 1, 3]).unwrap(),
+            Tensor::zeros(vec![1, 1, 3]).unwrap(),
+        ];
+        let w = window_weights(&spec, &inputs, &[0, 2, 3, 8], &[1.0, 3.0, 0.0]).unwrap();
+        // raw 1, 1, 3, 0 → mean 1.25
+        let expect = [0.8, 0.8, 2.4, 0.0];
+        for (i, (a, b)) in w.iter().zip(expect).enumerate() {
+            assert!((a - b).abs() < 1e-12, "window {i}: {a} vs {b}");
+        }
+        let err = window_weights(&spec, &inputs, &[8], &[1.0, 3.0, 0.0]).unwrap_err();
+        assert!(err.to_string().contains("weight 0"), "{err}");
+        assert!(window_weights(&spec, &inputs, &[8], &[1.0, 3.0]).is_err());
+    }
 
     #[test]
     fn sampling_is_seeded_uniform_and_distinct() {
