@@ -157,6 +157,7 @@ fn calibrate_bundle_eval_round_trip() {
         },
         independent: false,
         graph_activations: false,
+        sensitivity: None,
     };
     let mut seen = Vec::new();
     let trained = model::calibrate(
@@ -305,6 +306,7 @@ fn small_config() -> CalibrateConfig {
         },
         independent: false,
         graph_activations: false,
+        sensitivity: None,
     }
 }
 
@@ -624,6 +626,7 @@ fn tiny_cnn_exact_run_matches_onnxruntime_and_calibrates() {
         },
         independent: false,
         graph_activations: false,
+        sensitivity: None,
     };
     let trained = model::calibrate(
         &m,
@@ -738,6 +741,7 @@ fn calibration_follows_the_graphs_activations() {
     let layers = vec!["/encoder.1/Conv".to_string()];
     let graph = CalibrateConfig {
         graph_activations: true,
+        sensitivity: None,
         ..small_config()
     };
     let t = model::calibrate(&m, &calib, &layers, &graph, Backend::Cpu, &mut |_| {}).unwrap();

@@ -433,3 +433,41 @@ fn split_writes_segments_layer_folders_and_tables() {
     );
     assert!(!other.exists(), "nothing written");
 }
+
+#[test]
+fn sensitivity_weights_need_a_decision_metric_and_are_recorded() {
+    let bundle = tmp("sens.safetensors");
+    let calibrate = |extra: &[&str]| {
+        let mut c = maddconv();
+        c.arg("calibrate");
+        silero_args(&mut c, true);
+        c.args(["--layers", "/encoder.3/Conv", "--cpu"]);
+        small_learner(&mut c);
+        c.args(extra).arg("-o").arg(&bundle).output().unwrap()
+    };
+    fails(
+        &calibrate(&["--sensitivity"]),
+        &["--sensitivity", "--metric threshold"],
+        "sensitivity without a metric",
+    );
+    assert!(!bundle.exists(), "no bundle after a failure");
+    fails(
+        &calibrate(&["--metric", "threshold:0.5", "--sensitivity=-1"]),
+        &["-1", "≥ 0"],
+        "a negative floor",
+    );
+    assert!(!bundle.exists(), "no bundle after a failure");
+
+    ok(
+        &calibrate(&["--metric", "threshold:0.5", "--sensitivity"]),
+        "calibrate --sensitivity",
+    );
+    let learner = maddconv::model::Bundle::load(&bundle)
+        .unwrap()
+        .settings
+        .learner;
+    assert!(
+        learner.contains("sensitivity=threshold:0.5:0.1"),
+        "the learner should record the weighting: {learner}"
+    );
+}

@@ -293,6 +293,7 @@ pub fn calibrate_model(
         },
         independent: false,
         graph_activations: true,
+        sensitivity: None,
     };
     let t = Instant::now();
     let tables = maddconv::model::calibrate(m, runs, names, &config, backend, &mut |n| {

@@ -131,6 +131,13 @@ pub struct CalibrateArgs {
     /// inputs it sees with the earlier chosen layers replaced).
     #[arg(long)]
     pub independent: bool,
+    /// Weigh each calibration sample by the end task's sensitivity to the layer: train, put
+    /// the tables in place, weigh each batch row by how near its decisions (--metric or
+    /// --target: threshold or argmax; the output's first axis must be the layer's batch) come
+    /// to flipping per unit of layer error, capped at 20× the mean, plus FLOOR (default 0.1
+    /// when given without a value), and refit the tables with those weights.
+    #[arg(long, value_name = "FLOOR", num_args = 0..=1, default_missing_value = "0.1")]
+    pub sensitivity: Option<f32>,
     /// --layers auto: try at most this many candidates (the largest by MACs).
     #[arg(long)]
     pub max_candidates: Option<usize>,
@@ -643,10 +650,34 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
     } else {
         train.describe()
     };
+    let sensitivity = match (a.sensitivity, task) {
+        (None, _) => None,
+        (Some(floor), Some(task)) => {
+            if !(floor.is_finite() && floor >= 0.0) {
+                bail!("--sensitivity {floor}: the floor must be finite and ≥ 0");
+            }
+            if let Metric::Yolox(_) = task.metric {
+                bail!(
+                    "--sensitivity needs a threshold or argmax metric (per-sample decisions); \
+                     yolox boxes have no per-sample margin"
+                );
+            }
+            Some(model::calibrate::Sensitivity { task, floor })
+        }
+        (Some(_), None) => bail!(
+            "--sensitivity watches the end task's decisions: give --metric threshold:T or \
+             argmax[:AXIS] (or --target)"
+        ),
+    };
+    let learner = match sensitivity {
+        Some(s) => format!("{learner} sensitivity={}:{}", s.task.metric, s.floor),
+        None => learner,
+    };
     let config = CalibrateConfig {
         train,
         independent: a.independent,
         graph_activations,
+        sensitivity,
     };
     let replaceable: Vec<String> = m
         .convs()

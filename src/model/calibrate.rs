@@ -138,7 +138,32 @@ pub struct CalibrateConfig {
     /// ([`ConvNode::activation`](super::ConvNode::activation)) instead of
     /// [`TrainConfig::activation`].
     pub graph_activations: bool,
+    /// Weigh each calibration sample by the end task's sensitivity to the layer
+    /// ([`Sensitivity`]; issue 13, item 3). `None` (default): every sample counts the same.
+    pub sensitivity: Option<Sensitivity>,
 }
+
+/// End-task sensitivity weights: each layer is trained once, its tables are put in place, and
+/// each calibration sample (a row of the layer's batch, which must be the first axis of the
+/// task's output too, as for silero VAD's frames) is weighted by how close that perturbation
+/// brings the sample's decisions to flipping, per unit of the layer's error on it:
+/// `g_n = Σ_j Δ_j² / (m_j² + τ²) / mean_n((ẑ − z)²)`, `Δ_j` the change of decision `j`'s
+/// margin when the tables replace the layer, `m_j` the exact model's margin (`y − T` for a
+/// threshold, top-1 − top-2 for an arg-max) and `τ² = 0.01 · mean m²`. The weights
+/// `min(g_n / mean g, 20) + floor` then refit the tables (the trees stay; see
+/// [`TrainConfig::sample_weights`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sensitivity {
+    /// The decisions watched (a threshold or arg-max metric; boxes have no per-sample margin).
+    pub task: Task,
+    /// Weight every sample has at least (finite, ≥ 0; with 0 a sample no decision depends on
+    /// is ignored).
+    pub floor: f32,
+}
+
+/// Cap on a sample's sensitivity relative to the mean (before the floor): one sample at the
+/// threshold must not take over the fit.
+const SENSITIVITY_CAP: f64 = 20.0;
 
 impl CalibrateConfig {
     /// The learner's settings for the Conv node `name`.
@@ -149,6 +174,185 @@ impl CalibrateConfig {
         }
         Ok(t)
     }
+}
+
+/// The sensitivity weight of every sample of the calibration `runs` (in order: run 0's batch
+/// rows, then run 1's, …) for the layer `name` with `tables` in place after the layers in
+/// `replaced` ([`Sensitivity`]).
+fn sensitivity_weights(
+    model: &Model,
+    runs: &[Vec<Tensor>],
+    exact: &[Vec<Tensor>],
+    name: &str,
+    replaced: &mut Replacements<'_>,
+    tables: &Tables,
+    s: Sensitivity,
+) -> Result<Vec<f32>> {
+    if !(s.floor.is_finite() && s.floor >= 0.0) {
+        return Err(Error::Argument(format!(
+            "sensitivity floor = {}; it must be finite and ≥ 0",
+            s.floor
+        )));
+    }
+    let task = s.task;
+    let out_name = model
+        .output_names()
+        .get(task.output)
+        .cloned()
+        .ok_or_else(|| {
+            Error::Argument(format!(
+                "the task reads output {} but the model has {}",
+                task.output,
+                model.output_names().len()
+            ))
+        })?;
+    let base_map = replaced.map();
+    let base: Vec<Tensor> = runs
+        .iter()
+        .map(|r| {
+            Ok(model
+                .run_with(r, &base_map, &[], false)?
+                .outputs
+                .swap_remove(task.output))
+        })
+        .collect::<Result<_>>()?;
+    drop(base_map);
+    replaced.push(name.to_string(), tables.clone())?;
+    let perturbed: Result<Vec<(Tensor, Tensor, Tensor)>> = {
+        let map = replaced.map();
+        runs.iter()
+            .map(|r| {
+                let mut run = model.run_with(r, &map, &[], true)?;
+                let (e, a) = run
+                    .replaced
+                    .remove(name)
+                    .ok_or_else(|| Error::Model(format!("layer {name:?} did not run in place")))?;
+                Ok((run.outputs.swap_remove(task.output), e, a))
+            })
+            .collect()
+    };
+    replaced.pop();
+    let perturbed = perturbed?;
+    // Per sample: Σ Δ² / (m² + τ²) needs τ, so first the margins and changes.
+    let mut per_sample: Vec<(Vec<(f64, f64)>, f64)> = Vec::new();
+    for (((p, e, a), b), x) in perturbed.iter().zip(&base).zip(exact) {
+        let y = &x[task.output];
+        let n = e.shape()[0];
+        if y.shape().first() != Some(&n) || p.shape() != y.shape() || b.shape() != y.shape() {
+            return Err(Error::Argument(format!(
+                "sensitivity weights need the task output's first axis to be the layer's \
+                 batch: output {out_name:?} has shape {:?}, layer {name:?}'s output {:?}",
+                y.shape(),
+                e.shape()
+            )));
+        }
+        let margins = decision_margins(y, task.metric)?;
+        let (mp, mb) = (
+            decision_margins(p, task.metric)?,
+            decision_margins(b, task.metric)?,
+        );
+        let per_y = margins.len() / n.max(1);
+        let per_z = e.len() / n.max(1);
+        for i in 0..n {
+            let d: Vec<(f64, f64)> = (i * per_y..(i + 1) * per_y)
+                .map(|j| (margins[j], mp[j] - mb[j]))
+                .collect();
+            let err: f64 = e.data()[i * per_z..(i + 1) * per_z]
+                .iter()
+                .zip(&a.data()[i * per_z..(i + 1) * per_z])
+                .map(|(&z, &zh)| (z as f64 - zh as f64).powi(2))
+                .sum::<f64>()
+                / per_z.max(1) as f64;
+            per_sample.push((d, err));
+        }
+    }
+    let count: usize = per_sample.iter().map(|(d, _)| d.len()).sum();
+    let tau2 = 0.01
+        * per_sample
+            .iter()
+            .flat_map(|(d, _)| d.iter().map(|(m, _)| m * m))
+            .sum::<f64>()
+        / count.max(1) as f64;
+    let tau2 = tau2.max(f64::MIN_POSITIVE);
+    let mean_err = per_sample.iter().map(|(_, e)| e).sum::<f64>() / per_sample.len().max(1) as f64;
+    let gains: Vec<f64> = per_sample
+        .iter()
+        .map(|(d, err)| {
+            let risk: f64 = d.iter().map(|(m, dm)| dm * dm / (m * m + tau2)).sum();
+            risk / (err + 1e-6 * mean_err + f64::MIN_POSITIVE)
+        })
+        .collect();
+    let mean = gains.iter().sum::<f64>() / gains.len().max(1) as f64;
+    Ok(gains
+        .iter()
+        .map(|g| {
+            let rel = if mean > 0.0 { g / mean } else { 1.0 };
+            (rel.min(SENSITIVITY_CAP) + s.floor as f64) as f32
+        })
+        .collect())
+}
+
+/// The margin of each decision of `t` under `metric`, in [`decisions`]' order: `y − T` for a
+/// threshold, top-1 − top-2 along the axis for an arg-max (the top two of `t` itself).
+fn decision_margins(t: &Tensor, metric: Metric) -> Result<Vec<f64>> {
+    match metric {
+        Metric::Threshold(th) => Ok(t.data().iter().map(|&v| v as f64 - th as f64).collect()),
+        Metric::Argmax(axis) => {
+            if argmax_axis(t, axis)? == 0 {
+                return Err(Error::Argument(format!(
+                    "sensitivity weights need an arg-max along an axis after the batch; axis \
+                     {axis} of an output of shape {:?} is the batch",
+                    t.shape()
+                )));
+            }
+            Ok(top_two(t, axis)?
+                .into_iter()
+                .map(|(_, top, second)| top as f64 - second as f64)
+                .collect())
+        }
+        Metric::Yolox(_) => Err(Error::Argument(
+            "sensitivity weights need a threshold or argmax metric: yolox boxes have no \
+             per-sample margin"
+                .into(),
+        )),
+    }
+}
+
+/// Trains `name`'s tables on its captured `inputs` and, with
+/// [`CalibrateConfig::sensitivity`], refits them with the end-task sensitivity of every
+/// sample, the tables in place after the layers in `replaced`.
+#[allow(clippy::too_many_arguments)]
+fn train_for_task(
+    model: &Model,
+    runs: &[Vec<Tensor>],
+    exact: Option<&[Vec<Tensor>]>,
+    name: &str,
+    inputs: &[Tensor],
+    replaced: &mut Replacements<'_>,
+    config: &CalibrateConfig,
+) -> Result<Tables> {
+    let layer = model.conv(name)?.layer.as_ref().expect("checked");
+    let train = config.for_layer(model, name)?;
+    let tables = train_layer(layer, inputs, &train)
+        .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?;
+    let Some(s) = config.sensitivity else {
+        return Ok(tables);
+    };
+    let exact = exact.expect("exact outputs are computed with a sensitivity");
+    let w = sensitivity_weights(model, runs, exact, name, replaced, &tables, s)?;
+    let (lo, hi) = w
+        .iter()
+        .fold((f32::INFINITY, 0.0f32), |(l, h), &v| (l.min(v), h.max(v)));
+    log::info!(
+        "layer {name:?}: sensitivity weights of {} samples in [{lo:.3}, {hi:.3}]",
+        w.len()
+    );
+    let weighted = TrainConfig {
+        sample_weights: Some(w),
+        ..train
+    };
+    train_layer(layer, inputs, &weighted)
+        .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))
 }
 
 /// Trains one layer's tables (the single call into the learner, so that a change of its
@@ -178,27 +382,20 @@ fn chosen_in_order(model: &Model, layers: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Captures `name`'s inputs on every run with `replaced` in place, and trains its tables;
-/// returns them and the inputs.
-fn train_in_place(
+/// Captures `name`'s inputs on every run with `replaced` in place.
+fn capture_inputs(
     model: &Model,
     runs: &[Vec<Tensor>],
     name: &str,
     replaced: &Replacements<'_>,
-    train: &TrainConfig,
-) -> Result<(Tables, Vec<Tensor>)> {
+) -> Result<Vec<Tensor>> {
     let map = replaced.map();
-    let inputs: Vec<Tensor> = runs
-        .iter()
+    runs.iter()
         .map(|r| {
             let mut run = model.run_with(r, &map, &[name.to_string()], false)?;
             Ok(run.conv_inputs.remove(name).expect("captured"))
         })
-        .collect::<Result<_>>()?;
-    let layer = model.conv(name)?.layer.as_ref().expect("checked");
-    let tables = train_layer(layer, &inputs, train)
-        .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?;
-    Ok((tables, inputs))
+        .collect()
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -281,19 +478,38 @@ pub fn calibrate(
                 .collect::<Result<_>>()?,
         );
     }
+    let exact = match config.sensitivity {
+        Some(_) => Some(exact_outputs(model, runs)?.0),
+        None => None,
+    };
     let mut trained = Vec::new();
     for name in &names {
         progress(name);
         let tables = match &captured_exact {
             Some(all) => {
                 let inputs: Vec<Tensor> = all.iter().map(|m| m[name].clone()).collect();
-                let layer = model.conv(name)?.layer.as_ref().expect("checked");
-                train_layer(layer, &inputs, &config.for_layer(model, name)?)
-                    .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?
+                let mut alone = Replacements::new(backend);
+                train_for_task(
+                    model,
+                    runs,
+                    exact.as_deref(),
+                    name,
+                    &inputs,
+                    &mut alone,
+                    config,
+                )?
             }
             None => {
-                let train = config.for_layer(model, name)?;
-                let (t, _) = train_in_place(model, runs, name, &replaced, &train)?;
+                let inputs = capture_inputs(model, runs, name, &replaced)?;
+                let t = train_for_task(
+                    model,
+                    runs,
+                    exact.as_deref(),
+                    name,
+                    &inputs,
+                    &mut replaced,
+                    config,
+                )?;
                 replaced.push(name.clone(), t.clone())?;
                 t
             }
@@ -512,38 +728,53 @@ pub struct Comparison {
     pub approx_ms: f64,
 }
 
+/// `axis` of `t` counted from the front (a negative one from the back), refused outside it.
+fn argmax_axis(t: &Tensor, axis: isize) -> Result<usize> {
+    let rank = t.shape().len() as isize;
+    let a = if axis < 0 { rank + axis } else { axis };
+    if a < 0 || a >= rank {
+        return Err(Error::Argument(format!(
+            "argmax axis {axis} is outside an output of shape {:?}",
+            t.shape()
+        )));
+    }
+    Ok(a as usize)
+}
+
+/// For every position of `t` off `axis`, in row-major order: the index of the largest value
+/// along `axis` (the first of equals), that value and the second largest (the largest again
+/// when the axis has one entry).
+fn top_two(t: &Tensor, axis: isize) -> Result<Vec<(usize, f32, f32)>> {
+    let a = argmax_axis(t, axis)?;
+    let n = t.shape()[a];
+    let inner: usize = t.shape()[a + 1..].iter().product();
+    let outer: usize = t.shape()[..a].iter().product();
+    let d = t.data();
+    let mut out = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let (mut best, mut top, mut second) = (0usize, f32::NEG_INFINITY, f32::NEG_INFINITY);
+            for k in 0..n {
+                let v = d[(o * n + k) * inner + i];
+                if v > top {
+                    (best, second, top) = (k, top, v);
+                } else if v > second {
+                    second = v;
+                }
+            }
+            out.push((best, top, if n > 1 { second } else { top }));
+        }
+    }
+    Ok(out)
+}
+
 fn decisions(t: &Tensor, metric: Metric) -> Result<Vec<i64>> {
     match metric {
         Metric::Threshold(th) => Ok(t.data().iter().map(|&v| (v > th) as i64).collect()),
-        Metric::Argmax(axis) => {
-            let rank = t.shape().len() as isize;
-            let a = if axis < 0 { rank + axis } else { axis };
-            if a < 0 || a >= rank {
-                return Err(Error::Argument(format!(
-                    "argmax axis {axis} is outside an output of shape {:?}",
-                    t.shape()
-                )));
-            }
-            let a = a as usize;
-            let n = t.shape()[a];
-            let inner: usize = t.shape()[a + 1..].iter().product();
-            let outer: usize = t.shape()[..a].iter().product();
-            let d = t.data();
-            let mut out = Vec::with_capacity(outer * inner);
-            for o in 0..outer {
-                for i in 0..inner {
-                    let mut best = (0usize, f32::NEG_INFINITY);
-                    for k in 0..n {
-                        let v = d[(o * n + k) * inner + i];
-                        if v > best.1 {
-                            best = (k, v);
-                        }
-                    }
-                    out.push(best.0 as i64);
-                }
-            }
-            Ok(out)
-        }
+        Metric::Argmax(axis) => Ok(top_two(t, axis)?
+            .into_iter()
+            .map(|(k, _, _)| k as i64)
+            .collect()),
         Metric::Yolox(_) => Err(Error::Argument("yolox boxes are not decisions".into())),
     }
 }
@@ -903,11 +1134,14 @@ pub fn calibrate_auto(
     check_target_measurable(model, held, &exact, target)?;
     let mut kept = Replacements::new(backend);
     let mut exact_train: Option<Vec<BTreeMap<String, Tensor>>> = None;
+    let sens_exact = match config.sensitivity {
+        Some(_) => Some(exact_outputs(model, train)?.0),
+        None => None,
+    };
     let mut steps = Vec::new();
     for name in order {
         let share = model.conv(&name)?.macs() as f64 / total.max(1) as f64;
-        let train_config = config.for_layer(model, &name)?;
-        let trained = if config.independent {
+        let inputs = if config.independent {
             if exact_train.is_none() {
                 let all: Vec<String> = candidates.to_vec();
                 exact_train = Some(
@@ -921,17 +1155,38 @@ pub fn calibrate_auto(
                         .collect::<Result<_>>()?,
                 );
             }
-            let inputs: Vec<Tensor> = exact_train
+            exact_train
                 .as_ref()
                 .expect("captured")
                 .iter()
                 .map(|m| m[&name].clone())
-                .collect();
-            let layer = model.conv(&name)?.layer.as_ref().expect("checked");
-            train_layer(layer, &inputs, &train_config).map(|t| (t, inputs))
+                .collect()
         } else {
-            train_in_place(model, train, &name, &kept, &train_config)
+            capture_inputs(model, train, &name, &kept)?
         };
+        let trained = if config.independent {
+            let mut alone = Replacements::new(backend);
+            train_for_task(
+                model,
+                train,
+                sens_exact.as_deref(),
+                &name,
+                &inputs,
+                &mut alone,
+                config,
+            )
+        } else {
+            train_for_task(
+                model,
+                train,
+                sens_exact.as_deref(),
+                &name,
+                &inputs,
+                &mut kept,
+                config,
+            )
+        }
+        .map(|t| (t, inputs));
         let mut step = AutoStep {
             name: name.clone(),
             mac_share: share,
