@@ -1164,28 +1164,22 @@ pub fn calibrate_auto(
         } else {
             capture_inputs(model, train, &name, &kept)?
         };
-        let trained = if config.independent {
-            let mut alone = Replacements::new(backend);
-            train_for_task(
-                model,
-                train,
-                sens_exact.as_deref(),
-                &name,
-                &inputs,
-                &mut alone,
-                config,
-            )
+        let mut alone;
+        let in_place = if config.independent {
+            alone = Replacements::new(backend);
+            &mut alone
         } else {
-            train_for_task(
-                model,
-                train,
-                sens_exact.as_deref(),
-                &name,
-                &inputs,
-                &mut kept,
-                config,
-            )
-        }
+            &mut kept
+        };
+        let trained = train_for_task(
+            model,
+            train,
+            sens_exact.as_deref(),
+            &name,
+            &inputs,
+            in_place,
+            config,
+        )
         .map(|t| (t, inputs));
         let mut step = AutoStep {
             name: name.clone(),
