@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use maddconv::maddness::learn::TrainConfig;
-use maddconv::maddness::{mirror, Tables, LEVEL_SLOTS, TREE_DEPTH};
+use maddconv::maddness::{mirror, Tables};
 use maddconv::rng::SplitMix64;
 use maddconv::Tensor;
 
@@ -72,9 +72,10 @@ fn confidences(t: &Tables, x: &Tensor, near: f64) -> Result<(Vec<f64>, Vec<f64>)
         for c in 0..t.codebooks {
             let mut i = 0usize;
             let mut cb = f64::INFINITY;
-            for level in 0..TREE_DEPTH {
-                let dim = t.split_dims[c * TREE_DEPTH + level] as usize;
-                let thr = t.thresholds[(c * TREE_DEPTH + level) * LEVEL_SLOTS + i];
+            let (depth, slots) = (t.depth, t.level_slots());
+            for level in 0..depth {
+                let dim = t.split_dims[c * depth + level] as usize;
+                let thr = t.thresholds[(c * depth + level) * slots + i];
                 cb = cb.min((a[dim] - thr).abs() as f64 / sd[dim]);
                 i = 2 * i + usize::from(a[dim] > thr);
             }

@@ -18,8 +18,8 @@
 // Bindings (group 0):
 //   0 params:    uniform MaddParams (common/maddness_params.wgsl; q_tiles counts tiles of
 //                POSITIONS·QT positions)
-//   1 codes:     array<u32>, [G, Q, W] packed 4-bit codes (see encode.wgsl)
-//   2 luts:      array<vec4<u32>>, [G, CB, 16, MW]: MW = ceil(Mg/16) chunks of 16 u8 entries
+//   1 codes:     array<u32>, [G, Q, W] packed codes (see encode.wgsl)
+//   2 luts:      array<vec4<u32>>, [G, CB, K, MW]: K = 2^DEPTH codes, MW = ceil(Mg/16) chunks of 16 u8 entries
 //                per (codebook, code), entry m in chunk m/16, word (m%16)/4, byte m%4; zero-padded
 //   3 inv_scale: array<f32>, [O]
 //   4 offset:    array<f32>, [O]
@@ -30,7 +30,7 @@
 // CPU mirror: maddness::mirror::accumulate_sums and maddness::mirror::apply.
 
 override MCH: u32 = 4u;        // 16-output chunks per workgroup, 1..=7
-override CC: u32 = 8u;         // codebooks staged at a time, multiple of 8, CC·MCH ≤ 56
+override CC: u32 = 8u;         // codebooks staged at a time, multiple of 8, CC·MCH ≤ 56 (STAGE = 1)
 override POSITIONS: u32 = 2u;  // positions per invocation, 1 or 2
 
 @group(0) @binding(1) var<storage, read> codes: array<u32>;
@@ -70,22 +70,25 @@ fn accumulate(
     var acc_b = sums_zero();           // position qb
     var since_flush = 0u;
 
+    let per = 32u / CODE_BITS;         // codes per word; divides CC
     for (var c0 = 0u; c0 < cb; c0 += CC) {
-        stage_luts(lid, g, c0, mc0);
+        if STAGE == 1u {
+            stage_luts(lid, g, c0, mc0);
+        }
         workgroupBarrier();
         if live {
             let c_end = min(CC, cb - c0);
-            for (var cw = 0u; cw < c_end; cw += 8u) {
-                let word = codes[code_base + (c0 + cw) / 8u];
+            for (var cw = 0u; cw < c_end; cw += per) {
+                let word = codes[code_base + (c0 + cw) / per];
                 var word_b = 0u;
                 if POSITIONS == 2u {
-                    word_b = codes[code_base_b + (c0 + cw) / 8u];
+                    word_b = codes[code_base_b + (c0 + cw) / per];
                 }
-                let n_in_word = min(8u, c_end - cw);
+                let n_in_word = min(per, c_end - cw);
                 for (var b = 0u; b < n_in_word; b++) {
-                    sums_add(&acc, lut_entry(cw + b, word, b, mc));
+                    sums_add(&acc, lut_entry(g, c0, cw + b, word, b, mc0, mc));
                     if POSITIONS == 2u {
-                        sums_add(&acc_b, lut_entry(cw + b, word_b, b, mc));
+                        sums_add(&acc_b, lut_entry(g, c0, cw + b, word_b, b, mc0, mc));
                     }
                 }
                 since_flush += n_in_word;

@@ -1,9 +1,10 @@
-// encode — MADDNESS hashing: one 4-bit code per (output position, codebook), read straight
-// from the NCHW input through stride / padding / dilation index arithmetic (no im2col buffer).
+// encode — MADDNESS hashing: one code per (output position, codebook), read straight from the
+// NCHW input through stride / padding / dilation index arithmetic (no im2col buffer).
 //
-// Codebook c of group g is a depth-4 tree; level t tests window dimension d_t, whose position
-// in the window was decoded on the host into (ci, ky·dilation_h, kx·dilation_w):
-//   i = 0; for t in 0..4 { i = 2i + (a[d_t] > threshold[g][c][t][i]) }   (ties go left)
+// Codebook c of group g is a tree of depth L = DEPTH (4..=8, K = 2^L buckets); level t tests
+// window dimension d_t, whose position in the window was decoded on the host into
+// (ci, ky·dilation_h, kx·dilation_w):
+//   i = 0; for t in 0..L { i = 2i + (a[d_t] > threshold[g][c][t][i]) }   (ties go left)
 // where a[d] = input[n, g·C/groups + ci, oy·stride_h − pad_top + dy, ox·stride_w − pad_left + dx],
 // or 0 where that falls into the padding.
 //
@@ -13,10 +14,11 @@
 // Bindings (group 0):
 //   0 params:    uniform MaddParams (common/maddness_params.wgsl)
 //   1 input:      array<f32>, [N, C, H, W] (conv1d: H = 1), NCHW
-//   2 splits:     array<vec4<i32>>, [G, CB, 4]: (ci, dy, dx, 0) of the dimension each level tests
-//   3 thresholds: array<f32>, [G, CB, 4, 16]: level t uses slots 0..2^t
-//   4 codes:      array<u32>, [G, Q, W]: W = ceil(CB/8) words per position, codebook c in word
-//                 c/8, bits 4·(c%8)..+4 (unused nibbles 0); Q = N·OH·OW, q = (n·OH + oy)·OW + ox
+//   2 splits:     array<vec4<i32>>, [G, CB, L]: (ci, dy, dx, 0) of the dimension each level tests
+//   3 thresholds: array<f32>, [G, CB, L, K]: level t uses slots 0..2^t
+//   4 codes:      array<u32>, [G, Q, W]: B = CODE_BITS bits per code, P = 32 / B codes per word,
+//                 W = ceil(CB/P) words per position, codebook c in word c/P, bits B·(c%P)..+B
+//                 (unused bits 0); Q = N·OH·OW, q = (n·OH + oy)·OW + ox
 // Invocations: one per code word, linear index (wid.x + wid.y·num_workgroups.x)·256 + local
 // index over G × Q × W (words fastest).
 // CPU mirror: maddness::mirror::encode.

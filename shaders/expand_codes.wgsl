@@ -10,8 +10,8 @@
 // Bindings (group 0):
 //   0 params:      uniform TiedParams (common/tied_params.wgsl)
 //   1 pixel_codes: array<u32>, [G, P, TW] (encode_pixels.wgsl)
-//   2 splits:      array<vec4<i32>>, [G, CB, 4]: level 0's (dy, dx) is codebook c''s tap offset
-//   3 thresholds:  array<f32>, [G, CB, 4, 16]
+//   2 splits:      array<vec4<i32>>, [G, CB, L]: level 0's (dy, dx) is codebook c''s tap offset
+//   3 thresholds:  array<f32>, [G, CB, L, 2^L] (L = DEPTH)
 //   4 codes:       array<u32>, [G, Q, W] as in encode.wgsl
 // Invocations: one per code word, linear index (wid.x + wid.y·num_workgroups.x)·256 + local
 // index over G × Q × W (words fastest).
@@ -41,25 +41,28 @@ fn expand_codes(
     let p = q % positions;
     let iy0 = i32((p / params.geo.out_w) * params.geo.stride_h) - i32(params.geo.pad_top);
     let ix0 = i32((p % params.geo.out_w) * params.geo.stride_w) - i32(params.geo.pad_left);
-    let c_end = min(params.codebooks, 8u * w + 8u);
+    let per = 32u / CODE_BITS;
+    let mask = (1u << CODE_BITS) - 1u;
+    let slots = 1u << DEPTH;
+    let c_end = min(params.codebooks, per * w + per);
     var word = 0u;
-    for (var c = 8u * w; c < c_end; c++) {
+    for (var c = per * w; c < c_end; c++) {
         let gc = g * params.codebooks + c;
-        let s = splits[gc * 4u];
+        let s = splits[gc * DEPTH];
         let iy = iy0 + s.y;
         let ix = ix0 + s.z;
         let tree = c % params.per_tap;
         var k = 0u;
         if iy >= 0 && ix >= 0 && u32(iy) < params.geo.in_h && u32(ix) < params.geo.in_w {
             let px = (n * params.geo.in_h + u32(iy)) * params.geo.in_w + u32(ix);
-            let pw = pixel_codes[(g * params.pixels + px) * params.tap_words + tree / 8u];
-            k = (pw >> (4u * (tree % 8u))) & 15u;
+            let pw = pixel_codes[(g * params.pixels + px) * params.tap_words + tree / per];
+            k = (pw >> (CODE_BITS * (tree % per))) & mask;
         } else {
-            for (var l = 0u; l < 4u; l++) {
-                k = 2u * k + select(0u, 1u, 0.0 > thresholds[(gc * 4u + l) * 16u + k]);
+            for (var l = 0u; l < DEPTH; l++) {
+                k = 2u * k + select(0u, 1u, 0.0 > thresholds[(gc * DEPTH + l) * slots + k]);
             }
         }
-        word |= k << (4u * (c % 8u));
+        word |= k << (CODE_BITS * (c % per));
     }
     codes[idx] = word;
 }

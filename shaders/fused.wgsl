@@ -85,7 +85,7 @@ fn fused(
                 let word = codes_tile[pq * words + (c0 + cw) / 8u];
                 let n_in_word = min(8u, c_end - cw);
                 for (var b = 0u; b < n_in_word; b++) {
-                    sums_add(&acc, lut_entry(cw + b, word, b, mc));
+                    sums_add(&acc, lut_entry(g, c0, cw + b, word, b, mc0, mc));
                 }
                 since_flush += n_in_word;
                 if since_flush >= FLUSH_EVERY {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use maddconv::maddness::file::{content_checksum, CHECKSUM_KEY, FORMAT_NAME, FORMAT_VERSION};
 use maddconv::maddness::{HeldOut, Tables};
 use maddconv::{ConvSpec, Error};
-use maddness_common::Rng;
+use maddness_common::{Rng, TensorRng};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
@@ -99,7 +99,8 @@ fn round_trip_through_bytes_and_file() {
     assert_eq!(Tables::from_bytes(&bytes, "mem").unwrap(), t);
     let p = parts(&bytes);
     assert_eq!(p.meta["format"], FORMAT_NAME);
-    assert_eq!(p.meta["format_version"], FORMAT_VERSION.to_string());
+    // Depth-4 tables are written as version 1, which every maddconv reads.
+    assert_eq!(p.meta["format_version"], "1");
     let header: serde_json::Value = serde_json::from_str(&p.meta["maddconv"]).unwrap();
     for key in [
         "spec",
@@ -187,7 +188,8 @@ fn corrupt_fields_are_named() {
     expect_error("infinite bias", &build(&p), &["bias"]);
 
     for (v, needle) in [
-        ("2", "version 2"),
+        ("2", "version 2 needs a tree depth"),
+        ("3", "version 3"),
         ("0", "version 0"),
         ("one", "not a number"),
     ] {
@@ -353,5 +355,67 @@ fn overflowing_spec_sizes_are_errors() {
         assert_ne!(bad, p.meta["maddconv"], "{from} not found");
         p.meta.insert("maddconv".into(), bad);
         expect_error(to, &build(&p), &[]);
+    }
+}
+
+/// Tables of deeper trees are written as format version 2 with their depth in the header, load
+/// back equal, and a header whose version and depth disagree, or whose depth is out of range,
+/// is refused naming both.
+#[test]
+fn deeper_trees_are_format_version_2() {
+    let mut spec = ConvSpec::conv2d(4, 6, 3, 3);
+    spec.padding = vec![1, 1, 1, 1];
+    spec.bias = true;
+    let mut rng = Rng(23);
+    let x = rng.tensor(&[3, 4, 9, 9]);
+    let w = rng.tensor(&spec.weight_shape());
+    let b = rng.tensor(&[spec.out_channels]);
+    let layer = maddconv::ConvLayer::new(spec.clone(), w, Some(b)).unwrap();
+    let cfg = maddconv::maddness::TrainConfig {
+        codebooks: Some(5),
+        depth: 6,
+        ..Default::default()
+    };
+    let t = maddconv::maddness::train(&layer, &[x], &cfg).unwrap();
+    assert_eq!((t.depth, t.buckets(), t.code_bits()), (6, 64, 8));
+    let bytes = t.to_bytes().unwrap();
+    assert_eq!(Tables::from_bytes(&bytes, "mem").unwrap(), t);
+    let p = parts(&bytes);
+    assert_eq!(p.meta["format_version"], FORMAT_VERSION.to_string());
+    assert_eq!(FORMAT_VERSION, 2);
+    let header: serde_json::Value = serde_json::from_str(&p.meta["maddconv"]).unwrap();
+    assert_eq!(header["depth"], 6);
+    let shape = |name: &str| p.tensors.iter().find(|t| t.0 == name).unwrap().2.clone();
+    assert_eq!(shape("split_dims"), vec![1, 5, 6]);
+    assert_eq!(shape("thresholds"), vec![1, 5, 6, 64]);
+    assert_eq!(shape("luts"), vec![1, 5, 64, 6]);
+
+    // Version 1 claims depth 4.
+    let mut q = parts(&bytes);
+    q.meta.insert("format_version".into(), "1".into());
+    expect_error("v1 with a depth", &build(&q), &["version 1", "depth 6"]);
+    // A depth outside 4..=8, and one that does not match the tensors.
+    for (depth, needles) in [
+        (9, vec!["tree depth 9", "4 to 8"]),
+        (3, vec!["tree depth 3"]),
+        (5, vec!["split_dims", "[1, 5, 5]"]),
+    ] {
+        let mut q = parts(&bytes);
+        let mut h = header.clone();
+        h["depth"] = depth.into();
+        q.meta.insert("maddconv".into(), h.to_string());
+        expect_error(&format!("depth {depth}"), &build(&q), &needles);
+    }
+    // The library refuses such depths before training, too.
+    for depth in [3, 9] {
+        let cfg = maddconv::maddness::TrainConfig {
+            depth,
+            ..cfg.clone()
+        };
+        let x = Rng(1).tensor(&[3, 4, 9, 9]);
+        let e = maddconv::maddness::train(&layer, &[x], &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("tree depth {depth}")), "{e}");
     }
 }

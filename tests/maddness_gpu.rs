@@ -6,7 +6,7 @@
 mod common;
 
 use maddconv::gpu::{Context, DirectConv, DirectKernel, GpuConv, LookupKernel, MaddnessConv};
-use maddconv::maddness::{mirror, train, Learner, TableMeta, Tables, TrainConfig, BUCKETS};
+use maddconv::maddness::{mirror, train, Learner, TableMeta, Tables, TrainConfig};
 use maddconv::{ConvKind, ConvSpec, Error, Tensor};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
@@ -14,22 +14,28 @@ use proptest::test_runner::TestRunner;
 /// Tables with random trees (thresholds drawn like the inputs), random 8-bit tables and
 /// scales: no training involved, so any shape and any number of codebooks can be made.
 fn random_tables(spec: &ConvSpec, codebooks: usize, seed: u64) -> Tables {
+    random_tables_of_depth(spec, codebooks, 4, seed)
+}
+
+/// Random valid tables with trees of `depth` levels (`2^depth` buckets).
+fn random_tables_of_depth(spec: &ConvSpec, codebooks: usize, depth: usize, seed: u64) -> Tables {
     let g = spec.groups;
     let d = (spec.in_channels / g) * spec.kernel.iter().product::<usize>();
     let mg = spec.out_channels / g;
+    let k = 1usize << depth;
     let mut rng = common::Rng::new(seed);
-    let split_dims = (0..g * codebooks * 4)
+    let split_dims = (0..g * codebooks * depth)
         .map(|_| rng.below(d) as u32)
         .collect();
-    let mut thresholds = vec![0.0f32; g * codebooks * 4 * 16];
+    let mut thresholds = vec![0.0f32; g * codebooks * depth * k];
     for gc in 0..g * codebooks {
-        for t in 0..4 {
+        for t in 0..depth {
             for i in 0..(1 << t) {
-                thresholds[(gc * 4 + t) * 16 + i] = rng.uniform() * 1.6 - 0.8;
+                thresholds[(gc * depth + t) * k + i] = rng.uniform() * 1.6 - 0.8;
             }
         }
     }
-    let luts = (0..g * codebooks * BUCKETS * mg)
+    let luts = (0..g * codebooks * k * mg)
         .map(|_| rng.below(256) as u8)
         .collect();
     let lut_offsets = (0..g * codebooks * mg)
@@ -46,6 +52,7 @@ fn random_tables(spec: &ConvSpec, codebooks: usize, seed: u64) -> Tables {
     let t = Tables {
         spec: spec.clone(),
         codebooks,
+        depth,
         split_dims,
         thresholds,
         luts,
@@ -172,7 +179,10 @@ fn count_code_mismatches(
     what: &str,
 ) -> usize {
     let g = tables.spec.geometry(x.shape()).unwrap();
-    let words = tables.codebooks.div_ceil(8);
+    let words = tables.code_words();
+    let (bits, depth, slots) = (tables.code_bits(), tables.depth, tables.level_slots());
+    let per_word = 32 / bits;
+    let mask = (1u32 << bits) - 1;
     let q_len = g.batch * g.positions();
     let mut ties = 0;
     for (w_idx, (&a, &b)) in gpu.iter().zip(cpu).enumerate() {
@@ -182,23 +192,23 @@ fn count_code_mismatches(
         let w = w_idx % words;
         let q = (w_idx / words) % q_len;
         let grp = w_idx / (words * q_len);
-        for nib in 0..8 {
-            let (ca, cb) = ((a >> (4 * nib)) & 15, (b >> (4 * nib)) & 15);
+        for nib in 0..per_word {
+            let (ca, cb) = ((a >> (bits * nib)) & mask, (b >> (bits * nib)) & mask);
             if ca == cb {
                 continue;
             }
-            let c = w * 8 + nib;
+            let c = w * per_word + nib;
             let (n, p) = (q / g.positions(), q % g.positions());
             let (oy, ox) = (p / g.out_w, p % g.out_w);
             let gc = grp * tables.codebooks + c;
-            let near_tie = (0..4).any(|t| {
-                let d = tables.split_dims[gc * 4 + t] as usize;
+            let near_tie = (0..depth).any(|t| {
+                let d = tables.split_dims[gc * depth + t] as usize;
                 let v = g
                     .input_offset(n, grp, oy, ox, d)
                     .map(|i| x.data()[i])
                     .unwrap_or(0.0);
                 (0..1 << t).any(|i| {
-                    let thr = tables.thresholds[(gc * 4 + t) * 16 + i];
+                    let thr = tables.thresholds[(gc * depth + t) * slots + i];
                     (v - thr).abs() <= 1e-6 * thr.abs().max(v.abs()).max(f32::MIN_POSITIVE)
                 })
             });
@@ -286,7 +296,8 @@ fn gpu_matches_mirror_on_trained_real_layers() {
     }
 }
 
-fn spec_strategy() -> impl Strategy<Value = (ConvSpec, Vec<usize>, usize)> {
+/// A random layer, its input shape, codebooks and tree depth (4 in half the cases, else 5–8).
+fn spec_strategy() -> impl Strategy<Value = (ConvSpec, Vec<usize>, usize, usize)> {
     (
         prop_oneof![Just(ConvKind::Conv1d), Just(ConvKind::Conv2d)],
         1usize..=3,                              // batch
@@ -299,19 +310,21 @@ fn spec_strategy() -> impl Strategy<Value = (ConvSpec, Vec<usize>, usize)> {
         (0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2),
         (0usize..=6, 0usize..=6),
         any::<bool>(),
-        1usize..=40, // codebooks (capped at D below)
+        (1usize..=40, prop_oneof![Just(4usize), 5usize..=8]), // codebooks (capped at D), depth
     )
-        .prop_map(|(kind, n, groups, cg, og, k, s, d, p, extra, bias, cb)| {
-            let mut spec = match kind {
-                ConvKind::Conv1d => ConvSpec::conv1d(cg * groups, og * groups, 2 * k.1 + 1),
-                ConvKind::Conv2d => ConvSpec::conv2d(cg * groups, og * groups, k.0, k.1),
-            };
-            spec.groups = groups;
-            spec.bias = bias;
-            let input = common::place_window(&mut spec, n, s, d, p, extra);
-            let dlen = cg * spec.kernel.iter().product::<usize>();
-            (spec, input, cb.min(dlen))
-        })
+        .prop_map(
+            |(kind, n, groups, cg, og, k, s, d, p, extra, bias, (cb, depth))| {
+                let mut spec = match kind {
+                    ConvKind::Conv1d => ConvSpec::conv1d(cg * groups, og * groups, 2 * k.1 + 1),
+                    ConvKind::Conv2d => ConvSpec::conv2d(cg * groups, og * groups, k.0, k.1),
+                };
+                spec.groups = groups;
+                spec.bias = bias;
+                let input = common::place_window(&mut spec, n, s, d, p, extra);
+                let dlen = cg * spec.kernel.iter().product::<usize>();
+                (spec, input, cb.min(dlen), depth)
+            },
+        )
 }
 
 #[test]
@@ -320,15 +333,15 @@ fn gpu_matches_mirror_on_random_shapes_and_tables() {
     let config = common::proptest_config(48, 0x7ab1e5);
     let counter = std::sync::atomic::AtomicU64::new(0);
     TestRunner::new(config)
-        .run(&spec_strategy(), |(spec, input, cb)| {
+        .run(&spec_strategy(), |(spec, input, cb, depth)| {
             let s = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tables = random_tables(&spec, cb, s);
+            let tables = random_tables_of_depth(&spec, cb, depth, s);
             let x = common::random_tensor(&input, 1000 + s);
             check(
                 ctx,
                 &tables,
                 &x,
-                &format!("{} C={cb} input {input:?}", spec.describe()),
+                &format!("{} C={cb} depth {depth} input {input:?}", spec.describe()),
             );
             Ok(())
         })
@@ -341,20 +354,23 @@ fn tie(mut tables: Tables) -> Tables {
     let area: usize = tables.spec.kernel.iter().product();
     let c = tables.codebooks;
     let per = c / area;
+    let depth = tables.depth;
+    let slots = depth * tables.level_slots();
     for g in 0..tables.groups() {
         for cb in 0..per {
             let base = g * c + cb;
-            for l in 0..4 {
-                let d = tables.split_dims[base * 4 + l] as usize;
-                tables.split_dims[base * 4 + l] = (d / area * area) as u32;
+            for l in 0..depth {
+                let d = tables.split_dims[base * depth + l] as usize;
+                tables.split_dims[base * depth + l] = (d / area * area) as u32;
             }
             for t in 1..area {
                 let other = g * c + t * per + cb;
-                for l in 0..4 {
-                    tables.split_dims[other * 4 + l] = tables.split_dims[base * 4 + l] + t as u32;
+                for l in 0..depth {
+                    tables.split_dims[other * depth + l] =
+                        tables.split_dims[base * depth + l] + t as u32;
                 }
-                let th: Vec<f32> = tables.thresholds[base * 64..(base + 1) * 64].to_vec();
-                tables.thresholds[other * 64..(other + 1) * 64].copy_from_slice(&th);
+                let th: Vec<f32> = tables.thresholds[base * slots..(base + 1) * slots].to_vec();
+                tables.thresholds[other * slots..(other + 1) * slots].copy_from_slice(&th);
             }
         }
     }
@@ -371,7 +387,7 @@ fn tied_encoding_matches_mirror_on_random_shapes() {
     let config = common::proptest_config(32, 0x71ed);
     let counter = std::sync::atomic::AtomicU64::new(0);
     TestRunner::new(config)
-        .run(&spec_strategy(), |(spec, input, cb)| {
+        .run(&spec_strategy(), |(spec, input, cb, depth)| {
             let area: usize = spec.kernel.iter().product();
             if area < 2 {
                 return Ok(());
@@ -379,13 +395,16 @@ fn tied_encoding_matches_mirror_on_random_shapes() {
             let s = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let channels = spec.in_channels / spec.groups;
             let per = (cb / area).clamp(1, channels);
-            let tables = tie(random_tables(&spec, per * area, 500 + s));
+            let tables = tie(random_tables_of_depth(&spec, per * area, depth, 500 + s));
             let x = common::random_tensor(&input, 2000 + s);
             check(
                 ctx,
                 &tables,
                 &x,
-                &format!("tied {} T={per} input {input:?}", spec.describe()),
+                &format!(
+                    "tied {} T={per} depth {depth} input {input:?}",
+                    spec.describe()
+                ),
             );
             Ok(())
         })
@@ -627,9 +646,20 @@ fn every_lookup_variant_matches_mirror() {
     let mut s = ConvSpec::conv1d(4, 144, 5);
     s.stride = vec![2];
     cases.push((s, vec![3, 4, 40], 20));
+    // The same layers with deeper trees (8-bit codes, tables read in place).
+    let deep: Vec<_> = cases
+        .iter()
+        .zip([5, 8, 6, 7])
+        .map(|((s, shape, c), depth)| (s.clone(), shape.clone(), *c, depth))
+        .collect();
+    let cases: Vec<_> = cases
+        .into_iter()
+        .map(|(s, shape, c)| (s, shape, c, 4))
+        .chain(deep)
+        .collect();
     for (ctx, limits) in [(full, "full"), (&down, "downlevel")] {
-        for (i, (spec, shape, c)) in cases.iter().enumerate() {
-            let tables = random_tables(spec, *c, 500 + i as u64);
+        for (i, (spec, shape, c, depth)) in cases.iter().enumerate() {
+            let tables = random_tables_of_depth(spec, *c, *depth, 500 + i as u64);
             let x = common::random_tensor(shape, 600 + i as u64);
             let g = spec.geometry(shape).unwrap();
             let codes = mirror::encode(&tables, &x).unwrap();
@@ -638,7 +668,11 @@ fn every_lookup_variant_matches_mirror() {
             let m_chunks = (spec.out_channels / spec.groups).div_ceil(16) as u32;
             for &k in LookupKernel::ALL {
                 for v in maddconv::gpu::LookupVariant::all(k, m_chunks) {
-                    let what = format!("{limits} {} on {} {shape:?}", v.name(), spec.describe());
+                    let what = format!(
+                        "{limits} {} on {} {shape:?} depth {depth}",
+                        v.name(),
+                        spec.describe()
+                    );
                     let layer = match MaddnessConv::new(ctx, &tables)
                         .unwrap()
                         .with_variant(ctx, v)

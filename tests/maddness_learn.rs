@@ -742,3 +742,83 @@ fn sample_weights_move_the_fit_to_the_weighted_samples() {
     let e = bad(vec![0.0; n]);
     assert!(e.contains("sample weights are 0"), "{e}");
 }
+
+/// Deeper trees (issue 13, item 2): MADDNESS grows a tree level by level, so a tree of depth 6
+/// starts with exactly the depth-4 tree's levels (same split dimensions and thresholds, same
+/// SSE after level 4) and only refines its buckets; the per-level SSE keeps falling, the codes
+/// are the depth-4 codes times 4 plus the two new levels' bits, and the tables fit the training
+/// windows better. The CPU mirror agrees with the trees the learner grew.
+#[test]
+fn deeper_trees_refine_the_depth_4_trees() {
+    let layer = fixture();
+    let (w, b) = (layer.weight().unwrap(), layer.bias().unwrap());
+    let x = layer.train().unwrap();
+    let train_at = |depth: usize| {
+        let cfg = TrainConfig { depth, ..config(8) };
+        train_with_report(
+            &maddconv::ConvLayer::new(layer.spec.clone(), w.clone(), b.clone()).unwrap(),
+            std::slice::from_ref(&x),
+            &cfg,
+            &mut no_progress,
+        )
+        .unwrap()
+    };
+    let (t4, r4) = train_at(4);
+    let (t6, r6) = train_at(6);
+    assert_eq!((t6.depth, t6.buckets()), (6, 64));
+    assert!(t6.meta.learner.contains("depth=6"), "{}", t6.meta.learner);
+    assert_eq!(r6.level_sse[0].len(), 7);
+    for c in 0..t4.codebooks {
+        assert_eq!(
+            t6.split_dims[c * 6..c * 6 + 4],
+            t4.split_dims[c * 4..c * 4 + 4],
+            "codebook {c}: the first 4 levels' dimensions"
+        );
+        for l in 0..4 {
+            for i in 0..1 << l {
+                assert_eq!(
+                    t6.thresholds[(c * 6 + l) * 64 + i],
+                    t4.thresholds[(c * 4 + l) * 16 + i],
+                    "codebook {c} level {l} node {i}"
+                );
+            }
+        }
+    }
+    let (s4, s6) = (&r4.level_sse[0], &r6.level_sse[0]);
+    for l in 0..=4 {
+        assert!(
+            (s4[l] - s6[l]).abs() <= 1e-9 * s4[0],
+            "level {l}: SSE {} at depth 4, {} at depth 6",
+            s4[l],
+            s6[l]
+        );
+    }
+    for l in 0..6 {
+        assert!(s6[l + 1] <= s6[l], "SSE rose at level {}: {s6:?}", l + 1);
+    }
+    assert!(
+        s6[6] < 0.9 * s6[4],
+        "two more levels removed little: {s6:?}"
+    );
+    let c4 = mirror::encode(&t4, &x).unwrap();
+    let c6 = mirror::encode(&t6, &x).unwrap();
+    for q in 0..c4.len() / t4.code_words() {
+        for c in 0..t4.codebooks {
+            let (a, d) = (
+                t4.code_at(&c4[q * t4.code_words()..], c),
+                t6.code_at(&c6[q * t6.code_words()..], c),
+            );
+            assert_eq!(
+                d >> 2,
+                a,
+                "window {q} codebook {c}: depth-6 code {d}, depth-4 {a}"
+            );
+        }
+    }
+    assert!(
+        r6.train_nmse[0] < r4.train_nmse[0],
+        "training NMSE {} at depth 6 vs {} at depth 4",
+        r6.train_nmse[0],
+        r4.train_nmse[0]
+    );
+}

@@ -2,7 +2,11 @@
 // fused (the host prepends it with maddness_params.wgsl and maddness_sums.wgsl). Needs the
 // kernel's `luts` binding, its overrides MCH (16-output chunks per workgroup) and CC (codebooks
 // staged at a time), and a `lut_tile` workgroup array of at least CC·16·MCH vec4<u32>, laid out
-// [CC, 16, MCH]. CPU mirror: maddness::mirror::accumulate_sums.
+// [CC, 16, MCH]. Staging is for trees of depth 4 (16 rows per codebook); with STAGE = 0 (deeper
+// trees: 32–256 rows per codebook would not fit) lut_entry reads the table words from `luts`.
+// CPU mirror: maddness::mirror::accumulate_sums.
+
+override STAGE: u32 = 1u;  // 1: stage_luts fills lut_tile (DEPTH = 4); 0: no staging
 
 // This workgroup's tile of G × m_tiles × q_tiles (position tiles fastest; linear index
 // wid.x + wid.y·num_workgroups.x): (group, first chunk, position tile). The group is ≥ G for
@@ -30,8 +34,14 @@ fn stage_luts(lid: u32, g: u32, c0: u32, mc0: u32) {
     }
 }
 
-// The staged table word of chunk mc for codebook c0 + cs (cs < CC) and code b of `word` (the
-// code word holding codebook c0 + cs at nibble b).
-fn lut_entry(cs: u32, word: u32, b: u32, mc: u32) -> vec4<u32> {
-    return lut_tile[(cs * 16u + ((word >> (4u * b)) & 15u)) * MCH + mc];
+// The table word of chunk mc0 + mc of group g for codebook c0 + cs (cs < CC) and code b of
+// `word` (the code word holding codebook c0 + cs at code b): staged, or read from `luts`
+// ([G, CB, 2^DEPTH, MW]) with STAGE = 0.
+fn lut_entry(g: u32, c0: u32, cs: u32, word: u32, b: u32, mc0: u32, mc: u32) -> vec4<u32> {
+    let code = (word >> (CODE_BITS * b)) & ((1u << CODE_BITS) - 1u);
+    if STAGE == 1u {
+        return lut_tile[(cs * 16u + code) * MCH + mc];
+    }
+    let row = (g * params.codebooks + c0 + cs) * (1u << DEPTH) + code;
+    return luts[row * params.m_chunks + mc0 + mc];
 }

@@ -114,6 +114,12 @@ pub struct LearnerArgs {
     /// energy (after the activation): 1 / (e + FLOOR · mean e), FLOOR > 0, e.g. 0.1.
     #[arg(long, value_name = "FLOOR")]
     pub relative_weights: Option<f32>,
+    /// Depth of every hash tree, 4 to 8: 2^depth buckets (table rows) per codebook. Deeper
+    /// trees hold more per codebook at the same look-up cost per output (one byte per codebook)
+    /// but test more values per codebook in the encode and make larger tables (8-bit codes
+    /// above depth 4).
+    #[arg(long, default_value_t = defaults().depth)]
+    pub depth: usize,
 }
 
 /// `--activation`: an activation, or `graph` (what the model's graph says, per conv).
@@ -166,6 +172,7 @@ impl LearnerArgs {
             activation_trees: !self.no_activation_trees,
             relative_weights: self.relative_weights,
             sample_weights: None,
+            depth: self.depth,
         }
     }
 }

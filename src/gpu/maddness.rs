@@ -1,4 +1,5 @@
-//! Host side of the MADDNESS kernels: `shaders/encode.wgsl` (hash the windows into 4-bit codes)
+//! Host side of the MADDNESS kernels: `shaders/encode.wgsl` (hash the windows into packed codes:
+//! 4 bits for trees of depth 4, 8 bits for deeper trees; WGSL overrides `DEPTH`, `CODE_BITS`)
 //! and a look-up kernel that sums the 8-bit table entries the codes select, then scales:
 //! `shaders/accumulate.wgsl` (one or two positions per invocation, a WGSL `override`),
 //! `shaders/accumulate_shuffle.wgsl` (subgroup shuffles) or, with the `extra-kernels` feature,
@@ -8,6 +9,11 @@
 //! `shaders/encode_pixels.wgsl` hashes each input pixel once with the shared trees, and
 //! `shaders/expand_codes.wgsl` gathers those codes into the layout `encode` writes, so the
 //! look-up kernels run unchanged ([`MaddnessConv::with_tied_encode`] turns it off, to measure).
+//!
+//! Tables of depth 5 to 8 (32–256 rows per codebook) run `encode` (or the tied encoding) and
+//! `accumulate`, which then reads the table words from the storage buffer instead of staging
+//! them in workgroup memory (override `STAGE = 0`); `accumulate_shuffle` (rows of 16 codes held
+//! across the subgroup) and `fused` are for depth 4 only and refuse deeper tables.
 //!
 //! The tables are uploaded once ([`MaddnessConv::new`]) and stay on the GPU; the codes buffer is
 //! kept and reused across calls. Inputs are `N×C×H×W` / `N×C×L`, outputs `N×O×OH×OW` /
@@ -22,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::gpu::conv::{check_io, GpuConv};
 use crate::gpu::kernel::{shader_source, uniform_struct, Binding, GeometryParams, Kernel};
 use crate::gpu::{Context, GpuTensor, GpuTimer};
-use crate::maddness::{Tables, BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
+use crate::maddness::{Tables, DEFAULT_DEPTH};
 use crate::spec::{ConvSpec, Geometry};
 
 use Binding::{StorageRead as R, StorageReadWrite as RW, Uniform as U};
@@ -269,6 +275,28 @@ impl LookupKernel {
             LookupKernel::TwoPositions
         }
     }
+
+    /// [`Self::default_for`] the device, for `tables`: `TwoPositions` for trees deeper than 4
+    /// (the kernels of [`Self::depth4_only`] refuse them).
+    pub fn default_for_tables(ctx: &Context, tables: &Tables) -> Self {
+        let k = Self::default_for(ctx);
+        if k.depth4_only() && tables.depth != DEFAULT_DEPTH {
+            LookupKernel::TwoPositions
+        } else {
+            k
+        }
+    }
+
+    /// Whether it serves trees of depth 4 only (`shuffle` holds a row of 16 codes across the
+    /// subgroup's lanes; `fused` stages 16 rows per codebook).
+    pub fn depth4_only(self) -> bool {
+        match self {
+            LookupKernel::OnePosition | LookupKernel::TwoPositions => false,
+            LookupKernel::Shuffle => true,
+            #[cfg(feature = "extra-kernels")]
+            LookupKernel::Fused => true,
+        }
+    }
 }
 
 /// A look-up kernel with its tile: what [`MaddnessConv::tune`] chooses among and what
@@ -381,7 +409,8 @@ impl MaddnessConv {
         let mg = tables.out_per_group();
         let m_chunks = mg.div_ceil(16);
         let row = m_chunks * 16;
-        let mut bytes = vec![0u8; g * cb * BUCKETS * row];
+        let k = tables.buckets();
+        let mut bytes = vec![0u8; g * cb * k * row];
         for (r, src) in tables.luts.chunks_exact(mg).enumerate() {
             bytes[r * row..r * row + mg].copy_from_slice(src);
         }
@@ -389,14 +418,14 @@ impl MaddnessConv {
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        // [G·CB, 16, MW·4] words → [G·CB, MW·4, 16] for the shuffle kernel.
-        let luts_by_code = if ctx.has_subgroups() {
+        // [G·CB, 16, MW·4] words → [G·CB, MW·4, 16] for the shuffle kernel (depth 4 only).
+        let luts_by_code = if ctx.has_subgroups() && tables.depth == DEFAULT_DEPTH {
             let row_words = m_chunks * 4;
             let mut t = vec![0u32; words.len()];
-            for (r, row) in words.chunks_exact(BUCKETS * row_words).enumerate() {
-                for k in 0..BUCKETS {
+            for (r, row) in words.chunks_exact(k * row_words).enumerate() {
+                for code in 0..k {
                     for j in 0..row_words {
-                        t[(r * row_words + j) * BUCKETS + k] = row[k * row_words + j];
+                        t[(r * row_words + j) * k + code] = row[code * row_words + j];
                     }
                 }
             }
@@ -406,10 +435,14 @@ impl MaddnessConv {
         };
         let consts = tables.inference_constants();
         let tied = tables.tied_trees_per_tap();
-        debug_assert_eq!(tables.thresholds.len(), g * cb * TREE_DEPTH * LEVEL_SLOTS);
+        debug_assert_eq!(
+            tables.thresholds.len(),
+            g * cb * tables.depth * tables.level_slots()
+        );
+        let default = LookupKernel::default_for_tables(ctx, tables);
         let layer = MaddnessConv {
-            kernels: LookupKernel::default_for(ctx),
-            choice: Choice::Fixed(LookupVariant::default_for(LookupKernel::default_for(ctx))),
+            kernels: default,
+            choice: Choice::Fixed(LookupVariant::default_for(default)),
             splits: ctx.storage("maddness splits", &splits)?,
             thresholds: ctx.storage("maddness thresholds", &tables.thresholds)?,
             luts: ctx.storage("maddness luts", &words)?,
@@ -423,7 +456,7 @@ impl MaddnessConv {
             tied_encode: tied.is_some(),
             pixel_codes: Mutex::new(None),
         };
-        let mut layer = layer.with_kernels(ctx, LookupKernel::default_for(ctx))?;
+        let mut layer = layer.with_kernels(ctx, default)?;
         if ctx.tuner().is_some() {
             layer.choice = Choice::Tuned(None);
         }
@@ -496,6 +529,14 @@ impl MaddnessConv {
             )));
         }
         let adapter = &ctx.adapter_info().name;
+        let depth = self.tables.depth;
+        if kernels.depth4_only() && depth != DEFAULT_DEPTH {
+            return Err(Error::Unsupported(format!(
+                "the {} look-ups serve trees of depth {DEFAULT_DEPTH} only; these tables have \
+                 depth {depth} (choose two-positions or one-position)",
+                kernels.name()
+            )));
+        }
         if kernels == LookupKernel::Shuffle && self.luts_by_code.is_none() {
             return Err(Error::Unsupported(format!(
                 "the shuffle look-ups (accumulate_shuffle) need subgroup operations, which {adapter} \
@@ -504,7 +545,7 @@ impl MaddnessConv {
         }
         #[cfg(feature = "extra-kernels")]
         if kernels == LookupKernel::Fused {
-            let words = self.tables.codebooks.div_ceil(8) as u32;
+            let words = self.tables.code_words() as u32;
             if fused_tiles(self.m_chunks, words).is_none() {
                 return Err(Error::Unsupported(format!(
                     "the fused kernel holds at most {FUSED_CODE_WORDS} code words per workgroup; \
@@ -679,7 +720,7 @@ impl MaddnessConv {
         MaddParams {
             geo: GeometryParams::new(g),
             codebooks: self.tables.codebooks as u32,
-            words: self.tables.codebooks.div_ceil(8) as u32,
+            words: self.tables.code_words() as u32,
             q_len,
             m_chunks: self.m_chunks,
             q_tiles: q_len.div_ceil(t.positions()),
@@ -687,9 +728,22 @@ impl MaddnessConv {
         }
     }
 
+    /// The tree overrides of the encode and look-up kernels: `DEPTH` and `CODE_BITS`.
+    fn tree_overrides(&self) -> Vec<(&'static str, u32)> {
+        vec![
+            ("DEPTH", self.tables.depth as u32),
+            ("CODE_BITS", self.tables.code_bits() as u32),
+        ]
+    }
+
+    /// Code words per input pixel of the tied encoding for `per_tap` trees.
+    fn pixel_code_words(&self, per_tap: usize) -> usize {
+        per_tap.div_ceil(32 / self.tables.code_bits())
+    }
+
     /// Bytes of the codes buffer for a geometry.
     fn codes_bytes(&self, g: &Geometry) -> u64 {
-        (g.groups * g.batch * g.positions() * self.tables.codebooks.div_ceil(8)) as u64 * 4
+        (g.groups * g.batch * g.positions() * self.tables.code_words()) as u64 * 4
     }
 
     /// The reused codes buffer, grown when a larger one is needed.
@@ -750,17 +804,19 @@ impl MaddnessConv {
             }
         };
         let pixels = g.batch * g.in_h * g.in_w;
+        let tap_words = self.pixel_code_words(per_tap);
         let params = TiedParams {
             geo: GeometryParams::new(g),
             codebooks: self.tables.codebooks as u32,
-            words: self.tables.codebooks.div_ceil(8) as u32,
+            words: self.tables.code_words() as u32,
             q_len: (g.batch * g.positions()) as u32,
             per_tap: per_tap as u32,
-            tap_words: per_tap.div_ceil(8) as u32,
+            tap_words: tap_words as u32,
             pixels: pixels as u32,
             ..Default::default()
         };
-        let pixel_words = (g.groups * pixels * per_tap.div_ceil(8)) as u64;
+        let pixel_words = (g.groups * pixels * tap_words) as u64;
+        let tree = self.tree_overrides();
         let pixel_codes = Self::reused_buffer(
             ctx,
             &self.pixel_codes,
@@ -771,7 +827,7 @@ impl MaddnessConv {
         ctx.dispatch(
             encoder,
             &ENCODE_PIXELS,
-            &[],
+            &tree,
             &[
                 &uniform,
                 &input.buffer,
@@ -787,7 +843,7 @@ impl MaddnessConv {
         ctx.dispatch(
             encoder,
             &EXPAND_CODES,
-            &[],
+            &tree,
             &[
                 &uniform,
                 &pixel_codes,
@@ -815,7 +871,7 @@ impl MaddnessConv {
         ctx.dispatch(
             encoder,
             &ENCODE,
-            &[],
+            &self.tree_overrides(),
             &[
                 &uniform,
                 &input.buffer,
@@ -862,7 +918,11 @@ impl MaddnessConv {
                 };
                 let mut params = self.params(g, t);
                 params.q_tiles = params.q_len.div_ceil(positions * t.positions());
-                let overrides = vec![("MCH", t.mch), ("CC", t.cc), ("POSITIONS", positions), raw];
+                let mut overrides =
+                    vec![("MCH", t.mch), ("CC", t.cc), ("POSITIONS", positions), raw];
+                overrides.extend(self.tree_overrides());
+                // Depth-4 tables are staged in workgroup memory; deeper ones are read in place.
+                overrides.push(("STAGE", u32::from(self.tables.depth == DEFAULT_DEPTH)));
                 (&ACCUMULATE, &self.luts, overrides, params)
             }
         };
@@ -887,7 +947,7 @@ impl MaddnessConv {
         output: &GpuTensor,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
-        let words = self.tables.codebooks.div_ceil(8) as u32;
+        let words = self.tables.code_words() as u32;
         let t = fused_tiles(self.m_chunks, words)
             .ok_or_else(|| Error::Unsupported("the fused kernel's tiles do not fit".into()))?;
         let params = self.params(g, t);
@@ -911,7 +971,7 @@ impl MaddnessConv {
         )
     }
 
-    /// The packed codes the GPU computes for `input` (layout `[G, Q, ceil(C/8)]`, as
+    /// The packed codes the GPU computes for `input` (layout `[G, Q, W]`, as
     /// [`crate::maddness::mirror::encode`]). For tests and debugging.
     pub async fn codes(&self, ctx: &Context, input: &crate::Tensor) -> Result<Vec<u32>> {
         let x = ctx.upload("input", input)?;
@@ -999,7 +1059,7 @@ impl GpuConv for MaddnessConv {
             (
                 "pixel codes",
                 self.tied_trees().map_or(0, |t| {
-                    (g.groups * g.in_h * g.in_w * t.div_ceil(8)) as u64 * 4
+                    (g.groups * g.in_h * g.in_w * self.pixel_code_words(t)) as u64 * 4
                 }),
             ),
         ]

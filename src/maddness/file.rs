@@ -4,20 +4,23 @@
 //!
 //! | name          | dtype | shape            | present          |
 //! |---------------|-------|------------------|------------------|
-//! | `split_dims`  | U32   | `[G, C, 4]`      | always           |
-//! | `thresholds`  | F32   | `[G, C, 4, 16]`  | always           |
-//! | `luts`        | U8    | `[G, C, 16, Mg]` | always           |
+//! | `split_dims`  | U32   | `[G, C, L]`      | always           |
+//! | `thresholds`  | F32   | `[G, C, L, K]`   | always           |
+//! | `luts`        | U8    | `[G, C, K, Mg]`  | always           |
 //! | `lut_offsets` | F32   | `[G, C, Mg]`     | always           |
 //! | `scales`      | F32   | `[O]`            | always           |
 //! | `bias`        | F32   | `[O]`            | iff the spec has a bias |
-//! | `luts_f32`    | F32   | `[G, C, 16, Mg]` | if the float tables were kept |
+//! | `luts_f32`    | F32   | `[G, C, K, Mg]`  | if the float tables were kept |
+//!
+//! `L` is the trees' depth ([`Tables::depth`]), `K = 2^L`.
 //!
 //! # Header metadata (`__metadata__`, string values)
 //!
 //! * `format`: `"maddconv-tables"`;
-//! * `format_version`: [`FORMAT_VERSION`] as a decimal string;
+//! * `format_version`: a decimal string: 1 for trees of depth 4 (what every maddconv reads), 2
+//!   ([`FORMAT_VERSION`]) for deeper trees, whose depth the `maddconv` entry holds;
 //! * `maddconv`: a JSON object with `spec` (the [`ConvSpec`], so later commands need no spec
-//!   flags), `codebooks`, and the fields of [`TableMeta`] (λ, windows trained and available,
+//!   flags), `codebooks`, `depth` (version 2 only), and the fields of [`TableMeta`] (λ, windows trained and available,
 //!   seed, max_windows, source file names, train seconds, held-out error, trainer version);
 //! * `checksum`: `sha256:` and 64 hex digits, over every tensor (name, dtype, shape, bytes) and
 //!   every other metadata entry, in a canonical order ([`content_checksum`]). Files written
@@ -43,14 +46,16 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{TableMeta, Tables, BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
+use super::{TableMeta, Tables, DEFAULT_DEPTH};
 use crate::error::{Error, Result};
 use crate::spec::ConvSpec;
 
 /// Value of the `format` metadata key.
 pub const FORMAT_NAME: &str = "maddconv-tables";
-/// The table-file format version this library writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest table-file format version this library writes and reads: 2, tables of any
+/// depth. Tables of depth 4 are written as version 1 (no `depth` entry), which every maddconv
+/// reads.
+pub const FORMAT_VERSION: u32 = 2;
 /// The metadata key of the checksum ([`content_checksum`]).
 pub const CHECKSUM_KEY: &str = "checksum";
 /// Longest JSON header a table file may have (a maddconv header takes a few kilobytes).
@@ -61,6 +66,9 @@ pub const MAX_HEADER_BYTES: u64 = 16 << 20;
 struct Header {
     spec: ConvSpec,
     codebooks: usize,
+    /// The trees' depth: absent (depth 4) in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    depth: Option<usize>,
     #[serde(flatten)]
     meta: TableMeta,
 }
@@ -91,24 +99,16 @@ impl Tables {
             self.out_per_group(),
             self.spec.out_channels,
         );
+        let (depth, k) = (self.depth, self.buckets());
         let mut tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
             (
                 "split_dims",
                 Dtype::U32,
-                vec![g, c, TREE_DEPTH],
+                vec![g, c, depth],
                 le_bytes(&self.split_dims, u32::to_le_bytes),
             ),
-            f32_entry(
-                "thresholds",
-                vec![g, c, TREE_DEPTH, LEVEL_SLOTS],
-                &self.thresholds,
-            ),
-            (
-                "luts",
-                Dtype::U8,
-                vec![g, c, BUCKETS, mg],
-                self.luts.clone(),
-            ),
+            f32_entry("thresholds", vec![g, c, depth, k], &self.thresholds),
+            ("luts", Dtype::U8, vec![g, c, k, mg], self.luts.clone()),
             f32_entry("lut_offsets", vec![g, c, mg], &self.lut_offsets),
             f32_entry("scales", vec![o], &self.scales),
         ];
@@ -116,12 +116,18 @@ impl Tables {
             tensors.push(f32_entry("bias", vec![o], b));
         }
         if let Some(t) = &self.luts_f32 {
-            tensors.push(f32_entry("luts_f32", vec![g, c, BUCKETS, mg], t));
+            tensors.push(f32_entry("luts_f32", vec![g, c, k, mg], t));
         }
         let header = Header {
             spec: self.spec.clone(),
             codebooks: self.codebooks,
+            depth: (depth != DEFAULT_DEPTH).then_some(depth),
             meta: self.meta.clone(),
+        };
+        let version = if depth == DEFAULT_DEPTH {
+            1
+        } else {
+            FORMAT_VERSION
         };
         let json = serde_json::to_string(&header)
             .map_err(|e| Error::Argument(format!("table metadata: {e}")))?;
@@ -134,7 +140,7 @@ impl Tables {
             .map_err(|e| Error::Argument(format!("building the table file: {e}")))?;
         let mut metadata = vec![
             ("format".to_string(), FORMAT_NAME.to_string()),
-            ("format_version".to_string(), FORMAT_VERSION.to_string()),
+            ("format_version".to_string(), version.to_string()),
             ("maddconv".to_string(), json),
         ];
         let serialize = |metadata: &[(String, String)]| {
@@ -333,13 +339,15 @@ impl Tables {
             v.map(<[u8]>::to_vec)
                 .ok_or_else(|| fail(format!("tensor {tname} is missing")))
         };
-        let lut_shape = [g, c, BUCKETS, mg];
+        let depth = header.depth.unwrap_or(DEFAULT_DEPTH);
+        let k = 1usize << depth;
+        let lut_shape = [g, c, k, mg];
         let split_dims = u32s(&required(
-            take("split_dims", Dtype::U32, &[g, c, TREE_DEPTH])?,
+            take("split_dims", Dtype::U32, &[g, c, depth])?,
             "split_dims",
         )?);
         let thresholds = f32s(&required(
-            take("thresholds", Dtype::F32, &[g, c, TREE_DEPTH, LEVEL_SLOTS])?,
+            take("thresholds", Dtype::F32, &[g, c, depth, k])?,
             "thresholds",
         )?);
         let luts = required(take("luts", Dtype::U8, &lut_shape)?, "luts")?;
@@ -353,6 +361,7 @@ impl Tables {
         let tables = Tables {
             spec,
             codebooks: c,
+            depth,
             split_dims,
             thresholds,
             luts,
@@ -554,8 +563,8 @@ impl RawFile {
             return Err(format!("format is {format:?}, expected {FORMAT_NAME:?}"));
         }
         let version = get("format_version")?;
-        match version.parse::<u32>() {
-            Ok(FORMAT_VERSION) => {}
+        let version = match version.parse::<u32>() {
+            Ok(v @ 1..=FORMAT_VERSION) => v,
             Ok(v) => {
                 return Err(format!(
                     "format version {v} is not supported (this maddconv reads version \
@@ -563,12 +572,24 @@ impl RawFile {
                 ))
             }
             Err(_) => return Err(format!("format_version {version:?} is not a number")),
-        }
+        };
         let header: Header = serde_json::from_str(get("maddconv")?)
             .map_err(|e| format!("metadata \"maddconv\" is not valid: {e}"))?;
+        match (version, header.depth) {
+            (1, None) => {}
+            (1, Some(d)) => {
+                return Err(format!(
+                    "format version 1 has trees of depth {DEFAULT_DEPTH}, but the header says \
+                     depth {d}"
+                ))
+            }
+            (_, None) => return Err(format!("format version {version} needs a tree depth")),
+            (_, Some(d)) => super::check_depth(d).map_err(|e| e.to_string())?,
+        }
         // With some slack, so that a small unexpected tensor or trailing bytes are named by the
         // later checks.
-        let most = most_data_bytes(&header.spec, header.codebooks).saturating_add(1 << 20);
+        let depth = header.depth.unwrap_or(DEFAULT_DEPTH);
+        let most = most_data_bytes(&header.spec, header.codebooks, depth).saturating_add(1 << 20);
         if self.data_len > most {
             return Err(format!(
                 "the file holds {} data bytes after its header, more than tables of its spec and \
@@ -615,14 +636,15 @@ impl RawFile {
 
 /// The most data bytes valid tables of this spec and `C` codebooks hold (every tensor present),
 /// saturating; a bound checked before the data are read.
-fn most_data_bytes(spec: &ConvSpec, c: usize) -> u64 {
+fn most_data_bytes(spec: &ConvSpec, c: usize, depth: usize) -> u64 {
+    let (depth, k) = (depth as u64, 1u64 << depth);
     let g = spec.groups.max(1) as u64;
     let o = spec.out_channels as u64;
     let gc = g.saturating_mul(c as u64);
     let mg = o / g;
-    let per_codebook = (TREE_DEPTH as u64 * 4)
-        .saturating_add(TREE_DEPTH as u64 * LEVEL_SLOTS as u64 * 4)
-        .saturating_add((BUCKETS as u64).saturating_mul(mg).saturating_mul(1 + 4))
+    let per_codebook = (depth * 4)
+        .saturating_add(depth * k * 4)
+        .saturating_add(k.saturating_mul(mg).saturating_mul(1 + 4))
         .saturating_add(mg.saturating_mul(4));
     gc.saturating_mul(per_codebook)
         .saturating_add(o.saturating_mul(8))

@@ -1,9 +1,10 @@
 //! The CPU mirror of MADDNESS inference: the same index math and the same integer arithmetic as
 //! the GPU kernels, used as their test oracle and as a CPU fallback.
 //!
-//! * [`encode`] — input `N×C×H×W` (or `N×C×L`) → packed codes `[G, Q, ceil(C/8)]` (`u32`,
-//!   8 four-bit codes per word, `Q = N·OH·OW`, `q = (n·OH + oy)·OW + ox`; codebook `c` in word
-//!   `c / 8`, bits `4·(c % 8)..+4`, unused nibbles 0). Every window value is read through
+//! * [`encode`] — input `N×C×H×W` (or `N×C×L`) → packed codes `[G, Q, W]` (`u32`, `P = 8`
+//!   four-bit codes per word for trees of depth 4, `P = 4` eight-bit codes for deeper trees,
+//!   `W = ceil(C/P)`, `Q = N·OH·OW`, `q = (n·OH + oy)·OW + ox`; codebook `c` in word `c / P`,
+//!   bits `B·(c % P)..+B`, unused bits 0; [`Tables::code_at`]). Every window value is read through
 //!   [`Geometry::input_offset`] (0 in padding), exactly the definition the shaders use.
 //! * [`accumulate_sums`] — codes → exact `u32` sums of the 8-bit table entries, `[N, O, OH·OW]`.
 //! * [`apply`] — both, then `y = sum as f32 · inv_scale[o] + offset[o]` with the constants of
@@ -18,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use super::{Tables, BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
+use super::Tables;
 use crate::error::{Error, Result};
 use crate::spec::Geometry;
 use crate::tensor::Tensor;
@@ -87,20 +88,21 @@ pub fn window_into(
     Ok(())
 }
 
-/// The code (`0..16`) of codebook `c` of group `g` for a window given by a value reader.
+/// The code (`0..2^depth`) of codebook `c` of group `g` for a window given by a value reader.
 #[inline]
 pub(crate) fn walk_tree(tables: &Tables, g: usize, c: usize, value: impl Fn(usize) -> f32) -> u32 {
     let gc = g * tables.codebooks + c;
+    let (depth, slots) = (tables.depth, tables.level_slots());
     let mut i = 0u32;
-    for t in 0..TREE_DEPTH {
-        let d = tables.split_dims[gc * TREE_DEPTH + t] as usize;
-        let thr = tables.thresholds[(gc * TREE_DEPTH + t) * LEVEL_SLOTS + i as usize];
+    for t in 0..depth {
+        let d = tables.split_dims[gc * depth + t] as usize;
+        let thr = tables.thresholds[(gc * depth + t) * slots + i as usize];
         i = 2 * i + u32::from(value(d) > thr);
     }
     i
 }
 
-/// Encodes every window of `input` (`N×C×H×W` or `N×C×L`): packed codes `[G, Q, ceil(C/8)]`
+/// Encodes every window of `input` (`N×C×H×W` or `N×C×L`): packed codes `[G, Q, W]`
 /// as described in the [module docs](self).
 pub fn encode(tables: &Tables, input: &Tensor) -> Result<Vec<u32>> {
     tables.validate()?;
@@ -128,7 +130,7 @@ pub fn encode(tables: &Tables, input: &Tensor) -> Result<Vec<u32>> {
                     let code = walk_tree(tables, g, c, |d| {
                         geom.input_offset(n, g, oy, ox, d).map_or(0.0, |i| x[i])
                     });
-                    out[c / 8] |= code << (4 * (c % 8));
+                    tables.put_code(out, c, code);
                 }
             }
         });
@@ -136,7 +138,7 @@ pub fn encode(tables: &Tables, input: &Tensor) -> Result<Vec<u32>> {
 }
 
 /// Exact `u32` sums of the 8-bit table entries for packed `codes` (`[G, batch·positions,
-/// ceil(C/8)]`), laid out like the output: `[batch, O, positions]`.
+/// W]`, `W` = [`Tables::code_words`]), laid out like the output: `[batch, O, positions]`.
 ///
 /// `sum[n][o][p] = Σ_c luts[g][c][code_c(n, p)][m]` with `o = g·Mg + m`.
 pub fn accumulate_sums(
@@ -147,6 +149,7 @@ pub fn accumulate_sums(
 ) -> Result<Vec<u32>> {
     tables.validate()?;
     let words = tables.code_words();
+    let k = tables.buckets();
     let (groups, mg, c_total) = (tables.groups(), tables.out_per_group(), tables.codebooks);
     let q_total = batch
         .checked_mul(positions)
@@ -157,7 +160,7 @@ pub fn accumulate_sums(
         .ok_or_else(|| Error::Shape("code buffer size overflows".into()))?;
     if codes.len() != want {
         return Err(Error::Shape(format!(
-            "codes hold {} words; [G = {groups}, N·P = {batch}·{positions}, ceil(C/8) = {words}] \
+            "codes hold {} words; [G = {groups}, N·P = {batch}·{positions}, W = {words}] \
              needs {want}",
             codes.len()
         )));
@@ -183,8 +186,8 @@ pub fn accumulate_sums(
                     let row = &codes[(g * q_total + q) * words..][..words];
                     acc.fill(0);
                     for c in 0..c_total {
-                        let code = ((row[c / 8] >> (4 * (c % 8))) & 0xF) as usize;
-                        let lut = &tables.luts[((g * c_total + c) * BUCKETS + code) * mg..][..mg];
+                        let code = tables.code_at(row, c);
+                        let lut = &tables.luts[((g * c_total + c) * k + code) * mg..][..mg];
                         for (a, &v) in acc.iter_mut().zip(lut) {
                             *a += u32::from(v);
                         }
@@ -234,6 +237,7 @@ pub fn apply_f32(tables: &Tables, input: &Tensor) -> Result<Tensor> {
     let geom = tables.spec.geometry(input.shape())?;
     let codes = encode(tables, input)?;
     let words = tables.code_words();
+    let k = tables.buckets();
     let (groups, mg, c_total) = (tables.groups(), tables.out_per_group(), tables.codebooks);
     let positions = geom.positions();
     let q_total = geom.batch * positions;
@@ -251,8 +255,8 @@ pub fn apply_f32(tables: &Tables, input: &Tensor) -> Result<Tensor> {
                     let row = &codes[(g * q_total + n * positions + p) * words..][..words];
                     acc.fill(0.0);
                     for c in 0..c_total {
-                        let code = ((row[c / 8] >> (4 * (c % 8))) & 0xF) as usize;
-                        let lut = &luts[((g * c_total + c) * BUCKETS + code) * mg..][..mg];
+                        let code = tables.code_at(row, c);
+                        let lut = &luts[((g * c_total + c) * k + code) * mg..][..mg];
                         for (a, &v) in acc.iter_mut().zip(lut) {
                             *a += v;
                         }

@@ -7,10 +7,11 @@
 //! `D = (C/groups)·KH·KW`, flattened channel-first: `d = (ci·KH + ky)·KW + kx`, zeros where the
 //! window reaches into padding (see [`Geometry::input_offset`](crate::spec::Geometry::input_offset)).
 //!
-//! * **Encode**: codebook `c` is a balanced binary tree of depth 4. All nodes of level `t` test
-//!   window dimension `split_dims[g][c][t]`, each node its own threshold:
-//!   `i = 0; for t in 0..4 { i = 2·i + (a[split_dims[g][c][t]] > thresholds[g][c][t][i]) as u32 }`
-//!   gives the code `i ∈ 0..16` (ties go left).
+//! * **Encode**: codebook `c` is a balanced binary tree of depth `L` ([`Tables::depth`], 4 to 8;
+//!   4 unless trained otherwise). All nodes of level `t` test window dimension
+//!   `split_dims[g][c][t]`, each node its own threshold:
+//!   `i = 0; for t in 0..L { i = 2·i + (a[split_dims[g][c][t]] > thresholds[g][c][t][i]) as u32 }`
+//!   gives the code `i ∈ 0..K`, `K = 2^L` buckets (ties go left).
 //!   With tied tables ([`Tables::tied_trees_per_tap`]: `C = area·T`, codebook `t·T + c` the
 //!   same tree as codebook `c` shifted to tap `t`) the codes are the same, and the GPU computes
 //!   each input pixel's `T` codes once (`encode_pixels`) and gathers them (`expand_codes`).
@@ -24,19 +25,20 @@
 //!
 //! | field          | type | shape              |
 //! |----------------|------|--------------------|
-//! | `split_dims`   | u32  | `[G, C, 4]`        |
-//! | `thresholds`   | f32  | `[G, C, 4, 16]` (level `t` uses slots `0..2^t`, the rest are 0) |
-//! | `luts`         | u8   | `[G, C, 16, Mg]`   |
+//! | `split_dims`   | u32  | `[G, C, L]`        |
+//! | `thresholds`   | f32  | `[G, C, L, K]` (level `t` uses slots `0..2^t`, the rest are 0) |
+//! | `luts`         | u8   | `[G, C, K, Mg]`    |
 //! | `lut_offsets`  | f32  | `[G, C, Mg]`       |
 //! | `scales`       | f32  | `[O]`              |
 //! | `bias`         | f32  | `[O]` or absent    |
-//! | `luts_f32`     | f32  | `[G, C, 16, Mg]` or absent (float tables, to measure quantization) |
+//! | `luts_f32`     | f32  | `[G, C, K, Mg]` or absent (float tables, to measure quantization) |
 //!
 //! # Codes (between encode and accumulate)
 //!
-//! Packed 4-bit codes, 8 per `u32`, as `[G, Q, ceil(C/8)]` words with `Q = N·OH·OW` and
-//! `q = (n·OH + oy)·OW + ox`: codebook `c` sits in word `c / 8`, bits `4·(c % 8) .. 4·(c % 8) + 4`;
-//! unused nibbles of the last word are 0. Exact sums of the accumulate step are laid out like the
+//! Packed codes of `B` bits ([`Tables::code_bits`]: 4 for depth 4, 8 for deeper trees),
+//! `P = 32 / B` per `u32`, as `[G, Q, ceil(C/P)]` words with `Q = N·OH·OW` and
+//! `q = (n·OH + oy)·OW + ox`: codebook `c` sits in word `c / P`, bits `B·(c % P) .. B·(c % P) + B`;
+//! unused bits of the last word are 0. Exact sums of the accumulate step are laid out like the
 //! output, `[N, O, OH·OW]`.
 //!
 //! # Modules
@@ -69,12 +71,14 @@ pub use learn::{
     TrainStage,
 };
 
-/// Depth of every hash tree.
-pub const TREE_DEPTH: usize = 4;
-/// Buckets (leaves, codes) per codebook: `2^TREE_DEPTH`.
-pub const BUCKETS: usize = 16;
-/// Threshold slots stored per tree level.
-pub const LEVEL_SLOTS: usize = 16;
+/// Depth of the hash trees unless trained otherwise ([`TrainConfig::depth`]): 16 buckets, the
+/// CPU's 16-lane byte shuffle of the original MADDNESS.
+pub const DEFAULT_DEPTH: usize = 4;
+/// Shallowest tree depth the tables, the mirror and the GPU kernels support.
+pub const MIN_DEPTH: usize = 4;
+/// Deepest tree depth the tables, the mirror and the GPU kernels support (256 buckets: 8-bit
+/// codes).
+pub const MAX_DEPTH: usize = 8;
 /// Most codebooks per group the 8-bit path allows: the exact u32 sum of `C` entries of at most
 /// 255 must not overflow.
 pub const MAX_CODEBOOKS_U32_SUM: usize = (u32::MAX / 255) as usize;
@@ -86,11 +90,13 @@ pub struct Tables {
     pub spec: ConvSpec,
     /// Codebooks per group (`C`).
     pub codebooks: usize,
-    /// `[G, C, 4]`: the window dimension (in `0..D`) each tree level tests.
+    /// Depth `L` of every hash tree, [`MIN_DEPTH`]`..=`[`MAX_DEPTH`]: `K = 2^L` buckets.
+    pub depth: usize,
+    /// `[G, C, L]`: the window dimension (in `0..D`) each tree level tests.
     pub split_dims: Vec<u32>,
-    /// `[G, C, 4, 16]`: node thresholds per level.
+    /// `[G, C, L, K]`: node thresholds per level.
     pub thresholds: Vec<f32>,
-    /// `[G, C, 16, Mg]`: 8-bit tables.
+    /// `[G, C, K, Mg]`: 8-bit tables.
     pub luts: Vec<u8>,
     /// `[G, C, Mg]`: per (codebook, output) offset `o[c][m] = min_k lut[c][k][m]`.
     pub lut_offsets: Vec<f32>,
@@ -98,7 +104,7 @@ pub struct Tables {
     pub scales: Vec<f32>,
     /// `[O]`: the layer's bias, if it has one.
     pub bias: Option<Vec<f32>>,
-    /// `[G, C, 16, Mg]`: the float tables before quantization, if kept.
+    /// `[G, C, K, Mg]`: the float tables before quantization, if kept.
     pub luts_f32: Option<Vec<f32>>,
     /// How the tables were made (training settings, sources, held-out error). Stored in the
     /// table file's JSON header; not used by inference.
@@ -166,6 +172,18 @@ impl Tables {
     pub fn groups(&self) -> usize {
         self.spec.groups
     }
+    /// Buckets (codes, table rows) per codebook: `K = 2^depth`.
+    pub fn buckets(&self) -> usize {
+        1usize << self.depth.min(MAX_DEPTH)
+    }
+    /// Threshold slots stored per tree level: `K`.
+    pub fn level_slots(&self) -> usize {
+        self.buckets()
+    }
+    /// Bits of one packed code: 4 for depth 4, 8 for deeper trees.
+    pub fn code_bits(&self) -> usize {
+        code_bits(self.depth)
+    }
     /// Output channels per group (`Mg`).
     pub fn out_per_group(&self) -> usize {
         self.spec.out_channels / self.spec.groups
@@ -192,18 +210,19 @@ impl Tables {
             return None;
         }
         let per = c / area;
-        let slots = TREE_DEPTH * LEVEL_SLOTS;
+        let depth = self.depth;
+        let slots = depth * self.level_slots();
         for g in 0..self.groups() {
             for cb in 0..per {
                 let base = g * c + cb;
-                let dims = &self.split_dims[base * TREE_DEPTH..(base + 1) * TREE_DEPTH];
+                let dims = &self.split_dims[base * depth..(base + 1) * depth];
                 if dims.iter().any(|&d| !(d as usize).is_multiple_of(area)) {
                     return None;
                 }
                 let th = &self.thresholds[base * slots..(base + 1) * slots];
                 for t in 1..area {
                     let other = g * c + t * per + cb;
-                    let shifted = &self.split_dims[other * TREE_DEPTH..(other + 1) * TREE_DEPTH];
+                    let shifted = &self.split_dims[other * depth..(other + 1) * depth];
                     if dims
                         .iter()
                         .zip(shifted)
@@ -218,9 +237,28 @@ impl Tables {
         Some(per)
     }
 
-    /// `u32` words of packed codes per (group, position): `ceil(C / 8)`.
+    /// `u32` words of packed codes per (group, position): `ceil(C / P)` with `P = 32 / B`
+    /// codes per word ([`Tables::code_bits`]).
     pub fn code_words(&self) -> usize {
-        self.codebooks.div_ceil(8)
+        self.codebooks.div_ceil(32 / self.code_bits())
+    }
+
+    /// Codebook `c`'s code in one position's packed code words `row` (see the
+    /// [module docs](self)).
+    #[inline]
+    pub fn code_at(&self, row: &[u32], c: usize) -> usize {
+        let bits = self.code_bits();
+        let per = 32 / bits;
+        ((row[c / per] >> (bits * (c % per))) & ((1u32 << bits) - 1)) as usize
+    }
+
+    /// Puts codebook `c`'s `code` into one position's packed code words `row` (whose bits for
+    /// it must be 0).
+    #[inline]
+    pub fn put_code(&self, row: &mut [u32], c: usize, code: u32) {
+        let bits = self.code_bits();
+        let per = 32 / bits;
+        row[c / per] |= code << (bits * (c % per));
     }
 
     /// The per-output constants of 8-bit inference, computed in f32 (sums over codebooks in
@@ -247,7 +285,8 @@ impl Tables {
         }
     }
 
-    /// Checks the tables against themselves and their spec: a valid spec, `1 ≤ C ≤ D`, every
+    /// Checks the tables against themselves and their spec: a valid spec, a depth in
+    /// [`MIN_DEPTH`]`..=`[`MAX_DEPTH`], `1 ≤ C ≤ D`, every
     /// field's length, split dimensions `< D`, finite thresholds, offsets, bias and float tables,
     /// scales finite and `> 0`, finite inference constants, and the bias present exactly when
     /// the spec says so. The table-file loader runs this on everything it reads, and the CPU
@@ -256,6 +295,7 @@ impl Tables {
         check_spec_sizes(&self.spec)?;
         self.spec.validate()?;
         let bad = |m: String| Err(Error::Argument(m));
+        check_depth(self.depth)?;
         let d = self.window_len();
         let c = self.codebooks;
         if c == 0 || c > d {
@@ -281,17 +321,14 @@ impl Tables {
             }
             Ok(())
         };
-        expect("split_dims", self.split_dims.len(), &[gc, TREE_DEPTH])?;
-        expect(
-            "thresholds",
-            self.thresholds.len(),
-            &[gc, TREE_DEPTH, LEVEL_SLOTS],
-        )?;
-        expect("luts", self.luts.len(), &[gc, BUCKETS, mg])?;
+        let (depth, k) = (self.depth, self.buckets());
+        expect("split_dims", self.split_dims.len(), &[gc, depth])?;
+        expect("thresholds", self.thresholds.len(), &[gc, depth, k])?;
+        expect("luts", self.luts.len(), &[gc, k, mg])?;
         expect("lut_offsets", self.lut_offsets.len(), &[gc, mg])?;
         expect("scales", self.scales.len(), &[o])?;
         if let Some(t) = &self.luts_f32 {
-            expect("luts_f32", t.len(), &[gc, BUCKETS, mg])?;
+            expect("luts_f32", t.len(), &[gc, k, mg])?;
         }
         match (&self.bias, self.spec.bias) {
             (Some(b), true) => expect("bias", b.len(), &[o])?,
@@ -339,6 +376,28 @@ pub(crate) fn check_spec_sizes(spec: &ConvSpec) -> Result<()> {
         return Err(Error::Spec(format!(
             "in_channels {} × kernel {:?} overflows",
             spec.in_channels, spec.kernel
+        )));
+    }
+    Ok(())
+}
+
+/// Bits of one packed code for trees of `depth`: 4 up to depth 4, else 8.
+pub fn code_bits(depth: usize) -> usize {
+    if depth <= 4 {
+        4
+    } else {
+        8
+    }
+}
+
+/// Fails unless `depth` is in [`MIN_DEPTH`]`..=`[`MAX_DEPTH`].
+pub fn check_depth(depth: usize) -> Result<()> {
+    if !(MIN_DEPTH..=MAX_DEPTH).contains(&depth) {
+        return Err(Error::Argument(format!(
+            "tree depth {depth} is not supported: it must be {MIN_DEPTH} to {MAX_DEPTH} \
+             ({} to {} buckets per codebook)",
+            1usize << MIN_DEPTH,
+            1usize << MAX_DEPTH
         )));
     }
     Ok(())

@@ -8,20 +8,19 @@
 //! gradient step bounded by the activation's slope), and the tables are refit to those targets
 //! by the same ridge system as [`refit`](super::refit),
 //! `T = argmin ‖Y' − G·T‖² + λ‖T − T0‖²`, `T0` the tables the learner made. `GᵀG + λI` is
-//! factorised once (Cholesky up to [`MAX_TRAIN_CODEBOOKS`] codebooks; conjugate gradients
-//! above); each step is one prediction, one scatter and one solve. The tables with the lowest
+//! factorised once (Cholesky up to [`MAX_RIDGE_ROWS`](super::MAX_RIDGE_ROWS) rows `KC`;
+//! conjugate gradients above); each step is one prediction, one scatter and one solve. The tables with the lowest
 //! loss after the activation are kept, so the result is never worse than `T0` on the training
 //! windows.
 
 use rayon::prelude::*;
 
+use super::factorise;
 use super::linalg::{cholesky, cholesky_solve, matmul_nt};
 use super::refit::{gram, gram_weighted, solve_cg};
 use super::windows::Windows;
-use super::MAX_TRAIN_CODEBOOKS;
 use crate::error::Result;
 use crate::maddness::activation::Activation;
-use crate::maddness::BUCKETS;
 
 /// Rows per fixed chunk of the parallel sums (results do not depend on the thread count).
 const CHUNK: usize = 2048;
@@ -80,10 +79,16 @@ fn relative_weights(y: &[f32], m: usize, bias: &[f32], act: Activation, floor: f
     raw.iter().map(|v| v * scale).collect()
 }
 
-/// `GᵀW·Y` (`[16C, M]`) for targets `y` (`[N, M]`) and row weights `W` (`None`: all 1), summed
-/// in fixed chunks of rows.
-fn gt_y(codes: &[u8], c_total: usize, y: &[f32], m: usize, w: Option<&[f64]>) -> Vec<f64> {
-    let n_sys = BUCKETS * c_total;
+/// `GᵀW·Y` (`[KC, M]`, `K = nb` buckets) for targets `y` (`[N, M]`) and row weights `W`
+/// (`None`: all 1), summed in fixed chunks of rows.
+fn gt_y(
+    codes: &[u8],
+    (c_total, nb): (usize, usize),
+    y: &[f32],
+    m: usize,
+    w: Option<&[f64]>,
+) -> Vec<f64> {
+    let n_sys = nb * c_total;
     let parts: Vec<Vec<f64>> = codes
         .par_chunks(CHUNK * c_total)
         .zip(y.par_chunks(CHUNK * m))
@@ -97,7 +102,7 @@ fn gt_y(codes: &[u8], c_total: usize, y: &[f32], m: usize, w: Option<&[f64]>) ->
             {
                 let wr = w.map_or(1.0, |w| w[ch * CHUNK + r]);
                 for (c, &k) in row.iter().enumerate() {
-                    let i = BUCKETS * c + k as usize;
+                    let i = nb * c + k as usize;
                     for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(yr) {
                         *a += wr * v as f64;
                     }
@@ -121,7 +126,7 @@ type RowFn<'a> = dyn Fn(&[f64], usize, &mut [f32]) -> f64 + Sync + 'a;
 /// chunks.
 fn for_rows(
     codes: &[u8],
-    c_total: usize,
+    (c_total, nb): (usize, usize),
     t: &[f64],
     m: usize,
     out: &mut [f32],
@@ -141,7 +146,7 @@ fn for_rows(
             {
                 pred.fill(0.0);
                 for (c, &k) in row.iter().enumerate() {
-                    let i = BUCKETS * c + k as usize;
+                    let i = nb * c + k as usize;
                     for (p, &v) in pred.iter_mut().zip(&t[i * m..(i + 1) * m]) {
                         *p += v;
                     }
@@ -154,7 +159,7 @@ fn for_rows(
     parts.iter().sum()
 }
 
-/// The tables (`[C, 16, M]`) for the codes of the `N` training windows that lower the error
+/// The tables (`[C, K, M]`, `K = nb` buckets) for the codes of the `N` training windows that lower the error
 /// after `act`, starting from (and shrinking towards) the learner's tables `t0`, for the
 /// group's weight `w` (`M×D`) and bias `bias` (`[M]`), in at most `steps` steps (see the
 /// [module docs](self)).
@@ -162,7 +167,7 @@ fn for_rows(
 pub(crate) fn refit_after(
     windows: &Windows,
     codes: &[u8],
-    c_total: usize,
+    (c_total, nb): (usize, usize),
     t0: &[f64],
     lambda: f64,
     w: &[f32],
@@ -175,7 +180,7 @@ pub(crate) fn refit_after(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<f64>, AfterFit)> {
     let n = windows.rows;
-    let n_sys = BUCKETS * c_total;
+    let n_sys = nb * c_total;
     let y = matmul_nt(&windows.data, n, windows.dim, w, m);
     let weights = combine_weights(
         relative_floor.map(|floor| relative_weights(&y, m, bias, act, floor)),
@@ -185,7 +190,7 @@ pub(crate) fn refit_after(
     let mut targets = vec![0.0f32; n * m];
     // The loss of tables `t`, writing the next step's targets.
     let step_targets = |t: &[f64], targets: &mut [f32]| -> f64 {
-        for_rows(codes, c_total, t, m, targets, &|pred, r, out| {
+        for_rows(codes, (c_total, nb), t, m, targets, &|pred, r, out| {
             let yr = &y[r * m..(r + 1) * m];
             let mut loss = 0.0f64;
             for (((o, &p), &yv), &b) in out.iter_mut().zip(pred).zip(yr).zip(bias) {
@@ -197,10 +202,10 @@ pub(crate) fn refit_after(
         })
     };
     progress(0, steps + 1);
-    let chol = if c_total <= MAX_TRAIN_CODEBOOKS {
+    let chol = if factorise(c_total, nb) {
         let mut g = match &weights {
-            None => gram(codes, n, c_total),
-            Some(wt) => gram_weighted(codes, wt, c_total),
+            None => gram(codes, n, c_total, nb),
+            Some(wt) => gram_weighted(codes, wt, c_total, nb),
         };
         for i in 0..n_sys {
             g[i * n_sys + i] += lambda;
@@ -213,7 +218,7 @@ pub(crate) fn refit_after(
     let solve = |targets: &[f32]| -> Result<Vec<f64>> {
         match &chol {
             Some(l) => {
-                let mut rhs = gt_y(codes, c_total, targets, m, weights.as_deref());
+                let mut rhs = gt_y(codes, (c_total, nb), targets, m, weights.as_deref());
                 rhs.iter_mut().zip(t0).for_each(|(r, &t)| *r += lambda * t);
                 cholesky_solve(l, n_sys, &mut rhs, m);
                 Ok(rhs)
@@ -221,6 +226,7 @@ pub(crate) fn refit_after(
             None => solve_cg(
                 codes,
                 c_total,
+                nb,
                 t0,
                 lambda,
                 targets,
@@ -279,11 +285,12 @@ mod tests {
         let (windows, w, m) = fixture_windows();
         let (n, c) = (windows.rows, 4);
         let codes = codes(n, c, 5);
-        let t0 = vec![0.0f64; c * BUCKETS * m];
+        let t0 = vec![0.0f64; c * 16 * m];
         let plain = refit_with(
             &windows,
             &codes,
             c,
+            16,
             &t0,
             1.0,
             &w,
@@ -298,7 +305,7 @@ mod tests {
             refit_after(
                 &windows,
                 &codes,
-                c,
+                (c, 16),
                 &plain,
                 1.0,
                 &w,
@@ -351,7 +358,7 @@ mod tests {
         let (windows, w, m) = fixture_windows();
         let (n, d, c) = (windows.rows, windows.dim, 3);
         let codes = codes(n, c, 9);
-        let t0 = vec![0.0f64; c * BUCKETS * m];
+        let t0 = vec![0.0f64; c * 16 * m];
         let mut y = matmul_nt(&windows.data, n, d, &w, m);
         y.iter_mut().for_each(|v| *v = v.max(0.0));
         let rel = relative_weights(&y, m, &vec![0.0; m], Activation::Relu, 0.1);
@@ -359,17 +366,17 @@ mod tests {
         assert!(rel.iter().all(|&v| v > 0.0 && v.is_finite()));
         let ones = vec![1.0f64; n];
         let solve = |weights: Option<&[f64]>| {
-            let cg = solve_cg(&codes, c, &t0, 1.0, &y, m, weights, &mut |_, _| {}).unwrap();
+            let cg = solve_cg(&codes, c, 16, &t0, 1.0, &y, m, weights, &mut |_, _| {}).unwrap();
             let mut g = match weights {
-                None => gram(&codes, n, c),
-                Some(wt) => gram_weighted(&codes, wt, c),
+                None => gram(&codes, n, c, 16),
+                Some(wt) => gram_weighted(&codes, wt, c, 16),
             };
-            for i in 0..BUCKETS * c {
-                g[i * BUCKETS * c + i] += 1.0;
+            for i in 0..16 * c {
+                g[i * 16 * c + i] += 1.0;
             }
-            cholesky(&mut g, BUCKETS * c).unwrap();
-            let mut b = gt_y(&codes, c, &y, m, weights);
-            cholesky_solve(&g, BUCKETS * c, &mut b, m);
+            cholesky(&mut g, 16 * c).unwrap();
+            let mut b = gt_y(&codes, (c, 16), &y, m, weights);
+            cholesky_solve(&g, 16 * c, &mut b, m);
             let dmax = cg
                 .iter()
                 .zip(&b)

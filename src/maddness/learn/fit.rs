@@ -4,16 +4,16 @@
 //! output is constant, are an error instead of a file that silently gives wrong results.
 //!
 //! Layouts: windows `N×D` (row-major), codes `[N, C]`, weight of the group `M×D`, tables as in
-//! [`Tables`] (`luts` `[G, C, 16, M]` u8, `lut_offsets` `[G, C, M]`, `scales` `[O]`).
+//! [`Tables`] (`luts` `[G, C, K, M]` u8, `lut_offsets` `[G, C, M]`, `scales` `[O]`).
 
 use super::windows::Windows;
 use crate::error::{Error, Result};
 use crate::maddness::activation::Activation;
-use crate::maddness::{Tables, BUCKETS};
+use crate::maddness::Tables;
 
 /// Fewest windows training accepts: a depth-4 tree has 16 leaves, and fewer than 8 windows
 /// per leaf on average leave the buckets' tables to noise.
-pub const MIN_TRAIN_WINDOWS: u64 = (BUCKETS * 8) as u64;
+pub const MIN_TRAIN_WINDOWS: u64 = 16 * 8;
 
 /// Most training windows the fit is measured on (evenly spaced over the sampled windows).
 const FIT_ROWS: usize = 4096;
@@ -38,6 +38,7 @@ pub(crate) fn check_group_fit(
     let step = n.div_ceil(FIT_ROWS).max(1);
     let rows: Vec<usize> = (0..n).step_by(step).collect();
     let k = tables.inference_constants();
+    let nb = tables.buckets();
     let mut exact = vec![0.0f64; rows.len() * m];
     let mut approx = vec![0.0f64; rows.len() * m];
     for (i, &r) in rows.iter().enumerate() {
@@ -52,7 +53,7 @@ pub(crate) fn check_group_fit(
             let mut sum = 0u32;
             for c in 0..c_total {
                 let code = codes[r * c_total + c] as usize;
-                sum += tables.luts[((g * c_total + c) * BUCKETS + code) * m + j] as u32;
+                sum += tables.luts[((g * c_total + c) * nb + code) * m + j] as u32;
             }
             let bias = tables.bias.as_ref().map_or(0.0, |b| b[o]) as f64;
             let y = sum as f32 * k.inv_scale[o] + k.offset[o];

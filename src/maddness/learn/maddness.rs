@@ -10,38 +10,40 @@
 
 use rayon::prelude::*;
 
+use super::factorise;
 use super::refit::{refit_with, ridge, Prior, Projection, Solver};
 #[cfg(test)]
 use super::tree::Trees;
 use super::windows::Windows;
-use super::MAX_TRAIN_CODEBOOKS;
 #[cfg(test)]
 use crate::error::Error;
 use crate::error::Result;
-use crate::maddness::{BUCKETS, TREE_DEPTH};
 
-/// MADDNESS's tables (`[C, 16, M]`, f64) for windows with codes `codes` (`[N, C]`) over the
-/// codebooks' dimension lists `groups`: the ridge refinement of the bucket means, projected on
-/// the weight `w` (`M×D`). Above [`MAX_TRAIN_CODEBOOKS`] codebooks (where the `16C × 16C`
+/// MADDNESS's tables (`[C, K, M]`, f64, `K = nb` buckets) for windows with codes `codes`
+/// (`[N, C]`) over the codebooks' dimension lists `groups`: the ridge refinement of the bucket means, projected on
+/// the weight `w` (`M×D`). Above [`MAX_RIDGE_ROWS`](super::MAX_RIDGE_ROWS) rows `KC` (where the `KC × KC`
 /// system is too large to factorise; only the output-aware learner's start goes there) the
 /// bucket-mean tables are refit by conjugate gradients instead. `progress(done, total)` counts
 /// solver steps.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn tables(
     windows: &Windows,
     codes: &[u8],
     groups: &[Vec<u32>],
+    nb: usize,
     lambda: f32,
     w: &[f32],
     m: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>> {
     let c_total = groups.len();
-    if c_total > MAX_TRAIN_CODEBOOKS {
-        let t0 = bucket_mean_tables(windows, codes, groups, w, m);
+    if !factorise(c_total, nb) {
+        let t0 = bucket_mean_tables(windows, codes, groups, nb, w, m);
         return refit_with(
             windows,
             codes,
             c_total,
+            nb,
             &t0,
             lambda as f64,
             w,
@@ -54,6 +56,7 @@ pub(super) fn tables(
         windows,
         codes,
         c_total,
+        nb,
         Prior::BucketMeans(groups),
         lambda as f64,
         Projection::Weight(w, m),
@@ -62,13 +65,14 @@ pub(super) fn tables(
     Ok(l0.iter().zip(&lw).map(|(a, b)| a + b).collect())
 }
 
-/// MADDNESS's bucket-mean tables `P0·wᵀ` (`[C, 16, M]`) computed sparsely: each codebook's
-/// bucket sums only over its own dimensions (`16·D` values in all when the groups partition
+/// MADDNESS's bucket-mean tables `P0·wᵀ` (`[C, K, M]`) computed sparsely: each codebook's
+/// bucket sums only over its own dimensions (`K·D` values in all when the groups partition
 /// the window), an empty bucket taking its nearest non-empty ancestor's mean.
 fn bucket_mean_tables(
     windows: &Windows,
     codes: &[u8],
     groups: &[Vec<u32>],
+    nb: usize,
     weight: &[f32],
     m: usize,
 ) -> Vec<f64> {
@@ -79,8 +83,8 @@ fn bucket_mean_tables(
         .enumerate()
         .map(|(c, g)| {
             let w = g.len();
-            let mut sums = vec![0.0f64; BUCKETS * w];
-            let mut counts = [0.0f64; BUCKETS];
+            let mut sums = vec![0.0f64; nb * w];
+            let mut counts = vec![0.0f64; nb];
             for r in 0..windows.rows {
                 let k = codes[r * c_total + c] as usize;
                 counts[k] += 1.0;
@@ -89,9 +93,9 @@ fn bucket_mean_tables(
                     *s += row[j as usize] as f64;
                 }
             }
-            let mut out = vec![0.0f64; BUCKETS * m];
-            for k in 0..BUCKETS {
-                for level in 0..=TREE_DEPTH {
+            let mut out = vec![0.0f64; nb * m];
+            for k in 0..nb {
+                for level in 0..=nb.trailing_zeros() {
                     let first = (k >> level) << level;
                     let leaves = first..first + (1 << level);
                     let n: f64 = leaves.clone().map(|l| counts[l]).sum();
@@ -145,6 +149,7 @@ pub(crate) fn learn_prototypes(
         windows,
         &trees.codes,
         ranges.len(),
+        trees.buckets(),
         Prior::BucketMeans(&super::grouping::ranges_to_groups(ranges)),
         lambda as f64,
         Projection::Identity,
@@ -162,7 +167,7 @@ pub(crate) fn learn_prototypes(
 fn check_codes(windows: &Windows, ranges: &[std::ops::Range<usize>], trees: &Trees) -> Result<()> {
     if trees.trees.len() != ranges.len()
         || trees.codes.len() != windows.rows * ranges.len()
-        || trees.codes.iter().any(|&c| c as usize >= BUCKETS)
+        || trees.codes.iter().any(|&c| c as usize >= trees.buckets())
     {
         return Err(Error::Argument(format!(
             "trees ({} trees, {} codes) do not fit {} windows and {} codebooks",

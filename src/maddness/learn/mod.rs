@@ -88,18 +88,29 @@ use windows::{extract_windows, sample_positions, Windows};
 
 use super::activation::Activation;
 use super::{
-    check_codebook_limit, HeldOut, TableMeta, Tables, BUCKETS, LEVEL_SLOTS, MAX_CODEBOOKS_U32_SUM,
-    TREE_DEPTH,
+    check_codebook_limit, check_depth, HeldOut, TableMeta, Tables, DEFAULT_DEPTH,
+    MAX_CODEBOOKS_U32_SUM,
 };
 use crate::error::{Error, Result};
 use crate::layer::ConvLayer;
 use crate::spec::ConvSpec;
 use crate::tensor::Tensor;
 
-/// Largest number of codebooks per group the MADDNESS learner accepts: the ridge system is
-/// `16C × 16C` doubles (128 MiB and a few seconds of factorisation at this limit). The
-/// output-aware learner solves larger systems by conjugate gradients instead.
+/// Largest number of codebooks per group the MADDNESS learner accepts with trees of depth 4:
+/// the ridge system is `KC × KC` doubles (`K` buckets; 128 MiB and a few seconds of
+/// factorisation at this limit). The output-aware learner solves larger systems by conjugate
+/// gradients instead.
 pub const MAX_TRAIN_CODEBOOKS: usize = 256;
+
+/// Largest ridge system factorised (`K·C` rows, any depth): [`MAX_TRAIN_CODEBOOKS`] codebooks
+/// of 16 buckets.
+pub const MAX_RIDGE_ROWS: usize = 16 * MAX_TRAIN_CODEBOOKS;
+
+/// Whether the ridge system of `c_total` codebooks of `nb` buckets is small enough to
+/// factorise ([`MAX_RIDGE_ROWS`]); larger ones are solved by conjugate gradients.
+pub(crate) fn factorise(c_total: usize, nb: usize) -> bool {
+    c_total.saturating_mul(nb) <= MAX_RIDGE_ROWS
+}
 
 /// Tree rows the output-aware learner's linear candidate score is computed on.
 const SCORE_ROWS: usize = 4096;
@@ -182,6 +193,11 @@ pub struct TrainConfig {
     /// item 3). Finite and ≥ 0, not all 0; scaled to mean 1 over the training windows. `None`
     /// (default): every sample counts the same. The trees are grown unweighted.
     pub sample_weights: Option<Vec<f32>>,
+    /// Depth of every hash tree ([`MIN_DEPTH`](crate::maddness::MIN_DEPTH) to
+    /// [`MAX_DEPTH`](crate::maddness::MAX_DEPTH)): `2^depth` buckets per codebook, each a
+    /// table row; the look-ups still read one byte per codebook and output, the encode tests
+    /// `depth` values per codebook (issue 13, item 2). Default 4 (16 buckets).
+    pub depth: usize,
 }
 
 impl Default for TrainConfig {
@@ -208,6 +224,7 @@ impl Default for TrainConfig {
             activation_trees: true,
             relative_weights: None,
             sample_weights: None,
+            depth: DEFAULT_DEPTH,
         }
     }
 }
@@ -225,6 +242,9 @@ impl TrainConfig {
     /// A one-line description of the learner and its settings (stored in the table metadata).
     pub fn describe(&self) -> String {
         let mut learner = self.describe_learner();
+        if self.depth != DEFAULT_DEPTH {
+            learner = format!("{learner} depth={}", self.depth);
+        }
         if !self.activation.is_identity() {
             learner = format!(
                 "{learner} activation={} activation_steps={} activation_trees={}",
@@ -273,6 +293,7 @@ impl TrainConfig {
 
     fn check(&self) -> Result<()> {
         check_lambda(self.lambda)?;
+        check_depth(self.depth)?;
         let bad = |m: String| Err(Error::Argument(m));
         if self.learner == Learner::Maddness && self.grouping() == Grouping::Free {
             return bad(
@@ -406,8 +427,8 @@ pub struct TrainReport {
     pub codebooks: usize,
     /// Per group: the SSE of the training windows around their bucket means, summed over the
     /// codebooks (and so over all `D` dimensions), before any split (index 0) and after each of
-    /// the 4 tree levels. Never increases along the array.
-    pub level_sse: Vec<[f64; TREE_DEPTH + 1]>,
+    /// the tree levels ([`TrainConfig::depth`] of them). Never increases along the array.
+    pub level_sse: Vec<Vec<f64>>,
     /// Time per stage.
     pub seconds: StageSeconds,
     /// Output-aware learner, per group: the training SSE of the output residual on the tree
@@ -482,7 +503,7 @@ pub fn train_with_report(
         config.lambda
     );
 
-    let mut tables = empty_tables(spec, c_total, bias);
+    let mut tables = empty_tables(spec, c_total, config.depth, bias);
     let mut luts_f32 = vec![0.0f32; tables.luts.len()];
     for g in 0..groups {
         let report_stage = |progress: &mut dyn FnMut(TrainProgress), stage, done, total| {
@@ -530,7 +551,7 @@ pub fn train_with_report(
                     area,
                     c_total / area,
                     config.grouping(),
-                    config.seed,
+                    (config.depth, config.seed),
                     &mut |done, total| report_stage(progress, TrainStage::Trees, done, total),
                 )?;
                 (Some(dims), Grown::Maddness(trees))
@@ -551,13 +572,13 @@ pub fn train_with_report(
             report.boost_sse.push(std::mem::take(&mut b.sse));
         }
         let sse = level_sse(grown.trees());
-        report.level_sse.push(sse);
-        report.seconds.trees += t.seconds();
         log::info!(
             "group {g}: {c_total} trees in {:.2} s; SSE per level {:?}",
             t.seconds(),
-            sse.map(|v| format!("{v:.4e}"))
+            sse.iter().map(|v| format!("{v:.4e}")).collect::<Vec<_>>()
         );
+        report.level_sse.push(sse);
+        report.seconds.trees += t.seconds();
 
         let t = Stopwatch::start();
         let lut = fit_tables(
@@ -578,7 +599,7 @@ pub fn train_with_report(
             let (lut, fit) = after::refit_after(
                 &windows,
                 &grown.trees().codes,
-                c_total,
+                (c_total, grown.trees().buckets()),
                 &lut,
                 config.lambda as f64,
                 w_g,
@@ -730,11 +751,14 @@ fn check_inputs(
         c_total = per_tap * area;
     }
     if config.learner == Learner::Maddness {
+        let k = 1usize << config.depth;
         check_codebook_limit(
             c_total,
-            MAX_TRAIN_CODEBOOKS,
-            "MADDNESS's ridge system is 16C×16C doubles (the output-aware learner, \
-             --learner output, takes more)",
+            MAX_RIDGE_ROWS / k,
+            &format!(
+                "MADDNESS's ridge system is KC×KC doubles, K = {k} buckets, at most \
+                 {MAX_RIDGE_ROWS} rows (the output-aware learner, --learner output, takes more)"
+            ),
         )?;
     }
     check_codebook_limit(
@@ -755,17 +779,19 @@ fn check_inputs(
     Ok((total, d, c_total))
 }
 
-/// Tables of `C` codebooks for `spec` before any group is trained: no trees, zero tables,
-/// scales 1, the bias copied.
-fn empty_tables(spec: &ConvSpec, c_total: usize, bias: Option<&Tensor>) -> Tables {
+/// Tables of `C` codebooks and trees of `depth` for `spec` before any group is trained: no
+/// trees, zero tables, scales 1, the bias copied.
+fn empty_tables(spec: &ConvSpec, c_total: usize, depth: usize, bias: Option<&Tensor>) -> Tables {
     let groups = spec.groups;
     let gcm = groups * c_total * (spec.out_channels / groups);
+    let k = 1usize << depth;
     Tables {
         spec: spec.clone(),
         codebooks: c_total,
-        split_dims: Vec::with_capacity(groups * c_total * TREE_DEPTH),
-        thresholds: Vec::with_capacity(groups * c_total * TREE_DEPTH * LEVEL_SLOTS),
-        luts: vec![0; gcm * BUCKETS],
+        depth,
+        split_dims: Vec::with_capacity(groups * c_total * depth),
+        thresholds: Vec::with_capacity(groups * c_total * depth * k),
+        luts: vec![0; gcm * k],
         lut_offsets: vec![0.0; gcm],
         scales: vec![1.0; spec.out_channels],
         bias: bias.map(|b| b.data().to_vec()),
@@ -815,11 +841,13 @@ fn grow_trees(
         Learner::Maddness => Grown::Maddness(learn_trees_in_groups(
             windows,
             dims.unwrap_or_default(),
+            config.depth,
             progress,
         )?),
         Learner::Output => {
             let params = BoostParams {
                 codebooks: c_total,
+                depth: config.depth,
                 groups: dims.map(<[Vec<u32>]>::to_vec),
                 shortlist: config.shortlist,
                 rank: config.rank,
@@ -845,10 +873,10 @@ fn grow_trees(
 }
 
 /// The summed SSE per tree level of a group's trees ([`TrainReport::level_sse`]).
-fn level_sse(trees: &Trees) -> [f64; TREE_DEPTH + 1] {
-    let mut sse = [0.0f64; TREE_DEPTH + 1];
+fn level_sse(trees: &Trees) -> Vec<f64> {
+    let mut sse = vec![0.0f64; trees.depth + 1];
     for tree in &trees.trees {
-        for (s, v) in sse.iter_mut().zip(tree.level_sse) {
+        for (s, &v) in sse.iter_mut().zip(&tree.level_sse) {
             *s += v;
         }
     }
@@ -872,6 +900,7 @@ fn fit_tables(
                 windows,
                 &b.trees.codes,
                 b.trees.trees.len(),
+                b.trees.buckets(),
                 &b.prior,
                 lambda as f64,
                 w,
@@ -886,7 +915,16 @@ fn fit_tables(
             let dims = dims.ok_or_else(|| {
                 Error::Argument("MADDNESS needs a grouping of the dimensions".into())
             })?;
-            maddness::tables(windows, &trees.codes, dims, lambda, w, m, progress)
+            maddness::tables(
+                windows,
+                &trees.codes,
+                dims,
+                trees.buckets(),
+                lambda,
+                w,
+                m,
+                progress,
+            )
         }
     }
 }

@@ -41,13 +41,14 @@ use super::tree::{learn_trees_in_groups, midpoint, sort_column, SortedColumn, Tr
 use super::windows::{sample_positions, Windows};
 use crate::error::{Error, Result};
 use crate::maddness::activation::Activation;
-use crate::maddness::{BUCKETS, LEVEL_SLOTS, TREE_DEPTH};
 
 /// Settings of [`boost`].
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct BoostParams {
     /// Codebooks `C`.
     pub(crate) codebooks: usize,
+    /// Depth of every tree (`2^depth` buckets).
+    pub(crate) depth: usize,
     /// Candidate dimensions of each codebook (`C` lists of dimensions in `0..D`), or `None`: any
     /// window dimension.
     pub(crate) groups: Option<Vec<Vec<u32>>>,
@@ -78,7 +79,7 @@ pub(crate) struct BoostParams {
 pub(crate) struct Boosted {
     /// The trees, and the codes of **every** training window (`[N, C]`).
     pub(crate) trees: Trees,
-    /// `[C, 16, M]`: leaf values (`ȳ` added to codebook 0): the prior of the refit.
+    /// `[C, K, M]`: leaf values (`ȳ` added to codebook 0): the prior of the refit.
     pub(crate) prior: Vec<f64>,
     /// `‖R‖²` on the tree rows before any codebook (index 0) and after each one.
     pub(crate) sse: Vec<f64>,
@@ -101,7 +102,7 @@ const SORT_CACHE_BYTES: usize = 512 << 20;
 pub(crate) struct Init<'a> {
     /// One tree per codebook.
     pub(crate) trees: &'a [Tree],
-    /// `[C, 16, M]`: their tables (the model is `Σ_c tables[c][code_c]`).
+    /// `[C, K, M]`: their tables (the model is `Σ_c tables[c][code_c]`).
     pub(crate) tables: &'a [f64],
 }
 
@@ -185,7 +186,8 @@ impl State<'_> {
                     *x += l;
                 }
             });
-        let mut sx = vec![0.0f64; BUCKETS * d];
+        let nbk = 1usize << self.p.depth;
+        let mut sx = vec![0.0f64; nbk * d];
         for &i in &self.score_idx {
             let b = codes[i] as usize;
             for ((s, &x), &mu) in sx[b * d..(b + 1) * d]
@@ -200,7 +202,7 @@ impl State<'_> {
             .par_chunks_mut(m)
             .enumerate()
             .for_each(|(dd, srow)| {
-                for b in 0..BUCKETS {
+                for b in 0..nbk {
                     let a = sign * sx[b * d + dd];
                     if a != 0.0 {
                         for (s, &l) in srow.iter_mut().zip(&leaf[b * m..(b + 1) * m]) {
@@ -211,12 +213,13 @@ impl State<'_> {
             });
     }
 
-    /// Bucket means of `R` under `codes` (`[16, m]`) and the SSE they remove,
+    /// Bucket means of `R` under `codes` (`[K, m]`) and the SSE they remove,
     /// `Σ_k n_k ‖μ_k‖²`.
     fn means(&self, codes: &[u8]) -> (Vec<f64>, f64) {
         let m = self.m;
-        let mut counts = [0usize; BUCKETS];
-        let mut sums = vec![0.0f64; BUCKETS * m];
+        let nbk = 1usize << self.p.depth;
+        let mut counts = vec![0usize; nbk];
+        let mut sums = vec![0.0f64; nbk * m];
         for (rr, &b) in self.r.chunks_exact(m).zip(codes) {
             let b = b as usize;
             counts[b] += 1;
@@ -225,7 +228,7 @@ impl State<'_> {
             }
         }
         let mut gain = 0.0;
-        for b in 0..BUCKETS {
+        for b in 0..nbk {
             if counts[b] > 0 {
                 let n = counts[b] as f64;
                 let row = &mut sums[b * m..(b + 1) * m];
@@ -297,11 +300,7 @@ impl State<'_> {
         };
         let z = &self.z;
         let mut bucket = vec![0u8; ns];
-        let mut tree = Tree {
-            split_dims: [0; TREE_DEPTH],
-            thresholds: [[0.0; LEVEL_SLOTS]; TREE_DEPTH],
-            level_sse: [0.0; TREE_DEPTH + 1],
-        };
+        let mut tree = Tree::new(p.depth);
         let mut zsum = vec![0.0f64; k];
         for zr in z.chunks_exact(k) {
             for (a, &v) in zsum.iter_mut().zip(zr) {
@@ -310,9 +309,9 @@ impl State<'_> {
         }
         tree.level_sse[0] =
             (sum_sq(z) - zsum.iter().map(|v| v * v).sum::<f64>() / ns as f64).max(0.0);
-        for t in 0..TREE_DEPTH {
+        for t in 0..p.depth {
             let nb = 1usize << t;
-            let mut count = [0usize; LEVEL_SLOTS];
+            let mut count = vec![0usize; nb];
             let mut total = vec![0.0f64; nb * k];
             for (zr, &b) in z.chunks_exact(k).zip(&bucket) {
                 let b = b as usize;
@@ -345,7 +344,7 @@ impl State<'_> {
                 base: &base,
                 min_leaf: p.min_leaf.max(1),
             };
-            let results: Vec<(f64, [f32; LEVEL_SLOTS])> =
+            let results: Vec<(f64, Vec<f32>)> =
                 cand.par_iter().map(|&j| level.walk(column(j))).collect();
             let mut best = 0usize;
             for (i, res) in results.iter().enumerate() {
@@ -354,7 +353,7 @@ impl State<'_> {
                 }
             }
             let j = cand[best];
-            let thr = results[best].1;
+            let thr = &results[best].1;
             for (b, x) in bucket.iter_mut().zip(xs.chunks_exact(d)) {
                 *b = 2 * *b + u8::from(x[j] > thr[*b as usize]);
             }
@@ -397,11 +396,16 @@ pub(crate) fn boost(
         }
     }
     if let Some(i) = &init {
-        if i.trees.len() != c_total || i.tables.len() != c_total * BUCKETS * m {
+        if i.trees.len() != c_total
+            || i.tables.len() != c_total * (1 << p.depth) * m
+            || i.trees.iter().any(|t| t.depth() != p.depth)
+        {
             return Err(Error::Argument(format!(
-                "boost: {} initial trees and {} table values for {c_total} codebooks and M = {m}",
+                "boost: {} initial trees and {} table values for {c_total} codebooks of depth {} \
+                 and M = {m}",
                 i.trees.len(),
-                i.tables.len()
+                i.tables.len(),
+                p.depth
             )));
         }
     }
@@ -490,18 +494,20 @@ pub(crate) fn boost(
     };
     // The model: trees, their leaves (without ȳ) and the codes of the tree rows ([C][ns]).
     let mut trees: Vec<Tree> = Vec::with_capacity(c_total);
-    let mut leaves = vec![0.0f64; c_total * BUCKETS * m];
+    let nbk = 1usize << p.depth;
+    let km = nbk * m;
+    let mut leaves = vec![0.0f64; c_total * km];
     let mut codes_s: Vec<Vec<u8>> = Vec::with_capacity(c_total);
     if let Some(init) = &init {
         leaves.copy_from_slice(init.tables);
-        for b in 0..BUCKETS {
+        for b in 0..nbk {
             for (l, &mu) in leaves[b * m..(b + 1) * m].iter_mut().zip(&ybar) {
                 *l -= mu;
             }
         }
         for (c, t) in init.trees.iter().enumerate() {
             let codes: Vec<u8> = st.xs.par_chunks(d).map(|a| t.encode(a)).collect();
-            let leaf = &leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m];
+            let leaf = &leaves[c * km..(c + 1) * km];
             let leaf32: Vec<f32> = leaf.iter().map(|&v| v as f32).collect();
             st.r.par_chunks_mut(m)
                 .zip(codes.par_iter())
@@ -559,7 +565,7 @@ pub(crate) fn boost(
             let (mut leaf, _) = st.means(&codes);
             leaf.iter_mut().for_each(|v| *v *= nu);
             st.add_leaves(&codes, &leaf, -1.0);
-            leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m].copy_from_slice(&leaf);
+            leaves[c * km..(c + 1) * km].copy_from_slice(&leaf);
             trees.push(tree);
             codes_s.push(codes);
             sse.push(sum_sq(&st.r));
@@ -572,7 +578,7 @@ pub(crate) fn boost(
     for _pass in 0..p.passes {
         for c in 0..c_total {
             step(&mut st, &mut done);
-            let old = leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m].to_vec();
+            let old = leaves[c * km..(c + 1) * km].to_vec();
             st.add_leaves(&codes_s[c], &old, 1.0);
             st.project();
             let (tree, codes) = st.grow(p.groups.as_ref().map(|g| g[c].as_slice()));
@@ -582,17 +588,17 @@ pub(crate) fn boost(
                 trees[c] = tree;
                 codes_s[c] = codes;
                 st.add_leaves(&codes_s[c], &leaf_new, -1.0);
-                leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m].copy_from_slice(&leaf_new);
+                leaves[c * km..(c + 1) * km].copy_from_slice(&leaf_new);
             } else {
                 st.add_leaves(&codes_s[c], &leaf_old, -1.0);
-                leaves[c * BUCKETS * m..(c + 1) * BUCKETS * m].copy_from_slice(&leaf_old);
+                leaves[c * km..(c + 1) * km].copy_from_slice(&leaf_old);
             }
             sse.push(sum_sq(&st.r));
             progress(done, steps);
         }
     }
     let mut prior = leaves;
-    for b in 0..BUCKETS {
+    for b in 0..nbk {
         for (l, &mu) in prior[b * m..(b + 1) * m].iter_mut().zip(&ybar) {
             *l += mu;
         }
@@ -609,7 +615,11 @@ pub(crate) fn boost(
             }
         });
     Ok(Boosted {
-        trees: Trees { trees, codes },
+        trees: Trees {
+            trees,
+            codes,
+            depth: p.depth,
+        },
         prior,
         sse,
         tree_rows: ns,
@@ -648,11 +658,12 @@ pub(super) fn learn(
             Some(g) => g.clone(),
             None => ranges_to_groups(&codebook_ranges(windows.dim, p.codebooks)?),
         };
-        let t = learn_trees_in_groups(tree_windows, &groups, &mut |_, _| {})?;
+        let t = learn_trees_in_groups(tree_windows, &groups, p.depth, &mut |_, _| {})?;
         let tables = maddness::tables(
             tree_windows,
             &t.codes,
             &groups,
+            t.buckets(),
             lambda,
             w,
             m,
@@ -692,7 +703,7 @@ struct Level<'a> {
     /// Bucket of every tree row.
     bucket: &'a [u8],
     nb: usize,
-    count: &'a [usize; LEVEL_SLOTS],
+    count: &'a [usize],
     /// `[nb, k]` bucket totals of `z`.
     total: &'a [f32],
     /// `‖total_b‖²`.
@@ -706,13 +717,13 @@ impl Level<'_> {
     /// The best split of every bucket on one column: the summed gain over the unsplit buckets
     /// (`Σ_b max (‖L‖²/n_l + ‖T−L‖²/n_r) − ‖T‖²/n`, 0 where no split is valid) and the
     /// thresholds (a bucket without a valid split sends every row left).
-    fn walk(&self, col: &SortedColumn) -> (f64, [f32; LEVEL_SLOTS]) {
+    fn walk(&self, col: &SortedColumn) -> (f64, Vec<f32>) {
         let (k, nb) = (self.k, self.nb);
         let mut left = vec![0.0f32; nb * k];
-        let mut n_left = [0usize; LEVEL_SLOTS];
-        let mut last = [f32::NEG_INFINITY; LEVEL_SLOTS];
-        let mut best = [f64::NEG_INFINITY; LEVEL_SLOTS];
-        let mut thr = [0.0f32; LEVEL_SLOTS];
+        let mut n_left = vec![0usize; nb];
+        let mut last = vec![f32::NEG_INFINITY; nb];
+        let mut best = vec![f64::NEG_INFINITY; nb];
+        let mut thr = vec![0.0f32; nb];
         for (&row, &v) in col.order.iter().zip(&col.values) {
             let row = row as usize;
             let b = self.bucket[row] as usize;

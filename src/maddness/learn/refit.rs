@@ -2,15 +2,15 @@
 //! "Prototypes", "Tables", "8-bit tables").
 //!
 //! Input: the training windows `A` (`N×D`, row-major), their codes (`[N, C]`, one byte per
-//! codebook, `0..16`), the group's weight `w` (`M×D`, row-major) and a prior. Tables are
-//! `[C, 16, M]` f64 (row `16c + k` holds bucket `k` of codebook `c`); `G` is the `N × 16C`
+//! codebook, `0..K` with `K = 2^depth` buckets), the group's weight `w` (`M×D`, row-major) and
+//! a prior. Tables are `[C, K, M]` f64 (row `Kc + k` holds bucket `k` of codebook `c`); `G` is the `N × KC`
 //! one-hot matrix of the codes.
 //!
-//! * [`ridge`] — `(GᵀG + λI)·W = Gᵀ(A − G·P0)` by a Cholesky factorisation of the `16C × 16C`
+//! * [`ridge`] — `(GᵀG + λI)·W = Gᵀ(A − G·P0)` by a Cholesky factorisation of the `KC × KC`
 //!   system, projected on `wᵀ` before the solve (`M` right-hand sides instead of `D`), from
 //!   MADDNESS's bucket means `P0` or from given tables.
 //! * [`refit_tables`] — `T = argmin ‖A·wᵀ − G·T‖² + λ‖T − T0‖²` by Cholesky or, above
-//!   [`MAX_TRAIN_CODEBOOKS`] codebooks, preconditioned conjugate gradients that never form
+//!   [`MAX_RIDGE_ROWS`](super::MAX_RIDGE_ROWS) rows `KC`, preconditioned conjugate gradients that never form
 //!   `GᵀG`.
 //! * [`store_group`] — the float tables of one group into [`Tables`]: per (codebook, output)
 //!   offset = min over buckets, per output scale `255 / max range` (1 where every range is 0),
@@ -18,43 +18,47 @@
 
 use rayon::prelude::*;
 
+use super::factorise;
 use super::linalg::{cholesky, cholesky_solve, matmul_nt, project_rows};
 use super::tree::Trees;
 use super::windows::Windows;
-use super::MAX_TRAIN_CODEBOOKS;
 use crate::error::{Error, Result};
-use crate::maddness::{Tables, BUCKETS, TREE_DEPTH};
+use crate::maddness::Tables;
 
-/// `GᵀG` of the one-hot code matrix (`16C × 16C`, as f64): bucket counts on the diagonal
+/// `GᵀG` of the one-hot code matrix (`KC × KC`, as f64): bucket counts on the diagonal
 /// blocks, co-occurrence counts of codebook pairs off them.
-pub(super) fn gram(codes: &[u8], n: usize, c_total: usize) -> Vec<f64> {
-    let k = BUCKETS * c_total;
+pub(super) fn gram(codes: &[u8], n: usize, c_total: usize, nb: usize) -> Vec<f64> {
+    let k = nb * c_total;
     // Rows 16c..16c+16 for the columns of codebooks c' ≥ c, one task per codebook.
     let blocks: Vec<Vec<u32>> = (0..c_total)
         .into_par_iter()
         .map(|c| {
-            let mut m = vec![0u32; BUCKETS * k];
+            let mut m = vec![0u32; nb * k];
             for row in codes.chunks_exact(c_total).take(n) {
                 let mrow = &mut m[row[c] as usize * k..][..k];
                 for (c2, &code) in row.iter().enumerate().skip(c) {
-                    mrow[BUCKETS * c2 + code as usize] += 1;
+                    mrow[nb * c2 + code as usize] += 1;
                 }
             }
             m
         })
         .collect();
-    symmetric_from_blocks(&blocks, c_total)
+    symmetric_from_blocks(&blocks, c_total, nb)
 }
 
-/// The `16C × 16C` symmetric matrix whose rows `16c..16c+16`, columns from `16c` on, are
-/// `blocks[c]` (`16 × 16C`).
-fn symmetric_from_blocks<T: Copy + Into<f64>>(blocks: &[Vec<T>], c_total: usize) -> Vec<f64> {
-    let k = BUCKETS * c_total;
+/// The `KC × KC` symmetric matrix whose rows `Kc..Kc+K`, columns from `Kc` on, are
+/// `blocks[c]` (`K × KC`).
+fn symmetric_from_blocks<T: Copy + Into<f64>>(
+    blocks: &[Vec<T>],
+    c_total: usize,
+    nb: usize,
+) -> Vec<f64> {
+    let k = nb * c_total;
     let mut g = vec![0.0f64; k * k];
     for (c, m) in blocks.iter().enumerate() {
-        for i in 0..BUCKETS {
-            let r = BUCKETS * c + i;
-            for col in BUCKETS * c..k {
+        for i in 0..nb {
+            let r = nb * c + i;
+            for col in nb * c..k {
                 let v: f64 = m[i * k + col].into();
                 g[r * k + col] = v;
                 g[col * k + r] = v;
@@ -65,40 +69,40 @@ fn symmetric_from_blocks<T: Copy + Into<f64>>(blocks: &[Vec<T>], c_total: usize)
 }
 
 /// `GᵀWG` for row weights `w` (`[N]`): like [`gram`], with each row counted `w[r]` times.
-pub(super) fn gram_weighted(codes: &[u8], w: &[f64], c_total: usize) -> Vec<f64> {
-    let k = BUCKETS * c_total;
+pub(super) fn gram_weighted(codes: &[u8], w: &[f64], c_total: usize, nb: usize) -> Vec<f64> {
+    let k = nb * c_total;
     let blocks: Vec<Vec<f64>> = (0..c_total)
         .into_par_iter()
         .map(|c| {
-            let mut m = vec![0.0f64; BUCKETS * k];
+            let mut m = vec![0.0f64; nb * k];
             for (row, &wr) in codes.chunks_exact(c_total).zip(w) {
                 let mrow = &mut m[row[c] as usize * k..][..k];
                 for (c2, &code) in row.iter().enumerate().skip(c) {
-                    mrow[BUCKETS * c2 + code as usize] += wr;
+                    mrow[nb * c2 + code as usize] += wr;
                 }
             }
             m
         })
         .collect();
-    symmetric_from_blocks(&blocks, c_total)
+    symmetric_from_blocks(&blocks, c_total, nb)
 }
 
-/// `GᵀA` (`16C × D`, f64): the sums of the windows falling in each bucket of each codebook.
+/// `GᵀA` (`KC × D`, f64): the sums of the windows falling in each bucket of each codebook.
 /// Each task streams the rows once for its codebooks, summing blocks of rows in f32 and the
 /// blocks in f64, in an order that does not depend on the number of threads.
-fn gt_a(windows: &Windows, codes: &[u8], c_total: usize) -> Vec<f64> {
+fn gt_a(windows: &Windows, codes: &[u8], c_total: usize, nb: usize) -> Vec<f64> {
     const BLOCK: usize = 256;
     const FLUSH: usize = 4096;
     let d = windows.dim;
     let n = windows.rows;
     let per_task = c_total.div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let mut out = vec![0.0f64; BUCKETS * c_total * d];
-    out.par_chunks_mut(per_task * BUCKETS * d)
+    let mut out = vec![0.0f64; nb * c_total * d];
+    out.par_chunks_mut(per_task * nb * d)
         .enumerate()
         .for_each(|(task, out)| {
             let c0 = task * per_task;
-            let cs = out.len() / (BUCKETS * d);
-            let mut acc = vec![0.0f32; cs * BUCKETS * d];
+            let cs = out.len() / (nb * d);
+            let mut acc = vec![0.0f32; cs * nb * d];
             let flush = |acc: &mut [f32], out: &mut [f64]| {
                 for (o, a) in out.iter_mut().zip(acc.iter_mut()) {
                     *o += *a as f64;
@@ -109,7 +113,7 @@ fn gt_a(windows: &Windows, codes: &[u8], c_total: usize) -> Vec<f64> {
                 let end = (start + BLOCK).min(n);
                 for ci in 0..cs {
                     let c = c0 + ci;
-                    let acc_c = &mut acc[ci * BUCKETS * d..(ci + 1) * BUCKETS * d];
+                    let acc_c = &mut acc[ci * nb * d..(ci + 1) * nb * d];
                     for r in start..end {
                         let k = codes[r * c_total + c] as usize;
                         let dst = &mut acc_c[k * d..(k + 1) * d];
@@ -126,21 +130,22 @@ fn gt_a(windows: &Windows, codes: &[u8], c_total: usize) -> Vec<f64> {
     out
 }
 
-/// The bucket means `P0` (`16C × D`, zero outside each codebook's range); an empty bucket takes
+/// The bucket means `P0` (`KC × D`, zero outside each codebook's range); an empty bucket takes
 /// the mean of its nearest ancestor (in its tree) that has rows.
 fn bucket_means(gta: &[f64], counts: &[f64], groups: &[Vec<u32>], d: usize) -> Vec<f64> {
-    let mut p0 = vec![0.0f64; BUCKETS * groups.len() * d];
+    let nb = counts.len() / groups.len().max(1);
+    let mut p0 = vec![0.0f64; nb * groups.len() * d];
     for (c, r) in groups.iter().enumerate() {
-        for k in 0..BUCKETS {
-            // Subtrees from the leaf upwards: 1, 2, 4, 8, 16 leaves.
-            for level in 0..=TREE_DEPTH {
+        for k in 0..nb {
+            // Subtrees from the leaf upwards: 1, 2, 4, ... leaves, the whole tree last.
+            for level in 0..=nb.trailing_zeros() {
                 let first = (k >> level) << level;
                 let leaves = first..first + (1 << level);
-                let n: f64 = leaves.clone().map(|l| counts[BUCKETS * c + l]).sum();
+                let n: f64 = leaves.clone().map(|l| counts[nb * c + l]).sum();
                 if n > 0.0 {
-                    let dst = &mut p0[(BUCKETS * c + k) * d..][..d];
+                    let dst = &mut p0[(nb * c + k) * d..][..d];
                     for l in leaves {
-                        let src = &gta[(BUCKETS * c + l) * d..][..d];
+                        let src = &gta[(nb * c + l) * d..][..d];
                         for &j in r {
                             dst[j as usize] += src[j as usize];
                         }
@@ -169,31 +174,33 @@ pub(super) enum Projection<'a> {
 pub(super) enum Prior<'a> {
     /// MADDNESS: the bucket means of the windows on each codebook's dimensions.
     BucketMeans(&'a [Vec<u32>]),
-    /// Given tables `[C, 16, M]` (only with [`Projection::Weight`]).
+    /// Given tables `[C, K, M]` (only with [`Projection::Weight`]).
     Tables(&'a [f64]),
 }
 
-/// The ridge refinement of one group, projected: returns `(P0·T, W·T)`, both `16C × K`, where
+/// The ridge refinement of one group, projected: returns `(P0·T, W·T)`, both `KC × K`, where
 /// `W` solves `(GᵀG + λI)·W = Gᵀ(A − G·P0)`; with a table prior `T0`, `(T0, W)` where
 /// `(GᵀG + λI)·W = GᵀA·wᵀ − GᵀG·T0`, i.e. `T0 + W` minimises `‖A·wᵀ − G·T‖² + λ‖T − T0‖²`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn ridge(
     windows: &Windows,
     codes: &[u8],
     c_total: usize,
+    nb: usize,
     prior: Prior<'_>,
     lambda: f64,
     proj: Projection<'_>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     const STEPS: usize = 4;
-    let n_sys = BUCKETS * c_total;
+    let n_sys = nb * c_total;
     let d = windows.dim;
     progress(0, STEPS);
-    let mut g = gram(codes, windows.rows, c_total);
-    let gta = gt_a(windows, codes, c_total);
+    let mut g = gram(codes, windows.rows, c_total, nb);
+    let gta = gt_a(windows, codes, c_total, nb);
     progress(1, STEPS);
     let counts: Vec<f64> = (0..n_sys).map(|i| g[i * n_sys + i]).collect();
-    // Project P0 and GᵀA: (16C × D)·T.
+    // Project P0 and GᵀA: (KC × D)·T.
     let (k, p0t, gtat) = match (proj, prior) {
         (Projection::Identity, Prior::BucketMeans(groups)) => {
             (d, bucket_means(&gta, &counts, groups, d), gta)
@@ -212,7 +219,7 @@ pub(super) fn ridge(
                     let mut out = vec![0.0f64; n_sys * m];
                     out.par_chunks_mut(m).enumerate().for_each(|(i, o)| {
                         let s = &p0[i * d..(i + 1) * d];
-                        let dims = &groups[i / BUCKETS];
+                        let dims = &groups[i / nb];
                         for (mm, o) in o.iter_mut().enumerate() {
                             let wr = &w64[mm * d..(mm + 1) * d];
                             *o = dims.iter().map(|&j| s[j as usize] * wr[j as usize]).sum();
@@ -261,19 +268,19 @@ pub(super) fn check_lambda(lambda: f32) -> Result<()> {
 /// The solver of [`refit_tables`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Solver {
-    /// Cholesky up to [`MAX_TRAIN_CODEBOOKS`] codebooks, conjugate gradients above.
+    /// Cholesky up to [`MAX_RIDGE_ROWS`](super::MAX_RIDGE_ROWS) rows `KC`, conjugate gradients above.
     #[default]
     Auto,
-    /// Forms `GᵀG` (`16C × 16C` doubles) and factorises it (chosen explicitly by tests only).
+    /// Forms `GᵀG` (`KC × KC` doubles) and factorises it (chosen explicitly by tests only).
     #[cfg_attr(not(test), allow(dead_code))]
     Cholesky,
     /// Preconditioned conjugate gradients on the codes, never forming `GᵀG`.
     ConjugateGradient,
 }
 
-/// The tables (`[C, 16, M]`) minimising `‖A·wᵀ − G·T‖² + λ‖T − T0‖²` over the training windows
+/// The tables (`[C, K, M]`) minimising `‖A·wᵀ − G·T‖² + λ‖T − T0‖²` over the training windows
 /// `A` (`N×D`) encoded by `trees`, for the weight `w` (`M×D`, row-major) and the prior `T0`
-/// (`[C, 16, M]`). For any `λ > 0` its training error `‖A·wᵀ − G·T‖²` is at most that of `T0`.
+/// (`[C, K, M]`). For any `λ > 0` its training error `‖A·wᵀ − G·T‖²` is at most that of `T0`.
 #[cfg(test)]
 pub(crate) fn refit_tables(
     windows: &Windows,
@@ -286,8 +293,9 @@ pub(crate) fn refit_tables(
 ) -> Result<Vec<f64>> {
     check_lambda(lambda)?;
     let c_total = trees.trees.len();
+    let nb = trees.buckets();
     if trees.codes.len() != windows.rows * c_total
-        || prior.len() != c_total * BUCKETS * m
+        || prior.len() != c_total * nb * m
         || weight.len() != m * windows.dim
     {
         return Err(Error::Argument(format!(
@@ -304,6 +312,7 @@ pub(crate) fn refit_tables(
         windows,
         &trees.codes,
         c_total,
+        nb,
         prior,
         lambda as f64,
         weight,
@@ -319,6 +328,7 @@ pub(super) fn refit_with(
     windows: &Windows,
     codes: &[u8],
     c_total: usize,
+    nb: usize,
     prior: &[f64],
     lambda: f64,
     weight: &[f32],
@@ -327,17 +337,20 @@ pub(super) fn refit_with(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>> {
     let cg = match solver {
-        Solver::Auto => c_total > MAX_TRAIN_CODEBOOKS,
+        Solver::Auto => !factorise(c_total, nb),
         Solver::Cholesky => false,
         Solver::ConjugateGradient => true,
     };
     if cg {
-        refit_cg(windows, codes, c_total, prior, lambda, weight, m, progress)
+        refit_cg(
+            windows, codes, c_total, nb, prior, lambda, weight, m, progress,
+        )
     } else {
         let (t0, w) = ridge(
             windows,
             codes,
             c_total,
+            nb,
             Prior::Tables(prior),
             lambda,
             Projection::Weight(weight, m),
@@ -347,9 +360,9 @@ pub(super) fn refit_with(
     }
 }
 
-/// Stores group `g`'s trees and float tables `lut` (`[C, 16, M]`) in `tables`: the trees'
+/// Stores group `g`'s trees and float tables `lut` (`[C, K, M]`) in `tables`: the trees'
 /// split dimensions and thresholds appended to [`Tables::split_dims`] and
-/// [`Tables::thresholds`], the tables as f32 into `luts_f32` (`[G, C, 16, M]`), then quantized
+/// [`Tables::thresholds`], the tables as f32 into `luts_f32` (`[G, C, K, M]`), then quantized
 /// to 8 bits with, if `refit_offsets`, rounding-aware offsets weighted by the codes of the `n`
 /// training windows. Fails when a table entry is not finite in f32.
 pub(super) fn store_group(
@@ -362,12 +375,19 @@ pub(super) fn store_group(
     refit_offsets: bool,
 ) -> Result<()> {
     for tree in &trees.trees {
+        if tree.split_dims.len() != tables.depth {
+            return Err(Error::Training(format!(
+                "a tree of depth {} for tables of depth {}",
+                tree.split_dims.len(),
+                tables.depth
+            )));
+        }
         tables.split_dims.extend_from_slice(&tree.split_dims);
         for level in &tree.thresholds {
             tables.thresholds.extend_from_slice(level);
         }
     }
-    let base = g * tables.codebooks * BUCKETS * tables.out_per_group();
+    let base = g * tables.codebooks * tables.buckets() * tables.out_per_group();
     for (i, &v) in lut.iter().enumerate() {
         let v = v as f32;
         if !v.is_finite() {
@@ -392,15 +412,16 @@ pub(super) fn store_group(
 fn refit_offsets(tables: &mut Tables, luts_f32: &[f32], g: usize, codes: &[u8], n: usize) {
     let c_total = tables.codebooks;
     let mg = tables.out_per_group();
-    let mut counts = vec![0usize; c_total * BUCKETS];
+    let nb = tables.buckets();
+    let mut counts = vec![0usize; c_total * nb];
     for row in codes.chunks_exact(c_total).take(n) {
         for (c, &k) in row.iter().enumerate() {
-            counts[c * BUCKETS + k as usize] += 1;
+            counts[c * nb + k as usize] += 1;
         }
     }
     for c in 0..c_total {
         let gc = g * c_total + c;
-        let total: usize = counts[c * BUCKETS..(c + 1) * BUCKETS].iter().sum();
+        let total: usize = counts[c * nb..(c + 1) * nb].iter().sum();
         if total == 0 {
             continue;
         }
@@ -408,10 +429,10 @@ fn refit_offsets(tables: &mut Tables, luts_f32: &[f32], g: usize, codes: &[u8], 
             let scale = tables.scales[g * mg + m];
             let off = tables.lut_offsets[gc * mg + m];
             let mut err = 0.0f64;
-            for k in 0..BUCKETS {
-                let i = (gc * BUCKETS + k) * mg + m;
+            for k in 0..nb {
+                let i = (gc * nb + k) * mg + m;
                 let deq = off as f64 + tables.luts[i] as f64 / scale as f64;
-                err += counts[c * BUCKETS + k] as f64 * (luts_f32[i] as f64 - deq);
+                err += counts[c * nb + k] as f64 * (luts_f32[i] as f64 - deq);
             }
             tables.lut_offsets[gc * mg + m] = (off as f64 + err / total as f64) as f32;
         }
@@ -419,15 +440,16 @@ fn refit_offsets(tables: &mut Tables, luts_f32: &[f32], g: usize, codes: &[u8], 
 }
 
 /// Ridge refit of the tables by preconditioned conjugate gradients, for systems too large to
-/// factorise (`C` above [`MAX_TRAIN_CODEBOOKS`]): solves `(GᵀG + λI)·T = Gᵀ·Y + λ·T0` with
+/// factorise (`KC` above [`MAX_RIDGE_ROWS`](super::MAX_RIDGE_ROWS)): solves `(GᵀG + λI)·T = Gᵀ·Y + λ·T0` with
 /// `Y = A·wᵀ`, starting from `T0`, never forming `GᵀG` (each product `GᵀG·X` is one gather and
 /// one scatter over the codes), Jacobi preconditioner `diag(GᵀG) + λ` (`GᵀG`'s diagonal blocks
-/// are diagonal). Returns `T` (`[C, 16, M]`).
+/// are diagonal). Returns `T` (`[C, K, M]`).
 #[allow(clippy::too_many_arguments)]
 fn refit_cg(
     windows: &Windows,
     codes: &[u8],
     c_total: usize,
+    nb: usize,
     t0: &[f64],
     lambda: f64,
     w: &[f32],
@@ -436,7 +458,7 @@ fn refit_cg(
 ) -> Result<Vec<f64>> {
     progress(0, CG_MAX_ITERS + 1);
     let y = matmul_nt(&windows.data, windows.rows, windows.dim, w, m);
-    solve_cg(codes, c_total, t0, lambda, &y, m, None, progress)
+    solve_cg(codes, c_total, nb, t0, lambda, &y, m, None, progress)
 }
 
 /// Most conjugate-gradient iterations of [`solve_cg`].
@@ -449,6 +471,7 @@ const CG_MAX_ITERS: usize = 60;
 pub(super) fn solve_cg(
     codes: &[u8],
     c_total: usize,
+    nb: usize,
     t0: &[f64],
     lambda: f64,
     y: &[f32],
@@ -461,7 +484,7 @@ pub(super) fn solve_cg(
     const TOL: f64 = 1e-5;
     const CHUNKS: usize = 8;
     let n = codes.len() / c_total.max(1);
-    let n_sys = BUCKETS * c_total;
+    let n_sys = nb * c_total;
     let rows_per = n.div_ceil(CHUNKS).max(1);
     // GᵀY and the counts, by chunks of rows (fixed order).
     let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..n.div_ceil(rows_per))
@@ -473,7 +496,7 @@ pub(super) fn solve_cg(
                 let yr = &y[r * m..(r + 1) * m];
                 let wr = weight(r);
                 for (c, &k) in codes[r * c_total..(r + 1) * c_total].iter().enumerate() {
-                    let i = BUCKETS * c + k as usize;
+                    let i = nb * c + k as usize;
                     cnt[i] += wr;
                     for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(yr) {
                         *a += wr * v as f64;
@@ -501,14 +524,14 @@ pub(super) fn solve_cg(
                     let row = &codes[r * c_total..(r + 1) * c_total];
                     s.fill(0.0);
                     for (c, &k) in row.iter().enumerate() {
-                        let i = BUCKETS * c + k as usize;
+                        let i = nb * c + k as usize;
                         for (a, &v) in s.iter_mut().zip(&x[i * m..(i + 1) * m]) {
                             *a += v;
                         }
                     }
                     let wr = weight(r);
                     for (c, &k) in row.iter().enumerate() {
-                        let i = BUCKETS * c + k as usize;
+                        let i = nb * c + k as usize;
                         for (a, &v) in acc[i * m..(i + 1) * m].iter_mut().zip(&s) {
                             *a += wr * v;
                         }
@@ -603,11 +626,12 @@ pub(super) fn solve_cg(
 fn quantize_group(tables: &mut Tables, luts_f32: &[f32], g: usize) {
     let c_total = tables.codebooks;
     let mg = tables.out_per_group();
+    let nb = tables.buckets();
     let mut range = vec![0.0f32; mg];
     for c in 0..c_total {
         let gc = g * c_total + c;
         for m in 0..mg {
-            let col = (0..BUCKETS).map(|k| luts_f32[(gc * BUCKETS + k) * mg + m]);
+            let col = (0..nb).map(|k| luts_f32[(gc * nb + k) * mg + m]);
             let (lo, hi) = col.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
                 (lo.min(v), hi.max(v))
             });
@@ -621,9 +645,9 @@ fn quantize_group(tables: &mut Tables, luts_f32: &[f32], g: usize) {
     }
     for c in 0..c_total {
         let gc = g * c_total + c;
-        for k in 0..BUCKETS {
+        for k in 0..nb {
             for m in 0..mg {
-                let i = (gc * BUCKETS + k) * mg + m;
+                let i = (gc * nb + k) * mg + m;
                 let q = ((luts_f32[i] - tables.lut_offsets[gc * mg + m])
                     * tables.scales[g * mg + m])
                     .round();

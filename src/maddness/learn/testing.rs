@@ -101,6 +101,7 @@ pub(super) fn grouped_sse(
 pub(super) fn boost_params(c: usize, passes: usize) -> BoostParams {
     BoostParams {
         codebooks: c,
+        depth: crate::maddness::DEFAULT_DEPTH,
         groups: None,
         shortlist: 12,
         rank: 8,

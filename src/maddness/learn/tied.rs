@@ -83,7 +83,7 @@ pub(crate) fn grow(
     area: usize,
     per_tap: usize,
     grouping: Grouping,
-    seed: u64,
+    (depth, seed): (usize, u64),
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Trees, Vec<Vec<u32>>)> {
     let d = windows.dim;
@@ -100,7 +100,7 @@ pub(crate) fn grow(
     // Over the channel vectors the kernel area is 1: channel grouping is contiguous runs.
     let groups = super::grouping::groups(grouping, channels, 1, per_tap, &pixels)?
         .ok_or_else(|| Error::Argument("tied trees need a grouping of the channels".into()))?;
-    let tied = learn_trees_in_groups(&pixels, &groups, progress)?;
+    let tied = learn_trees_in_groups(&pixels, &groups, depth, progress)?;
     drop(pixels);
 
     let trees = shift_to_taps(&tied.trees, area, &scale);
@@ -115,7 +115,14 @@ pub(crate) fn grow(
         })
         .collect();
     let codes = encode_all(windows, &trees);
-    Ok((Trees { trees, codes }, dims))
+    Ok((
+        Trees {
+            trees,
+            codes,
+            depth,
+        },
+        dims,
+    ))
 }
 
 /// The untied trees of tied trees over channels (`tied[c]` tests channels, its thresholds in
@@ -145,7 +152,7 @@ fn shift_to_taps(tied: &[Tree], area: usize, scale: &[f32]) -> Vec<Tree> {
 /// every tap `t` (`M·area` outputs; `w_t` the weight's `M × channels` slice at tap `t`), on up to
 /// [`PIXEL_ROWS`] pixels. If the pixels' errors are independent, the error of a window's sum of
 /// taps is the sum of these. Returns the expanded trees (free splits: any channel) with every
-/// window's codes, and their leaf values as the prior of the tables' refit (`[area·T, 16, M]`,
+/// window's codes, and their leaf values as the prior of the tables' refit (`[area·T, K, M]`,
 /// tap `t`'s block for codebook `t·T + c`).
 pub(crate) fn grow_output(
     windows: &Windows,
@@ -173,6 +180,7 @@ pub(crate) fn grow_output(
     }
     let params = super::output::BoostParams {
         codebooks: per_tap,
+        depth: config.depth,
         groups: None,
         shortlist: config.shortlist,
         rank: config.rank,
@@ -197,20 +205,25 @@ pub(crate) fn grow_output(
     let c_total = area * per_tap;
     // Thresholds in the pixels' own units (scale 1: dividing by 1 changes no f32).
     let trees = shift_to_taps(&b.trees.trees, area, &ones);
-    let mut prior = vec![0.0f64; c_total * crate::maddness::BUCKETS * m];
+    let nb = b.trees.buckets();
+    let mut prior = vec![0.0f64; c_total * nb * m];
     for t in 0..area {
         for c in 0..per_tap {
             let cb = t * per_tap + c;
-            for k in 0..crate::maddness::BUCKETS {
-                let src = (c * crate::maddness::BUCKETS + k) * area * m + t * m;
-                let dst = (cb * crate::maddness::BUCKETS + k) * m;
+            for k in 0..nb {
+                let src = (c * nb + k) * area * m + t * m;
+                let dst = (cb * nb + k) * m;
                 prior[dst..dst + m].copy_from_slice(&b.prior[src..src + m]);
             }
         }
     }
     let codes = encode_all(windows, &trees);
     Ok(super::output::Boosted {
-        trees: Trees { trees, codes },
+        trees: Trees {
+            trees,
+            codes,
+            depth: config.depth,
+        },
         prior,
         sse: b.sse,
         tree_rows: b.tree_rows,
@@ -317,8 +330,16 @@ mod tests {
         for row in w.chunks_exact_mut(channels * area) {
             row[5 * area..6 * area].fill(0.0);
         }
-        let (trees, dims) =
-            grow(&win, &w, area, per, Grouping::Contiguous, 0, &mut |_, _| {}).unwrap();
+        let (trees, dims) = grow(
+            &win,
+            &w,
+            area,
+            per,
+            Grouping::Contiguous,
+            (4, 0),
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert_eq!(trees.trees.len(), area * per);
         let mut all: Vec<u32> = dims.concat();
         all.sort_unstable();
@@ -326,7 +347,7 @@ mod tests {
         for t in 0..area {
             for c in 0..per {
                 let (a, b) = (&trees.trees[c], &trees.trees[t * per + c]);
-                for l in 0..crate::maddness::TREE_DEPTH {
+                for l in 0..a.depth() {
                     assert_eq!(
                         b.split_dims[l],
                         a.split_dims[l] + t as u32,
@@ -362,7 +383,7 @@ mod tests {
     fn free_grouping_is_refused() {
         let win = windows(200, 4, 3, 1);
         let w = vec![1.0f32; 2 * 12];
-        let e = grow(&win, &w, 3, 2, Grouping::Free, 0, &mut |_, _| {})
+        let e = grow(&win, &w, 3, 2, Grouping::Free, (4, 0), &mut |_, _| {})
             .unwrap_err()
             .to_string();
         assert!(e.contains("grouping free"), "{e}");

@@ -1,4 +1,4 @@
-//! Hash trees: the shape both learners share (depth 4, one split dimension per level, one
+//! Hash trees: the shape both learners share (depth 4 to 8, one split dimension per level, one
 //! threshold per node; [`Tree::encode`]), MADDNESS's level-by-level tree learning on the input
 //! sub-vectors (DESIGN.md §3, step 2), and the sorting it and the output-aware learner use.
 //!
@@ -19,28 +19,44 @@ use rayon::prelude::*;
 
 use super::windows::Windows;
 use crate::error::{Error, Result};
-use crate::maddness::{LEVEL_SLOTS, TREE_DEPTH};
+
+/// Candidate dimensions tried per tree level (the original MADDNESS's 4).
+const CANDIDATES: usize = 4;
 
 /// One learned hash tree (one codebook).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Tree {
-    /// The window dimension (in `0..D`) each level tests.
-    pub(crate) split_dims: [u32; TREE_DEPTH],
-    /// Thresholds per level; level `t` uses slots `0..2^t`, the rest are 0.
-    pub(crate) thresholds: [[f32; LEVEL_SLOTS]; TREE_DEPTH],
+    /// The window dimension (in `0..D`) each level tests (`depth` entries).
+    pub(crate) split_dims: Vec<u32>,
+    /// Thresholds per level, `2^depth` slots each; level `t` uses slots `0..2^t`, the rest
+    /// are 0.
+    pub(crate) thresholds: Vec<Vec<f32>>,
     /// SSE of the training rows around their bucket means on the codebook's dimensions, before
     /// any split (index 0) and after each level.
-    pub(crate) level_sse: [f64; TREE_DEPTH + 1],
+    pub(crate) level_sse: Vec<f64>,
 }
 
 impl Tree {
-    /// The code (`0..16`) of a window `a` (`D` values): from `i = 0`, at each level `t`,
+    /// A tree of `depth` levels testing dimension 0 against thresholds 0 (all still to learn).
+    pub(crate) fn new(depth: usize) -> Tree {
+        Tree {
+            split_dims: vec![0; depth],
+            thresholds: vec![vec![0.0; 1 << depth]; depth],
+            level_sse: vec![0.0; depth + 1],
+        }
+    }
+
+    /// Its depth.
+    pub(crate) fn depth(&self) -> usize {
+        self.split_dims.len()
+    }
+
+    /// The code (`0..2^depth`) of a window `a` (`D` values): from `i = 0`, at each level `t`,
     /// `i = 2·i + (a[split_dims[t]] > thresholds[t][i])` (ties go left).
     pub(crate) fn encode(&self, a: &[f32]) -> u8 {
         let mut i = 0usize;
-        for t in 0..TREE_DEPTH {
-            let v = a[self.split_dims[t] as usize];
-            i = 2 * i + usize::from(v > self.thresholds[t][i]);
+        for (&d, thr) in self.split_dims.iter().zip(&self.thresholds) {
+            i = 2 * i + usize::from(a[d as usize] > thr[i]);
         }
         i as u8
     }
@@ -53,6 +69,15 @@ pub(crate) struct Trees {
     pub(crate) trees: Vec<Tree>,
     /// `[N, C]`: the code of every training window in every codebook.
     pub(crate) codes: Vec<u8>,
+    /// The trees' depth.
+    pub(crate) depth: usize,
+}
+
+impl Trees {
+    /// Buckets per codebook, `2^depth`.
+    pub(crate) fn buckets(&self) -> usize {
+        1 << self.depth
+    }
 }
 
 /// Learns one tree per codebook range over `windows` (see the [module docs](self)).
@@ -61,15 +86,18 @@ pub(crate) fn learn_trees(windows: &Windows, ranges: &[std::ops::Range<usize>]) 
     learn_trees_in_groups(
         windows,
         &super::grouping::ranges_to_groups(ranges),
+        crate::maddness::DEFAULT_DEPTH,
         &mut |_, _| {},
     )
 }
 
 /// [`learn_trees`] over codebooks that cover any lists of dimensions (`groups[c]`, each
-/// non-empty, in `0..D`), with progress reports `(done, total)` in codebooks.
+/// non-empty, in `0..D`), trees of `depth` levels, with progress reports `(done, total)` in
+/// codebooks.
 pub(crate) fn learn_trees_in_groups(
     windows: &Windows,
     groups: &[Vec<u32>],
+    depth: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Trees> {
     if let Some(r) = groups
@@ -90,7 +118,7 @@ pub(crate) fn learn_trees_in_groups(
         let end = (start + chunk).min(c_total);
         let part: Vec<(Tree, Vec<u8>)> = groups[start..end]
             .par_iter()
-            .map(|r| learn_tree(windows, r))
+            .map(|r| learn_tree(windows, r, depth))
             .collect();
         results.extend(part);
         progress(end, c_total);
@@ -105,6 +133,7 @@ pub(crate) fn learn_trees_in_groups(
     Ok(Trees {
         trees: results.into_iter().map(|(t, _)| t).collect(),
         codes,
+        depth,
     })
 }
 
@@ -273,7 +302,7 @@ fn best_splits(
     w: usize,
     stats: &BucketStats,
     buckets: usize,
-) -> (f64, [f32; LEVEL_SLOTS]) {
+) -> (f64, Vec<f32>) {
     let lines = w.div_ceil(LINE);
     let rows: &[f32] = lines_as_f32(rows);
     let ws = lines * LINE;
@@ -284,10 +313,10 @@ fn best_splits(
     for b in 0..buckets {
         total[b * ws..b * ws + w].copy_from_slice(&stats.sum[b * w..(b + 1) * w]);
     }
-    let mut n_left = [0usize; LEVEL_SLOTS];
-    let mut last = [0.0f32; LEVEL_SLOTS];
-    let mut best_gain = [f64::NEG_INFINITY; LEVEL_SLOTS];
-    let mut thr = [0.0f32; LEVEL_SLOTS];
+    let mut n_left = vec![0usize; buckets];
+    let mut last = vec![0.0f32; buckets];
+    let mut best_gain = vec![f64::NEG_INFINITY; buckets];
+    let mut thr = vec![0.0f32; buckets];
     for ((row, &b), &v) in rows.chunks_exact(ws).zip(bucket).zip(values) {
         let b = b as usize;
         let nl = n_left[b];
@@ -340,8 +369,8 @@ fn best_splits(
     (loss, thr)
 }
 
-/// Learns the tree of one codebook; returns it with the codes of the rows.
-fn learn_tree(windows: &Windows, group: &[u32]) -> (Tree, Vec<u8>) {
+/// Learns the tree (`depth` levels) of one codebook; returns it with the codes of the rows.
+fn learn_tree(windows: &Windows, group: &[u32], depth: usize) -> (Tree, Vec<u8>) {
     let n = windows.rows;
     let w = group.len();
     let mut x = vec![0.0f32; n * w];
@@ -379,12 +408,8 @@ fn learn_tree(windows: &Windows, group: &[u32]) -> (Tree, Vec<u8>) {
     // levels was measured slower than gathering again from the cache-resident `xl`.
     let mut rows_sorted = vec![Line([0.0; LINE]); n * lines];
     let mut bucket_sorted = vec![0u8; n];
-    let mut tree = Tree {
-        split_dims: [0; TREE_DEPTH],
-        thresholds: [[0.0; LEVEL_SLOTS]; TREE_DEPTH],
-        level_sse: [0.0; TREE_DEPTH + 1],
-    };
-    for t in 0..TREE_DEPTH {
+    let mut tree = Tree::new(depth);
+    for t in 0..depth {
         let buckets = 1usize << t;
         let stats = BucketStats::new(&xc, w, &bucket, buckets);
         let col_sse: Vec<f64> = (0..w)
@@ -395,8 +420,8 @@ fn learn_tree(windows: &Windows, group: &[u32]) -> (Tree, Vec<u8>) {
         }
         let mut dims: Vec<usize> = (0..w).collect();
         dims.sort_by(|&a, &b| col_sse[b].total_cmp(&col_sse[a]).then(a.cmp(&b)));
-        dims.truncate(TREE_DEPTH.min(w));
-        let mut best: Option<(f64, usize, [f32; LEVEL_SLOTS])> = None;
+        dims.truncate(CANDIDATES.min(w));
+        let mut best: Option<(f64, usize, Vec<f32>)> = None;
         for &j in &dims {
             let col = sorted[j].get_or_insert_with(|| sort_column(&x, w, j));
             for (bs, &r) in bucket_sorted.iter_mut().zip(&col.order) {
@@ -431,7 +456,7 @@ fn learn_tree(windows: &Windows, group: &[u32]) -> (Tree, Vec<u8>) {
             }
         }
         // `dims` is never empty (w ≥ 1), so `best` is set.
-        let (loss, j, thr) = best.unwrap_or((tree.level_sse[t], 0, [0.0; LEVEL_SLOTS]));
+        let (loss, j, thr) = best.unwrap_or((tree.level_sse[t], 0, vec![0.0; buckets]));
         for (b, row) in bucket.iter_mut().zip(x.chunks_exact(w)) {
             *b = 2 * *b + u8::from(row[j] > thr[*b as usize]);
         }
