@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// length D are skipped). Default 16,32,64 (8,16 with --small).
     #[arg(long, value_name = "C,...")]
     pub codebooks: Option<String>,
+    /// Tree depths of the MADDNESS rows (comma-separated, 4 to 8: 16 to 256 buckets per
+    /// codebook); every codebook count is trained at every depth. Default 4.
+    #[arg(long, value_name = "L,...", default_value = "4")]
+    pub depths: String,
     /// Most training windows for the MADDNESS tables.
     #[arg(long, default_value_t = 50_000)]
     pub max_windows: usize,
@@ -106,6 +110,8 @@ pub struct Row {
     pub tuned: Option<bool>,
     /// Codebooks per group (MADDNESS rows).
     pub codebooks: Option<usize>,
+    /// Tree depth (MADDNESS rows).
+    pub depth: Option<usize>,
     /// Median kernel time in ms (all passes of the method).
     pub kernel_ms: f64,
     /// Median time of the encode pass (MADDNESS rows, timestamp clock).
@@ -212,17 +218,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         timed: args.reps.unwrap_or(if args.small { 5 } else { 30 }),
     };
     let codebooks: Vec<usize> = match &args.codebooks {
-        Some(list) => list
-            .split(',')
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .with_context(|| format!("--codebooks: {v:?} is not a number"))
-            })
-            .collect::<Result<_>>()?,
+        Some(list) => number_list("--codebooks", list)?,
         None if args.small => vec![8, 16],
         None => vec![16, 32, 64],
     };
+    let depths = number_list("--depths", &args.depths)?;
+    for &d in &depths {
+        maddconv::maddness::check_depth(d).with_context(|| format!("--depths {}", args.depths))?;
+    }
     let adapter = ctx.summary().to_string();
     eprintln!(
         "adapter: {adapter}; clock: {}; {} timed repetitions per method, interleaved",
@@ -266,6 +269,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             &w,
             args.direct,
             cs,
+            &depths,
             args.variants,
             args.tune_compare,
             args.tied,
@@ -318,6 +322,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// A comma-separated list of numbers, `flag` naming it in errors.
+fn number_list(flag: &str, list: &str) -> Result<Vec<usize>> {
+    list.split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .with_context(|| format!("{flag}: {v:?} is not a number"))
+        })
+        .collect()
+}
+
 /// The rows as a markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut t = Table::new(&[
@@ -342,7 +357,13 @@ pub fn table(rows: &[Row]) -> String {
                 (None, Some(k), _) => format!("{} ({k})", r.method),
                 (None, None, _) => r.method.to_string(),
             },
-            r.codebooks.map(|c| c.to_string()).unwrap_or_default(),
+            match (r.codebooks, r.depth) {
+                (Some(c), Some(d)) if d != maddconv::maddness::DEFAULT_DEPTH => {
+                    format!("{c} (depth {d})")
+                }
+                (Some(c), _) => c.to_string(),
+                (None, _) => String::new(),
+            },
             format!("{:.3}", r.kernel_ms),
             match (r.encode_ms, r.accumulate_ms) {
                 (Some(e), Some(a)) => format!("{e:.3} / {a:.3}"),
@@ -369,8 +390,8 @@ struct Entry {
     conv: Box<dyn GpuConv>,
     /// The variant's name and whether it is the tuned choice (`None`: no tuning).
     variant: (String, Option<bool>),
-    /// Codebooks per group and seconds of training (MADDNESS rows).
-    trained: Option<(usize, f64)>,
+    /// Codebooks per group, tree depth and seconds of training (MADDNESS rows).
+    trained: Option<(usize, usize, f64)>,
 }
 
 /// Times every exact kernel the device runs (`all_direct`: also those kept for comparison
@@ -382,6 +403,7 @@ pub fn bench_workload(
     w: &Workload,
     all_direct: bool,
     codebooks: &[usize],
+    depths: &[usize],
     variants: bool,
     tune_compare: bool,
     tied: bool,
@@ -420,11 +442,16 @@ pub fn bench_workload(
         }
     }
     let d = g.window_len();
-    for &c in codebooks.iter().filter(|&&c| c <= d) {
+    let cases = codebooks
+        .iter()
+        .filter(|&&c| c <= d)
+        .flat_map(|&c| depths.iter().map(move |&depth| (c, depth)));
+    for (c, depth) in cases {
         let config = TrainConfig {
             codebooks: Some(c),
             max_windows: Some(max_windows),
             keep_f32_tables: false,
+            depth,
             ..TrainConfig::default()
         };
         let t0 = Instant::now();
@@ -432,14 +459,14 @@ pub fn bench_workload(
             Ok(t) => t,
             // Degenerate training data (too few windows, say): no tables, and the report says why.
             Err(maddconv::Error::Training(why)) => {
-                eprintln!("  MADDNESS C={c} not trained: {why}");
+                eprintln!("  MADDNESS C={c} depth {depth} not trained: {why}");
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
         let secs = t0.elapsed().as_secs_f64();
-        eprintln!("  trained C={c} in {secs:.1} s");
-        let default = LookupKernel::default_for(ctx);
+        eprintln!("  trained C={c} depth {depth} in {secs:.1} s");
+        let default = LookupKernel::default_for_tables(ctx, &tables);
         // Without --variants: one layer whose look-ups (kernel and tile) are tuned, `None`.
         let kernels: Vec<Option<LookupKernel>> = if variants {
             // The default first, then the others this layer and device run.
@@ -468,13 +495,13 @@ pub fn bench_workload(
                 entries.push(Entry {
                     conv: Box::new(MaddnessConv::new(ctx, &tables)?.with_variant(ctx, d)?),
                     variant: (d.name(), Some(false)),
-                    trained: Some((c, secs)),
+                    trained: Some((c, depth, secs)),
                 });
             }
             entries.push(Entry {
                 conv: Box::new(layer.pinned(ctx, shape)?),
                 variant: (v.name(), tunes.then_some(true)),
-                trained: Some((c, secs)),
+                trained: Some((c, depth, secs)),
             });
         }
         if tied {
@@ -531,7 +558,8 @@ pub fn bench_workload(
                 kernels: Some(e.conv.name().to_string()),
                 variant: Some(e.variant.0.clone()),
                 tuned: e.variant.1,
-                codebooks: e.trained.map(|(c, _)| c),
+                codebooks: e.trained.map(|(c, _, _)| c),
+                depth: e.trained.map(|(_, d, _)| d),
                 kernel_ms: t.median_ms,
                 encode_ms: split.then(|| t.pass_median_ms[..passes - 1].iter().sum()),
                 accumulate_ms: split.then(|| t.pass_median_ms[passes - 1]),
@@ -540,7 +568,7 @@ pub fn bench_workload(
                 one_minus_nmse,
                 rel_l2_vs_f64: rel,
                 trained_on_test: e.trained.is_some() && w.trained_on_test,
-                train_seconds: e.trained.map(|(_, s)| s),
+                train_seconds: e.trained.map(|(_, _, s)| s),
                 clock: t.clock.to_string(),
                 upload_ms,
                 readback_ms,
@@ -592,7 +620,7 @@ fn tied_entries(
         out.push(Entry {
             conv: Box::new(layer.pinned(ctx, shape)?),
             variant: (format!("{} {label}", v.name()), tunes.then_some(true)),
-            trained: Some((tables.codebooks, secs)),
+            trained: Some((tables.codebooks, tables.depth, secs)),
         });
     }
     Ok(out)

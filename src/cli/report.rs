@@ -174,6 +174,9 @@ fn points(rows: &[Row], x_min: f64) -> (Vec<(String, Vec<Point>)>, Vec<String>) 
     let mut off = Vec::new();
     for r in rows.iter().filter(|r| r.method == RowMethod::Maddness) {
         let mut label = format!("C={}", r.codebooks.unwrap_or(0));
+        if let Some(d) = r.depth.filter(|&d| d != maddconv::maddness::DEFAULT_DEPTH) {
+            label.push_str(&format!(" d{d}"));
+        }
         if several_kernels {
             label.push_str(&format!(" {}", r.kernels.as_deref().unwrap_or("")));
         }
