@@ -574,8 +574,14 @@ impl MaddnessConv {
         let Choice::Tuned(kernels) = self.choice else {
             return None;
         };
+        // Deeper trees run other kernels (tables read in place): a class of their own; depth 4
+        // keeps the names caches already hold.
+        let depth = match self.tables.depth {
+            DEFAULT_DEPTH => String::new(),
+            d => format!("/d{d}"),
+        };
         Some(format!(
-            "lookup/{}/q{}/o{}/c{}",
+            "lookup/{}/q{}/o{}/c{}{depth}",
             kernels.map(|k| k.name()).unwrap_or("any"),
             crate::gpu::tune::bucket(g.batch * g.positions()),
             crate::gpu::tune::bucket(g.out_per_group()),
