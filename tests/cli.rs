@@ -58,6 +58,23 @@ fn train_output(weight: &Path, bias: &Path, input: &Path, out: &Path) -> std::pr
         .unwrap()
 }
 
+/// `maddconv train` on a fixture layer's weight, bias and train.npy with extra `args`, to `out`.
+fn train_fixture(layer: &str, args: &[&str], out: &Path) -> std::process::Output {
+    maddconv()
+        .arg("train")
+        .arg("--weight")
+        .arg(fixture(layer, "weight.npy"))
+        .arg("--bias")
+        .arg(fixture(layer, "bias.npy"))
+        .arg("--input")
+        .arg(fixture(layer, "train.npy"))
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 /// `maddconv SUBCOMMAND --tables TABLES --input INPUT`, to add to.
 fn tables_cmd(subcommand: &str, tables: &Path, input: &Path) -> Command {
     let mut cmd = maddconv();
@@ -246,6 +263,25 @@ fn info_names_the_adapter() {
 
 /// `train`, then `run` on the GPU and through the CPU mirror: the same output; `eval` on the
 /// GPU and with --cpu: the same error.
+/// `eval --json` of `tables` on the fixture layer's test input, on the GPU then on the CPU
+/// (checking each reports its backend): the two NMSEs.
+fn eval_nmse_gpu_and_cpu(tables: &Path, layer: &str) -> Vec<f64> {
+    let mut nmse = Vec::new();
+    for cpu in [false, true] {
+        let mut cmd = tables_cmd("eval", tables, &fixture(layer, "test.npy"));
+        cmd.arg("--expected")
+            .arg(fixture(layer, "test_expected.npy"))
+            .arg("--json");
+        let o = output_on(cmd, cpu);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let backend = v["backend"].as_str().unwrap().to_string();
+        assert_eq!(backend.starts_with("gpu"), !cpu, "{backend}");
+        nmse.push(v["nmse"].as_f64().unwrap());
+    }
+    nmse
+}
+
 #[test]
 fn run_and_eval_agree_between_gpu_and_mirror() {
     if common::gpu().is_none() {
@@ -253,18 +289,7 @@ fn run_and_eval_agree_between_gpu_and_mirror() {
     }
     let layer = "mtcnn_pnet_conv3_trainable";
     let tables = tmp("run.safetensors");
-    let o = maddconv()
-        .arg("train")
-        .arg("--weight")
-        .arg(fixture(layer, "weight.npy"))
-        .arg("--bias")
-        .arg(fixture(layer, "bias.npy"))
-        .arg("--input")
-        .arg(fixture(layer, "train.npy"))
-        .args(["--codebooks", "16", "-o"])
-        .arg(&tables)
-        .output()
-        .unwrap();
+    let o = train_fixture(layer, &["--codebooks", "16"], &tables);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut outs = Vec::new();
     for cpu in [false, true] {
@@ -278,19 +303,7 @@ fn run_and_eval_agree_between_gpu_and_mirror() {
     assert_eq!(outs[0].shape(), outs[1].shape());
     common::assert_close("run: GPU vs mirror", outs[0].data(), outs[1].data(), 1e-6);
 
-    let mut nmse = Vec::new();
-    for cpu in [false, true] {
-        let mut cmd = tables_cmd("eval", &tables, &fixture(layer, "test.npy"));
-        cmd.arg("--expected")
-            .arg(fixture(layer, "test_expected.npy"))
-            .arg("--json");
-        let o = output_on(cmd, cpu);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let backend = v["backend"].as_str().unwrap().to_string();
-        assert_eq!(backend.starts_with("gpu"), !cpu, "{backend}");
-        nmse.push(v["nmse"].as_f64().unwrap());
-    }
+    let nmse = eval_nmse_gpu_and_cpu(&tables, layer);
     assert!(
         (nmse[0] - nmse[1]).abs() <= 1e-6 * nmse[1].abs().max(1e-12),
         "{nmse:?}"
@@ -650,4 +663,41 @@ fn tune_fills_the_cache_and_info_lists_it() {
     assert!(String::from_utf8_lossy(&off.stderr).contains("--no-tune"));
     let info = maddconv().args(["info", "--no-tune"]).output().unwrap();
     assert!(String::from_utf8_lossy(&info.stdout).contains("tuning:       off"));
+}
+
+/// `train --depth 6` writes tables of 64 buckets whose GPU and CPU evaluations agree; a depth
+/// outside 4..=8 is refused naming it, before any output is written.
+#[test]
+fn deeper_trees_train_and_evaluate_alike_on_gpu_and_cpu() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let layer = "mtcnn_pnet_conv3_trainable";
+    let train = |depth: &str, out: &Path| {
+        train_fixture(layer, &["--codebooks", "8", "--depth", depth], out)
+    };
+    let tables = tmp("deep.safetensors");
+    let o = train("6", &tables);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = maddconv::maddness::Tables::load(&tables).unwrap();
+    assert_eq!((t.depth, t.buckets()), (6, 64));
+    let nmse = eval_nmse_gpu_and_cpu(&tables, layer);
+    assert!(
+        (nmse[0] - nmse[1]).abs() <= 1e-6 * nmse[1].abs().max(1e-12),
+        "GPU vs CPU NMSE {nmse:?}"
+    );
+    assert!(
+        nmse[0] < 0.9,
+        "depth-6 tables fit nothing: NMSE {}",
+        nmse[0]
+    );
+    let refused = tmp("too_deep.safetensors");
+    let o = train("9", &refused);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("tree depth 9") && err.contains("4 to 8"),
+        "{err}"
+    );
+    assert!(!refused.exists());
 }
