@@ -744,7 +744,7 @@ impl MaddnessConv {
 
     /// Code words per input pixel of the tied encoding for `per_tap` trees.
     fn pixel_code_words(&self, per_tap: usize) -> usize {
-        per_tap.div_ceil(32 / self.tables.code_bits())
+        per_tap.div_ceil(self.tables.codes_per_word())
     }
 
     /// Bytes of the codes buffer for a geometry.

@@ -237,18 +237,22 @@ impl Tables {
         Some(per)
     }
 
-    /// `u32` words of packed codes per (group, position): `ceil(C / P)` with `P = 32 / B`
-    /// codes per word ([`Tables::code_bits`]).
+    /// Packed codes per `u32` word: `P = 32 / B` ([`Tables::code_bits`]).
+    pub fn codes_per_word(&self) -> usize {
+        32 / self.code_bits()
+    }
+
+    /// `u32` words of packed codes per (group, position): `ceil(C / P)`
+    /// ([`Tables::codes_per_word`]).
     pub fn code_words(&self) -> usize {
-        self.codebooks.div_ceil(32 / self.code_bits())
+        self.codebooks.div_ceil(self.codes_per_word())
     }
 
     /// Codebook `c`'s code in one position's packed code words `row` (see the
     /// [module docs](self)).
     #[inline]
     pub fn code_at(&self, row: &[u32], c: usize) -> usize {
-        let bits = self.code_bits();
-        let per = 32 / bits;
+        let (bits, per) = (self.code_bits(), self.codes_per_word());
         ((row[c / per] >> (bits * (c % per))) & ((1u32 << bits) - 1)) as usize
     }
 
@@ -256,8 +260,7 @@ impl Tables {
     /// it must be 0).
     #[inline]
     pub fn put_code(&self, row: &mut [u32], c: usize, code: u32) {
-        let bits = self.code_bits();
-        let per = 32 / bits;
+        let (bits, per) = (self.code_bits(), self.codes_per_word());
         row[c / per] |= code << (bits * (c % per));
     }
 

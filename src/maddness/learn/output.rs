@@ -47,7 +47,7 @@ use crate::maddness::activation::Activation;
 pub(crate) struct BoostParams {
     /// Codebooks `C`.
     pub(crate) codebooks: usize,
-    /// Depth of every tree (`2^depth` buckets).
+    /// Depth of every tree (`2^depth` buckets, [`BoostParams::buckets`]).
     pub(crate) depth: usize,
     /// Candidate dimensions of each codebook (`C` lists of dimensions in `0..D`), or `None`: any
     /// window dimension.
@@ -72,6 +72,13 @@ pub(crate) struct BoostParams {
     /// Grow the trees on `f(A·wᵀ + bias)` instead of `A·wᵀ`: the activation that follows the
     /// conv and the group's bias (`[M]`).
     pub(crate) after: Option<(Activation, Vec<f32>)>,
+}
+
+impl BoostParams {
+    /// Buckets per tree, `2^depth`.
+    pub(crate) fn buckets(&self) -> usize {
+        1 << self.depth
+    }
 }
 
 /// Trees grown by [`boost`].
@@ -186,7 +193,7 @@ impl State<'_> {
                     *x += l;
                 }
             });
-        let nbk = 1usize << self.p.depth;
+        let nbk = self.p.buckets();
         let mut sx = vec![0.0f64; nbk * d];
         for &i in &self.score_idx {
             let b = codes[i] as usize;
@@ -217,7 +224,7 @@ impl State<'_> {
     /// `Σ_k n_k ‖μ_k‖²`.
     fn means(&self, codes: &[u8]) -> (Vec<f64>, f64) {
         let m = self.m;
-        let nbk = 1usize << self.p.depth;
+        let nbk = self.p.buckets();
         let mut counts = vec![0usize; nbk];
         let mut sums = vec![0.0f64; nbk * m];
         for (rr, &b) in self.r.chunks_exact(m).zip(codes) {
@@ -397,7 +404,7 @@ pub(crate) fn boost(
     }
     if let Some(i) = &init {
         if i.trees.len() != c_total
-            || i.tables.len() != c_total * (1 << p.depth) * m
+            || i.tables.len() != c_total * p.buckets() * m
             || i.trees.iter().any(|t| t.depth() != p.depth)
         {
             return Err(Error::Argument(format!(
@@ -494,7 +501,7 @@ pub(crate) fn boost(
     };
     // The model: trees, their leaves (without ȳ) and the codes of the tree rows ([C][ns]).
     let mut trees: Vec<Tree> = Vec::with_capacity(c_total);
-    let nbk = 1usize << p.depth;
+    let nbk = p.buckets();
     let km = nbk * m;
     let mut leaves = vec![0.0f64; c_total * km];
     let mut codes_s: Vec<Vec<u8>> = Vec::with_capacity(c_total);
