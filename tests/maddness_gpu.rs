@@ -432,6 +432,133 @@ fn tied_encoding_needs_tied_tables() {
     assert_eq!(t.tied_trees_per_tap(), None);
 }
 
+/// With tuning on, tied tables choose between the tied encoding and `encode` per shape class:
+/// the class is marked `/tied`, the tuner times each look-up variant both ways, and a variant
+/// with `untied_encode` runs two passes (`encode`, look-ups) instead of three, with the same
+/// codes and sums. Pinned layers and untied tables keep the old classes; untied tables refuse
+/// the choice.
+#[test]
+fn tied_tables_tune_their_encoding() {
+    let Some(_) = common::gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("maddconv-test-tied-tune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ctx = Context::new_blocking(maddconv::gpu::ContextOptions {
+        tune: maddconv::gpu::TuneMode::Disk(Some(dir.clone())),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut spec = ConvSpec::conv2d(4, 8, 3, 3);
+    spec.padding = vec![1; 4];
+    let tables = tie(random_tables(&spec, 18, 9));
+    assert!(tables.tied_trees_per_tap().is_some());
+    let shape = [2, 4, 9, 11];
+    let x = common::random_tensor(&shape, 77);
+    let g = spec.geometry(&shape).unwrap();
+    let layer = MaddnessConv::new(&ctx, &tables).unwrap();
+    let class = layer.tune_class(&ctx, &shape).unwrap().unwrap();
+    assert!(class.ends_with("/tied"), "{class}");
+    let chosen = pollster::block_on(layer.tune(&ctx, &shape)).unwrap();
+    let entry = ctx.tuner().unwrap().get(&class).expect("tuned");
+    assert!(
+        entry.candidates >= 2 && entry.candidates.is_multiple_of(2),
+        "each variant is timed with both encodings: {entry:?}"
+    );
+    assert_eq!(layer.variant_for(&ctx, &g), chosen);
+    // Pinned, the encoding is not the tuner's: the class has no `/tied`.
+    let pinned = MaddnessConv::new(&ctx, &tables)
+        .unwrap()
+        .with_tied_encode(&ctx, true)
+        .unwrap();
+    let pclass = pinned.tune_class(&ctx, &shape).unwrap().unwrap();
+    assert!(!pclass.ends_with("/tied"), "{pclass}");
+
+    // Both encodings of the same look-ups: identical codes and sums, two or three passes.
+    let tied_v = maddconv::gpu::LookupVariant::default_for(layer.kernels());
+    let mut runs = Vec::new();
+    for v in [tied_v, tied_v.with_untied_encode()] {
+        let l = MaddnessConv::new(&ctx, &tables)
+            .unwrap()
+            .with_variant(&ctx, v)
+            .unwrap();
+        let codes = pollster::block_on(l.codes(&ctx, &x)).unwrap();
+        let y = pollster::block_on(l.run(&ctx, &x)).unwrap();
+        let input = ctx.upload("input", &x).unwrap();
+        let output = ctx
+            .create_tensor("output", &l.output_shape(&shape).unwrap())
+            .unwrap();
+        let passes = if ctx.has_timestamps() {
+            let t = pollster::block_on(maddconv::bench::time_interleaved(
+                &ctx,
+                &[maddconv::bench::Method {
+                    conv: &l,
+                    input: &input,
+                    output: &output,
+                }],
+                maddconv::bench::Repetitions {
+                    warmup: 1,
+                    timed: 2,
+                },
+            ))
+            .unwrap();
+            Some(t[0].pass_median_ms.len())
+        } else {
+            None
+        };
+        runs.push((v.name(), codes, y, passes));
+    }
+    let (a, b) = (&runs[0], &runs[1]);
+    assert!(b.0.ends_with("+encode"), "{}", b.0);
+    if let Some(i) = (0..a.1.len()).find(|&i| a.1[i] != b.1[i]) {
+        panic!(
+            "code word {i}: {} {:#010x}, {} {:#010x}",
+            a.0, a.1[i], b.0, b.1[i]
+        );
+    }
+    assert_eq!(a.2.data().len(), b.2.data().len());
+    if let Some(i) =
+        (0..a.2.data().len()).find(|&i| a.2.data()[i].to_bits() != b.2.data()[i].to_bits())
+    {
+        panic!(
+            "output {i}: {} {}, {} {}",
+            a.0,
+            a.2.data()[i],
+            b.0,
+            b.2.data()[i]
+        );
+    }
+    if let (Some(pa), Some(pb)) = (a.3, b.3) {
+        assert_eq!((pa, pb), (3, 2), "passes run by {} and {}", a.0, b.0);
+    }
+    // The codes are the mirror's (up to rare ties at a threshold).
+    let cpu_codes = mirror::encode(&tables, &x).unwrap();
+    let ties = count_code_mismatches(
+        &tables,
+        &x,
+        &b.1,
+        &cpu_codes,
+        "untied encode of tied tables",
+    );
+    assert!(ties * 100 <= cpu_codes.len() * 8, "{ties} codes differ");
+
+    // Untied tables have no choice of encoding.
+    let untied = random_tables(&spec, 18, 10);
+    match MaddnessConv::new(&ctx, &untied)
+        .unwrap()
+        .with_variant(&ctx, tied_v.with_untied_encode())
+    {
+        Err(Error::Argument(why)) => assert!(why.contains("tied tables only"), "{why}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("untied tables accepted a choice of encoding"),
+    }
+    let uclass = MaddnessConv::new(&ctx, &untied)
+        .unwrap()
+        .tune_class(&ctx, &shape)
+        .unwrap()
+        .unwrap();
+    assert!(!uclass.ends_with("/tied"), "{uclass}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// More than 256 codebooks (the 16-bit lane sums must be flushed), a codebook count that is
 /// not a multiple of 8, output channels spanning several workgroup tiles and not a multiple of
 /// 16, and groups.

@@ -77,9 +77,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub tune_compare: bool,
     /// Also train tied per-pixel tables (`--learner tied`; C rounded to a multiple of the
-    /// kernel area) at each codebook count and time them twice: with the tied encoding (each
-    /// input pixel hashed once) and with the untied encode on the same tables (variants
-    /// "… tied" and "… tied, untied encode").
+    /// kernel area) at each codebook count and time them: with the tied encoding (each input
+    /// pixel hashed once), with the untied encode on the same tables, and (unless --no-tune)
+    /// with the encoding the tuner chose (variants "… tied", "… tied, untied encode" and
+    /// "… tied, encoding tuned", where "+encode" in the variant means the untied encode won).
     #[arg(long)]
     pub tied: bool,
     /// Print one JSON array of rows instead of the table.
@@ -579,8 +580,9 @@ pub fn bench_workload(
 }
 
 /// Tied per-pixel tables for `config` (`--learner tied`) on workload `w`, as two entries: the
-/// tied encoding and the untied encode of the same tables (one entry for a 1×1 kernel, where
-/// nothing is shared). None when the training data are too few.
+/// tied encoding and the untied encode of the same tables, and a third when the context tunes:
+/// the encoding chosen by the tuner with the tiles (one entry for a 1×1 kernel, where nothing is
+/// shared). None when the training data are too few.
 fn tied_entries(
     ctx: &Context,
     w: &Workload,
@@ -603,19 +605,25 @@ fn tied_entries(
     };
     let secs = t0.elapsed().as_secs_f64();
     eprintln!("  trained tied C={} in {secs:.1} s", tables.codebooks);
-    let modes: &[bool] = if tables.tied_trees_per_tap().is_some() {
-        &[true, false]
-    } else {
-        &[false]
+    // Pinned on, pinned off, and (when the context tunes) the encoding timed with the tiles.
+    let modes: &[Option<bool>] = match (tables.tied_trees_per_tap().is_some(), tunes) {
+        (true, true) => &[Some(true), Some(false), None],
+        (true, false) => &[Some(true), Some(false)],
+        (false, _) => &[Some(false)],
     };
     let mut out = Vec::new();
     for &on in modes {
-        let layer = MaddnessConv::new(ctx, &tables)?.with_tied_encode(ctx, on)?;
+        let layer = MaddnessConv::new(ctx, &tables)?;
+        let layer = match on {
+            Some(on) => layer.with_tied_encode(ctx, on)?,
+            None => layer,
+        };
         let v = pollster::block_on(layer.tune(ctx, shape))?;
         let label = match (modes.len(), on) {
             (1, _) => "tied (1 tap)",
-            (_, true) => "tied",
-            (_, false) => "tied, untied encode",
+            (_, Some(true)) => "tied",
+            (_, Some(false)) => "tied, untied encode",
+            (_, None) => "tied, encoding tuned",
         };
         out.push(Entry {
             conv: Box::new(layer.pinned(ctx, shape)?),

@@ -8,7 +8,10 @@
 //! Tied tables ([`Tables::tied_trees_per_tap`]) are encoded in two passes instead of `encode`:
 //! `shaders/encode_pixels.wgsl` hashes each input pixel once with the shared trees, and
 //! `shaders/expand_codes.wgsl` gathers those codes into the layout `encode` writes, so the
-//! look-up kernels run unchanged ([`MaddnessConv::with_tied_encode`] turns it off, to measure).
+//! look-up kernels run unchanged. Where the context tunes, whether that beats `encode` on the
+//! same tables is timed per shape class like the look-up tiles ([`LookupVariant::untied_encode`]:
+//! on inputs with few pixels the extra dispatch can cost more than it saves);
+//! [`MaddnessConv::with_tied_encode`] pins it on or off, to measure.
 //!
 //! Tables of depth 5 to 8 (32–256 rows per codebook) run `encode` (or the tied encoding) and
 //! `accumulate`, which then reads the table words from the storage buffer instead of staging
@@ -309,6 +312,13 @@ pub struct LookupVariant {
     /// For `one-position` and `two-positions`: 16-output chunks per workgroup, 1..=7 (0: as
     /// many as the layer has, up to 7, split evenly — the fixed default). 0 for the others.
     pub mch: u32,
+    /// For tied tables ([`Tables::tied_trees_per_tap`]): make the codes with `encode` (every
+    /// window's codebooks hashed on their own) instead of the tied encoding (`encode_pixels`
+    /// then `expand_codes`, the default). The codes are the same; on layers with few input
+    /// pixels the tied encoding's extra dispatch can cost more than it saves. Always false for
+    /// untied tables.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untied_encode: bool,
 }
 
 impl LookupVariant {
@@ -317,14 +327,28 @@ impl LookupVariant {
 
     /// The fixed (untuned) variant of `kernel`.
     pub fn default_for(kernel: LookupKernel) -> Self {
-        LookupVariant { kernel, mch: 0 }
+        LookupVariant {
+            kernel,
+            mch: 0,
+            untied_encode: false,
+        }
     }
 
-    /// Its name: `two-positions`, `one-position-mch4`, `shuffle`, ...
+    /// Its name: `two-positions`, `one-position-mch4`, `shuffle`, `shuffle+encode` (tied
+    /// tables, codes by `encode`), ...
     pub fn name(self) -> String {
+        let encode = if self.untied_encode { "+encode" } else { "" };
         match self.mch {
-            0 => self.kernel.name().to_string(),
-            m => format!("{}-mch{m}", self.kernel.name()),
+            0 => format!("{}{encode}", self.kernel.name()),
+            m => format!("{}-mch{m}{encode}", self.kernel.name()),
+        }
+    }
+
+    /// The same look-ups with the codes of tied tables made by `encode`.
+    pub fn with_untied_encode(self) -> Self {
+        LookupVariant {
+            untied_encode: true,
+            ..self
         }
     }
 
@@ -341,7 +365,11 @@ impl LookupVariant {
                 Self::MCH
                     .iter()
                     .filter(|&&m| m <= m_chunks && m != auto)
-                    .map(|&mch| LookupVariant { kernel, mch }),
+                    .map(|&mch| LookupVariant {
+                        kernel,
+                        mch,
+                        untied_encode: false,
+                    }),
             );
         }
         v
@@ -375,8 +403,10 @@ pub struct MaddnessConv {
     codes: Mutex<Option<wgpu::Buffer>>,
     /// Tied trees per group when the tables are tied ([`Tables::tied_trees_per_tap`]).
     tied: Option<usize>,
-    /// Whether `encode` hashes each input pixel once (tied tables only; default on).
-    tied_encode: bool,
+    /// Whether `encode` hashes each input pixel once (tied tables only): pinned on or off by
+    /// [`Self::with_tied_encode`], else (`None`) the variant's choice
+    /// ([`LookupVariant::untied_encode`]; tuned when the context tunes, on by default).
+    tied_encode: Option<bool>,
     pixel_codes: Mutex<Option<wgpu::Buffer>>,
 }
 
@@ -453,7 +483,7 @@ impl MaddnessConv {
             tables: tables.clone(),
             codes: Mutex::new(None),
             tied,
-            tied_encode: tied.is_some(),
+            tied_encode: None,
             pixel_codes: Mutex::new(None),
         };
         let mut layer = layer.with_kernels(ctx, default)?;
@@ -468,20 +498,24 @@ impl MaddnessConv {
         &self.tables
     }
 
-    /// Whether the codes come from the tied per-pixel encoding (`encode_pixels`, then
-    /// `expand_codes`): on by default for tied tables ([`Tables::tied_trees_per_tap`]).
+    /// Whether the codes may come from the tied per-pixel encoding (`encode_pixels`, then
+    /// `expand_codes`): for tied tables ([`Tables::tied_trees_per_tap`]) unless
+    /// [`Self::with_tied_encode`] turned it off. With tuning on, whether it runs for an input is
+    /// part of the tuned variant ([`LookupVariant::untied_encode`]).
     pub fn tied_encode(&self) -> bool {
-        self.tied_encode
+        self.tied.is_some() && self.tied_encode != Some(false)
     }
 
-    /// The tied trees per group when `encode` runs the tied encoding.
-    fn tied_trees(&self) -> Option<usize> {
-        self.tied.filter(|_| self.tied_encode)
+    /// The tied trees per group when the codes for `variant` come from the tied encoding.
+    fn tied_trees(&self, variant: LookupVariant) -> Option<usize> {
+        self.tied
+            .filter(|_| self.tied_encode.unwrap_or(!variant.untied_encode))
     }
 
     /// Encodes each input pixel once (`on`, tied tables only) or every window's codebooks
-    /// independently with `encode` (the codes are the same; this is for measuring). Fails with
-    /// [`Error::Unsupported`] when `on` and the tables are not tied.
+    /// independently with `encode`, whatever the variant or the tuner chooses (the codes are
+    /// the same; this is for measuring). Fails with [`Error::Unsupported`] when `on` and the
+    /// tables are not tied.
     pub fn with_tied_encode(mut self, ctx: &Context, on: bool) -> Result<Self> {
         if on && self.tied.is_none() {
             return Err(Error::Unsupported(
@@ -495,7 +529,7 @@ impl MaddnessConv {
             crate::gpu::limits::check_kernel(ctx.limits(), adapter, &ENCODE_PIXELS)?;
             crate::gpu::limits::check_kernel(ctx.limits(), adapter, &EXPAND_CODES)?;
         }
-        self.tied_encode = on;
+        self.tied_encode = Some(on);
         Ok(self)
     }
 
@@ -521,6 +555,13 @@ impl MaddnessConv {
             kernels,
             LookupKernel::OnePosition | LookupKernel::TwoPositions
         );
+        if variant.untied_encode && self.tied.is_none() {
+            return Err(Error::Argument(format!(
+                "look-up variant {}: the choice of encoding is for tied tables only; these are \
+                 not tied",
+                variant.name()
+            )));
+        }
         if variant.mch > LUT_TILE_ROWS / 16 / 8 || (variant.mch != 0 && !tiled) {
             return Err(Error::Argument(format!(
                 "look-up variant {}: mch = {} is outside 0..=7 or the kernel has no chunk tiles",
@@ -580,8 +621,15 @@ impl MaddnessConv {
             DEFAULT_DEPTH => String::new(),
             d => format!("/d{d}"),
         };
+        // Tied tables choose their encoding too (unless pinned): a class of their own, so that
+        // an entry made before that choice existed is not taken for one.
+        let tied = if self.tied.is_some() && self.tied_encode.is_none() {
+            "/tied"
+        } else {
+            ""
+        };
         Some(format!(
-            "lookup/{}/q{}/o{}/c{}{depth}",
+            "lookup/{}/q{}/o{}/c{}{depth}{tied}",
             kernels.map(|k| k.name()).unwrap_or("any"),
             crate::gpu::tune::bucket(g.batch * g.positions()),
             crate::gpu::tune::bucket(g.out_per_group()),
@@ -608,7 +656,8 @@ impl MaddnessConv {
             Ok(v)
                 if kernels.map_or(v.kernel.kernel().name != FUSED.name, |k| v.kernel == k)
                     && (v.kernel != LookupKernel::Shuffle || self.luts_by_code.is_some())
-                    && v.mch <= 7 =>
+                    && v.mch <= 7
+                    && (!v.untied_encode || self.tied.is_some()) =>
             {
                 v
             }
@@ -706,6 +755,15 @@ impl MaddnessConv {
                 }
             }
         }
+        // Tied tables: each variant also with the codes made by `encode`.
+        if self.tied.is_some() && self.tied_encode.is_none() {
+            let untied: Vec<LookupVariant> = candidates
+                .iter()
+                .map(|v| v.with_untied_encode())
+                .filter(|&v| self.fixed(ctx, v).is_ok())
+                .collect();
+            candidates.extend(untied);
+        }
         let layers: Vec<MaddnessConv> = candidates
             .iter()
             .map(|&v| self.fixed(ctx, v))
@@ -796,7 +854,7 @@ impl MaddnessConv {
         codes: &wgpu::Buffer,
         mut timer: Option<&mut GpuTimer>,
     ) -> Result<()> {
-        let per_tap = match self.tied_trees() {
+        let per_tap = match self.tied_trees(self.variant_for(ctx, g)) {
             Some(t) => t,
             None => {
                 return self.encode_pass(
@@ -1043,14 +1101,14 @@ impl GpuConv for MaddnessConv {
         &self.tables.spec
     }
 
-    /// Two (`encode`, then the look-ups), three with the tied encoding (`encode_pixels`,
-    /// `expand_codes`, the look-ups), or one for `fused`.
+    /// Two (`encode`, then the look-ups), three when the tied encoding may run
+    /// (`encode_pixels`, `expand_codes`, the look-ups), or one for `fused`.
     fn passes(&self) -> usize {
         #[cfg(feature = "extra-kernels")]
         if self.kernels == LookupKernel::Fused {
             return 1;
         }
-        if self.tied_trees().is_some() {
+        if self.tied_encode() {
             3
         } else {
             2
@@ -1064,7 +1122,7 @@ impl GpuConv for MaddnessConv {
             ("codes", self.codes_bytes(g)),
             (
                 "pixel codes",
-                self.tied_trees().map_or(0, |t| {
+                self.tied.filter(|_| self.tied_encode()).map_or(0, |t| {
                     (g.groups * g.in_h * g.in_w * self.pixel_code_words(t)) as u64 * 4
                 }),
             ),
