@@ -743,6 +743,70 @@ fn sample_weights_move_the_fit_to_the_weighted_samples() {
     assert!(e.contains("sample weights are 0"), "{e}");
 }
 
+/// Given target outputs (sequential calibration's exact-model outputs) replace the layer's own
+/// outputs in the table refit: asked for twice the layer's output, the tables come close to
+/// twice it and far from the layer itself; the trees are grown as usual. A wrong count, a
+/// wrong shape or a NaN is refused, naming it.
+#[test]
+fn target_outputs_replace_the_layers_own_outputs_in_the_refit() {
+    use maddconv::reference::conv_reference;
+    let layer = fixture();
+    let (w, b) = (layer.weight().unwrap(), layer.bias().unwrap());
+    let x = layer.train().unwrap();
+    let cfg = TrainConfig {
+        codebooks: Some(8),
+        ..TrainConfig::default()
+    };
+    let y = conv_reference(&layer.spec, &x, &w, b.as_ref()).unwrap();
+    let twice = Tensor::new(
+        y.shape().to_vec(),
+        y.data().iter().map(|v| 2.0 * v).collect(),
+    )
+    .unwrap();
+    let plain = fit(&layer.spec, &w, b.as_ref(), &x, &cfg).unwrap();
+    let doubled_cfg = TrainConfig {
+        target_outputs: Some(vec![twice.clone()]),
+        ..cfg.clone()
+    };
+    let doubled = fit(&layer.spec, &w, b.as_ref(), &x, &doubled_cfg).unwrap();
+    assert!(
+        doubled.meta.learner.contains("targets=given"),
+        "{}",
+        doubled.meta.learner
+    );
+    assert_eq!(doubled.split_dims, plain.split_dims, "trees grown as usual");
+    let kind = layer.spec.kind;
+    let y_plain = mirror::apply(&plain, &x).unwrap();
+    let y_doubled = mirror::apply(&doubled, &x).unwrap();
+    let to_twice = nmse(kind, &y_doubled, &twice).unwrap();
+    let to_layer = nmse(kind, &y_doubled, &y).unwrap();
+    let plain_to_layer = nmse(kind, &y_plain, &y).unwrap();
+    assert!(
+        to_twice < 1.5 * plain_to_layer && to_layer > 0.1,
+        "tables fit for 2y: NMSE {to_twice:.4} to 2y, {to_layer:.4} to y; plain tables \
+         {plain_to_layer:.4} to y"
+    );
+
+    let bad = |targets: Vec<Tensor>| {
+        let cfg = TrainConfig {
+            target_outputs: Some(targets),
+            ..cfg.clone()
+        };
+        fit(&layer.spec, &w, b.as_ref(), &x, &cfg)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad(vec![twice.clone(), twice.clone()]);
+    assert!(e.contains("2 target outputs for 1 training inputs"), "{e}");
+    let short = twice.slice_batch(0, 1).unwrap();
+    let e = bad(vec![short]);
+    assert!(e.contains("target output 0 has shape"), "{e}");
+    let mut nan = twice.clone();
+    nan.data_mut()[5] = f32::NAN;
+    let e = bad(vec![nan]);
+    assert!(e.contains("target output 0"), "{e}");
+}
+
 /// Deeper trees (issue 13, item 2): MADDNESS grows a tree level by level, so a tree of depth 6
 /// starts with exactly the depth-4 tree's levels (same split dimensions and thresholds, same
 /// SSE after level 4) and only refines its buckets; the per-level SSE keeps falling, the codes

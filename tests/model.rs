@@ -158,6 +158,7 @@ fn calibrate_bundle_eval_round_trip() {
         independent: false,
         graph_activations: false,
         sensitivity: None,
+        exact_targets: false,
     };
     let mut seen = Vec::new();
     let trained = model::calibrate(
@@ -307,6 +308,7 @@ fn small_config() -> CalibrateConfig {
         independent: false,
         graph_activations: false,
         sensitivity: None,
+        exact_targets: false,
     }
 }
 
@@ -340,6 +342,72 @@ fn sequential_and_independent_calibration_differ_after_the_first_layer() {
     assert_ne!(
         seq[1].1.luts, ind[1].1.luts,
         "second layer: sequential tables must come from other inputs"
+    );
+}
+
+/// With `exact_targets`, a sequentially calibrated layer fits the exact model's output of that
+/// layer, not its own output on the approximate inputs: behind encoder.1's tables, encoder.2's
+/// tables come closer to what the exact model computes there (on the calibration frames, the
+/// objective itself), while the first layer, which sees exact inputs, is trained as before.
+#[test]
+fn exact_targets_fit_the_exact_models_layer_output() {
+    let dir = silero_dir();
+    let (m, _) = silero(&dir, "test");
+    let calib = vec![silero_calib_head(&dir)];
+    let (first, second) = ("/encoder.1/Conv".to_string(), "/encoder.2/Conv".to_string());
+    let layers = vec![first.clone(), second.clone()];
+    let plain = model::calibrate(
+        &m,
+        &calib,
+        &layers,
+        &small_config(),
+        Backend::Cpu,
+        &mut |_| {},
+    )
+    .unwrap();
+    let config = CalibrateConfig {
+        exact_targets: true,
+        ..small_config()
+    };
+    let fitted = model::calibrate(&m, &calib, &layers, &config, Backend::Cpu, &mut |_| {}).unwrap();
+    assert_eq!(
+        plain[0].1.luts, fitted[0].1.luts,
+        "first layer: exact inputs, same tables"
+    );
+    assert!(
+        fitted[1].1.meta.learner.contains("targets=given"),
+        "{}",
+        fitted[1].1.meta.learner
+    );
+    assert!(
+        !plain[1].1.meta.learner.contains("targets="),
+        "{}",
+        plain[1].1.meta.learner
+    );
+    // encoder.2's inputs behind encoder.1's tables, and the exact model's output there.
+    let behind = Replacements::with(Backend::Cpu, &plain[..1]).unwrap();
+    let capture = |map: &BTreeMap<String, Replace<'_>>| {
+        m.run_with(&calib[0], map, std::slice::from_ref(&second), false)
+            .unwrap()
+            .conv_inputs
+            .remove(&second)
+            .unwrap()
+    };
+    let x = capture(&behind.map());
+    let x_exact = capture(&BTreeMap::new());
+    let node = m.conv(&second).unwrap().layer.as_ref().unwrap();
+    let y_exact =
+        maddconv::reference::conv_reference(node.spec(), &x_exact, node.weight(), node.bias())
+            .unwrap();
+    let err = |t: &maddconv::maddness::Tables| {
+        let y = maddconv::maddness::mirror::apply(t, &x).unwrap();
+        maddconv::metrics::nmse(ConvKind::Conv1d, &y, &y_exact).unwrap()
+    };
+    let (e_plain, e_fitted) = (err(&plain[1].1), err(&fitted[1].1));
+    assert!(
+        e_fitted < 0.9 * e_plain,
+        "NMSE against the exact model's encoder.2 output: {e_fitted:.4} with exact targets, \
+         {e_plain:.4} without"
     );
 }
 
@@ -627,6 +695,7 @@ fn tiny_cnn_exact_run_matches_onnxruntime_and_calibrates() {
         independent: false,
         graph_activations: false,
         sensitivity: None,
+        exact_targets: false,
     };
     let trained = model::calibrate(
         &m,

@@ -471,3 +471,37 @@ fn sensitivity_weights_need_a_decision_metric_and_are_recorded() {
         "the learner should record the weighting: {learner}"
     );
 }
+
+/// `--exact-targets` (sequential calibration fit to the exact model's layer outputs) is
+/// recorded in the bundle and refused with `--independent`, where it would mean nothing.
+#[test]
+fn exact_targets_are_recorded_and_refused_with_independent() {
+    let bundle = tmp("exact-targets.safetensors");
+    let calibrate = |extra: &[&str]| {
+        let mut c = maddconv();
+        c.arg("calibrate");
+        silero_args(&mut c, true);
+        c.args(["--layers", "/encoder.2/Conv,/encoder.3/Conv", "--cpu"]);
+        small_learner(&mut c);
+        c.args(extra).arg("-o").arg(&bundle).output().unwrap()
+    };
+    let out = calibrate(&["--exact-targets", "--independent"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
+    assert!(
+        err.contains("'--exact-targets' cannot be used with '--independent'"),
+        "{err}"
+    );
+    assert!(!bundle.exists(), "no bundle after a failure");
+    ok(
+        &calibrate(&["--exact-targets"]),
+        "calibrate --exact-targets",
+    );
+    let b = maddconv::model::Bundle::load(&bundle).unwrap();
+    assert!(
+        b.settings.learner.contains("targets=exact-model"),
+        "the bundle should record the targets: {}",
+        b.settings.learner
+    );
+    let _ = std::fs::remove_file(&bundle);
+}

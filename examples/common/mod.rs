@@ -294,6 +294,7 @@ pub fn calibrate_model(
         independent: false,
         graph_activations: true,
         sensitivity: None,
+        exact_targets: false,
     };
     let t = Instant::now();
     let tables = maddconv::model::calibrate(m, runs, names, &config, backend, &mut |n| {

@@ -131,6 +131,11 @@ pub struct CalibrateArgs {
     /// inputs it sees with the earlier chosen layers replaced).
     #[arg(long)]
     pub independent: bool,
+    /// Sequential calibration: refit each layer's tables to the exact model's outputs of that
+    /// layer, not to its own outputs on the inputs the earlier approximated layers give it, so
+    /// that its tables also undo their errors (the trees are grown as usual).
+    #[arg(long, conflicts_with = "independent")]
+    pub exact_targets: bool,
     /// Weigh each calibration sample by the end task's sensitivity to the layer: train, put
     /// the tables in place, weigh each batch row by how near its decisions (--metric or
     /// --target: threshold or argmax; the output's first axis must be the layer's batch) come
@@ -673,11 +678,17 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
         Some(s) => format!("{learner} sensitivity={}:{}", s.task.metric, s.floor),
         None => learner,
     };
+    let learner = if a.exact_targets {
+        format!("{learner} targets=exact-model")
+    } else {
+        learner
+    };
     let config = CalibrateConfig {
         train,
         independent: a.independent,
         graph_activations,
         sensitivity,
+        exact_targets: a.exact_targets,
     };
     let replaceable: Vec<String> = m
         .convs()

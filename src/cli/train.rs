@@ -172,6 +172,7 @@ impl LearnerArgs {
             activation_trees: !self.no_activation_trees,
             relative_weights: self.relative_weights,
             sample_weights: None,
+            target_outputs: None,
             depth: self.depth,
         }
     }

@@ -141,6 +141,12 @@ pub struct CalibrateConfig {
     /// Weigh each calibration sample by the end task's sensitivity to the layer
     /// ([`Sensitivity`]; issue 13, item 3). `None` (default): every sample counts the same.
     pub sensitivity: Option<Sensitivity>,
+    /// Sequential calibration: refit each layer's tables to the exact model's outputs of that
+    /// layer ([`TrainConfig::target_outputs`]) instead of the layer's own outputs on the inputs
+    /// it sees behind the earlier approximated layers, so that its tables also undo those
+    /// layers' errors where they can. The trees are grown as usual. No effect with
+    /// [`independent`](Self::independent) (the inputs are the exact ones).
+    pub exact_targets: bool,
 }
 
 /// End-task sensitivity weights: each layer is trained once, its tables are put in place, and
@@ -332,7 +338,10 @@ fn train_for_task(
     config: &CalibrateConfig,
 ) -> Result<Tables> {
     let layer = model.conv(name)?.layer.as_ref().expect("checked");
-    let train = config.for_layer(model, name)?;
+    let mut train = config.for_layer(model, name)?;
+    if config.exact_targets && !config.independent && !replaced.is_empty() {
+        train.target_outputs = Some(exact_layer_outputs(model, runs, name, layer)?);
+    }
     let tables = train_layer(layer, inputs, &train)
         .map_err(|e| Error::Training(format!("layer {name:?}: {e}")))?;
     let Some(s) = config.sensitivity else {
@@ -380,6 +389,20 @@ fn chosen_in_order(model: &Model, layers: &[String]) -> Result<Vec<String>> {
         .iter()
         .map(|&i| model.convs()[i].name.clone())
         .collect())
+}
+
+/// The exact model's output of the Conv node `name` (`layer`) on every run, bias included.
+fn exact_layer_outputs(
+    model: &Model,
+    runs: &[Vec<Tensor>],
+    name: &str,
+    layer: &ConvLayer,
+) -> Result<Vec<Tensor>> {
+    let exact = Replacements::new(Backend::Cpu);
+    capture_inputs(model, runs, name, &exact)?
+        .iter()
+        .map(|x| crate::reference::conv_reference(layer.spec(), x, layer.weight(), layer.bias()))
+        .collect()
 }
 
 /// Captures `name`'s inputs on every run with `replaced` in place.

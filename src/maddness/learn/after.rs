@@ -162,7 +162,8 @@ fn for_rows(
 /// The tables (`[C, K, M]`, `K = nb` buckets) for the codes of the `N` training windows that lower the error
 /// after `act`, starting from (and shrinking towards) the learner's tables `t0`, for the
 /// group's weight `w` (`M×D`) and bias `bias` (`[M]`), in at most `steps` steps (see the
-/// [module docs](self)).
+/// [module docs](self)). `given` (`N×M`, bias excluded) replaces the exact outputs `A·wᵀ` as
+/// what the tables should reproduce ([`TrainConfig::target_outputs`](super::TrainConfig)).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn refit_after(
     windows: &Windows,
@@ -176,12 +177,19 @@ pub(crate) fn refit_after(
     act: Activation,
     relative_floor: Option<f64>,
     row_weights: Option<&[f64]>,
+    given: Option<&[f32]>,
     steps: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<f64>, AfterFit)> {
     let n = windows.rows;
     let n_sys = nb * c_total;
-    let y = matmul_nt(&windows.data, n, windows.dim, w, m);
+    let y = match given {
+        Some(y) => {
+            debug_assert_eq!(y.len(), n * m);
+            y.to_vec()
+        }
+        None => matmul_nt(&windows.data, n, windows.dim, w, m),
+    };
     let weights = combine_weights(
         relative_floor.map(|floor| relative_weights(&y, m, bias, act, floor)),
         row_weights,
@@ -312,6 +320,7 @@ mod tests {
                 m,
                 &bias,
                 act,
+                None,
                 None,
                 None,
                 steps,

@@ -19,12 +19,14 @@ pub const MIN_TRAIN_WINDOWS: u64 = 16 * 8;
 const FIT_ROWS: usize = 4096;
 
 /// The NMSE of group `g`'s 8-bit tables on (up to [`FIT_ROWS`] of) its training windows,
-/// against the exact output `windows · wᵀ` (the bias cancels: it is exact in both), or, with an
-/// activation `act`, of both after it (bias included).
+/// against the exact output `windows · wᵀ` (the bias cancels: it is exact in both) or the
+/// given targets `given` (`N×M`, bias excluded, [`TrainConfig::target_outputs`](super::TrainConfig)),
+/// or, with an activation `act`, of both after it (bias included).
 ///
 /// Fails with [`Error::Training`] when the exact output of the windows is constant in every
 /// channel (constant or all-zero inputs: there is nothing to learn), and when the tables fit no
 /// better than each channel's mean (NMSE ≥ 1), naming the numbers.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check_group_fit(
     tables: &Tables,
     g: usize,
@@ -33,6 +35,7 @@ pub(crate) fn check_group_fit(
     w: &[f32],
     m: usize,
     act: Activation,
+    given: Option<&[f32]>,
 ) -> Result<f64> {
     let (n, d, c_total) = (windows.rows, windows.dim, tables.codebooks);
     let step = n.div_ceil(FIT_ROWS).max(1);
@@ -45,11 +48,14 @@ pub(crate) fn check_group_fit(
         let a = &windows.data[r * d..(r + 1) * d];
         for j in 0..m {
             let o = g * m + j;
-            exact[i * m + j] = a
-                .iter()
-                .zip(&w[j * d..(j + 1) * d])
-                .map(|(&x, &y)| x as f64 * y as f64)
-                .sum();
+            exact[i * m + j] = match given {
+                Some(t) => t[r * m + j] as f64,
+                None => a
+                    .iter()
+                    .zip(&w[j * d..(j + 1) * d])
+                    .map(|(&x, &y)| x as f64 * y as f64)
+                    .sum(),
+            };
             let mut sum = 0u32;
             for c in 0..c_total {
                 let code = codes[r * c_total + c] as usize;

@@ -193,6 +193,14 @@ pub struct TrainConfig {
     /// item 3). Finite and ≥ 0, not all 0; scaled to mean 1 over the training windows. `None`
     /// (default): every sample counts the same. The trees are grown unweighted.
     pub sample_weights: Option<Vec<f32>>,
+    /// The outputs the layer should give on the training inputs, one tensor per input of the
+    /// layer's output shape for it, bias included: the table refit fits these instead of the
+    /// layer's own outputs on the inputs (the trees are grown as usual). For sequential
+    /// calibration, the exact model's outputs of the layer while the inputs come from earlier
+    /// approximated layers, so that the tables also undo what those layers got wrong
+    /// ([`CalibrateConfig::exact_targets`](crate::model::calibrate::CalibrateConfig::exact_targets)).
+    /// Finite. `None` (default): the layer's own outputs.
+    pub target_outputs: Option<Vec<crate::Tensor>>,
     /// Depth of every hash tree ([`MIN_DEPTH`](crate::maddness::MIN_DEPTH) to
     /// [`MAX_DEPTH`](crate::maddness::MAX_DEPTH)): `2^depth` buckets per codebook, each a
     /// table row; the look-ups still read one byte per codebook and output, the encode tests
@@ -224,6 +232,7 @@ impl Default for TrainConfig {
             activation_trees: true,
             relative_weights: None,
             sample_weights: None,
+            target_outputs: None,
             depth: DEFAULT_DEPTH,
         }
     }
@@ -256,6 +265,9 @@ impl TrainConfig {
         }
         if let Some(w) = &self.sample_weights {
             learner = format!("{learner} sample_weights={}", w.len());
+        }
+        if self.target_outputs.is_some() {
+            learner = format!("{learner} targets=given");
         }
         learner
     }
@@ -489,6 +501,7 @@ pub fn train_with_report(
     let t = Stopwatch::start();
     let positions = sample_positions(total, config.max_windows, config.seed);
     report.windows_trained = positions.len();
+    let targets = config.target_outputs.as_deref();
     let row_weights = config
         .sample_weights
         .as_deref()
@@ -590,9 +603,13 @@ pub fn train_with_report(
             config.lambda,
             &mut |done, total| report_stage(progress, TrainStage::Ridge, done, total),
         )?;
+        let target_rows = targets
+            .map(|t| windows::extract_outputs(spec, t, &positions, g, &b_g))
+            .transpose()?;
         let refit_again = (!config.activation.is_identity() && config.activation_steps > 0)
             || config.relative_weights.is_some()
-            || row_weights.is_some();
+            || row_weights.is_some()
+            || target_rows.is_some();
         let lut = if !refit_again {
             lut
         } else {
@@ -608,13 +625,19 @@ pub fn train_with_report(
                 config.activation,
                 config.relative_weights.map(f64::from),
                 row_weights.as_deref(),
+                target_rows.as_deref(),
                 // One step is the weighted least-squares fit of the plain output.
                 config.activation_steps.max(1),
                 &mut |done, total| report_stage(progress, TrainStage::Ridge, done, total),
             )?;
             log::info!(
-                "group {g}: refit for the error after {}{}{}: loss {:.4e} → {:.4e} (step {} of {})",
+                "group {g}: refit for the error after {}{}{}{}: loss {:.4e} → {:.4e} (step {} of {})",
                 config.activation,
+                if target_rows.is_some() {
+                    ", given targets"
+                } else {
+                    ""
+                },
                 if config.relative_weights.is_some() {
                     ", relative weights"
                 } else {
@@ -654,6 +677,7 @@ pub fn train_with_report(
             w_g,
             mg,
             config.activation,
+            target_rows.as_deref(),
         )?;
         report.train_nmse.push(fit);
         log::info!("group {g}: training NMSE of the 8-bit tables {fit:.4}");
@@ -727,6 +751,27 @@ fn check_inputs(
                 w.len(),
                 inputs.len()
             )));
+        }
+    }
+    if let Some(t) = &config.target_outputs {
+        if t.len() != inputs.len() {
+            return Err(Error::Argument(format!(
+                "{} target outputs for {} training inputs; give one per input",
+                t.len(),
+                inputs.len()
+            )));
+        }
+        for (i, (y, x)) in t.iter().zip(inputs).enumerate() {
+            let want = spec.output_shape(x.shape())?;
+            if y.shape() != want.as_slice() {
+                return Err(Error::Shape(format!(
+                    "target output {i} has shape {:?}; the layer's output for training input \
+                     {i} {:?} has shape {want:?}",
+                    y.shape(),
+                    x.shape()
+                )));
+            }
+            y.check_finite(&format!("target output {i}"))?;
         }
     }
     if config.max_windows == Some(0) {

@@ -198,6 +198,53 @@ pub(crate) fn extract_windows(
     Windows::new(positions.len(), d, data)
 }
 
+/// The rows of `outputs` (one per training input, `[N, O, OH, OW]` / `[N, O, OL]`, bias
+/// included) at the global `positions` (see [`sample_positions`]) for `group`'s output
+/// channels, bias `bias` of the group subtracted: an `N×Mg` matrix in the order of
+/// [`extract_windows`]' rows. The shapes were checked against the inputs' geometries.
+pub(crate) fn extract_outputs(
+    spec: &ConvSpec,
+    outputs: &[Tensor],
+    positions: &[u64],
+    group: usize,
+    bias: &[f32],
+) -> Result<Vec<f32>> {
+    let mg = bias.len();
+    let mut starts = Vec::with_capacity(outputs.len());
+    let mut acc = 0u64;
+    for y in outputs {
+        let s = y.shape();
+        if s.len() < 3 || s[1] != spec.out_channels {
+            return Err(Error::Shape(format!(
+                "target output of shape {s:?} does not hold {} output channels",
+                spec.out_channels
+            )));
+        }
+        let per: usize = s[2..].iter().product();
+        starts.push((acc, per));
+        acc += (s[0] * per) as u64;
+    }
+    if let Some(&p) = positions.iter().find(|&&p| p >= acc) {
+        return Err(Error::Argument(format!(
+            "window position {p} is outside the {acc} positions of the target outputs"
+        )));
+    }
+    let mut rows = vec![0.0f32; positions.len() * mg];
+    rows.par_chunks_mut(mg.max(1))
+        .zip(positions.par_iter())
+        .for_each(|(row, &p)| {
+            let i = starts.partition_point(|s| s.0 <= p) - 1;
+            let (p0, per) = starts[i];
+            let q = (p - p0) as usize;
+            let (n, r) = (q / per, q % per);
+            let y = outputs[i].data();
+            for (m, (v, b)) in row.iter_mut().zip(bias).enumerate() {
+                *v = y[(n * spec.out_channels + group * mg + m) * per + r] - b;
+            }
+        });
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
