@@ -472,11 +472,12 @@ fn sensitivity_weights_need_a_decision_metric_and_are_recorded() {
     );
 }
 
-/// `--exact-targets` (sequential calibration fit to the exact model's layer outputs) is
-/// recorded in the bundle and refused with `--independent`, where it would mean nothing.
+/// Sequential calibration refits to the exact model's layer outputs by default (`--targets
+/// exact`), which the bundle records; `--targets own` and `--independent` (exact inputs, where
+/// the two are the same) record none; an unknown value is a usage error naming the choices.
 #[test]
-fn exact_targets_are_recorded_and_refused_with_independent() {
-    let bundle = tmp("exact-targets.safetensors");
+fn calibration_targets_are_recorded() {
+    let bundle = tmp("targets.safetensors");
     let calibrate = |extra: &[&str]| {
         let mut c = maddconv();
         c.arg("calibrate");
@@ -485,23 +486,23 @@ fn exact_targets_are_recorded_and_refused_with_independent() {
         small_learner(&mut c);
         c.args(extra).arg("-o").arg(&bundle).output().unwrap()
     };
-    let out = calibrate(&["--exact-targets", "--independent"]);
+    let learner = |extra: &[&str], what: &str| {
+        ok(&calibrate(extra), what);
+        maddconv::model::Bundle::load(&bundle)
+            .unwrap()
+            .settings
+            .learner
+    };
+    let l = learner(&[], "calibrate (default targets)");
+    assert!(l.contains("targets=exact-model"), "{l}");
+    let l = learner(&["--targets", "own"], "calibrate --targets own");
+    assert!(!l.contains("targets="), "{l}");
+    let l = learner(&["--independent"], "calibrate --independent");
+    assert!(!l.contains("targets="), "{l}");
+    std::fs::remove_file(&bundle).unwrap();
+    let out = calibrate(&["--targets", "layer"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
-    assert!(
-        err.contains("'--exact-targets' cannot be used with '--independent'"),
-        "{err}"
-    );
+    assert!(err.contains("[possible values: exact, own]"), "{err}");
     assert!(!bundle.exists(), "no bundle after a failure");
-    ok(
-        &calibrate(&["--exact-targets"]),
-        "calibrate --exact-targets",
-    );
-    let b = maddconv::model::Bundle::load(&bundle).unwrap();
-    assert!(
-        b.settings.learner.contains("targets=exact-model"),
-        "the bundle should record the targets: {}",
-        b.settings.learner
-    );
-    let _ = std::fs::remove_file(&bundle);
 }

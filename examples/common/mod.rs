@@ -294,7 +294,8 @@ pub fn calibrate_model(
         independent: false,
         graph_activations: true,
         sensitivity: None,
-        exact_targets: false,
+        // As `maddconv model calibrate` by default (`--targets exact`).
+        exact_targets: true,
     };
     let t = Instant::now();
     let tables = maddconv::model::calibrate(m, runs, names, &config, backend, &mut |n| {

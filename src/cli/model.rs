@@ -131,11 +131,10 @@ pub struct CalibrateArgs {
     /// inputs it sees with the earlier chosen layers replaced).
     #[arg(long)]
     pub independent: bool,
-    /// Sequential calibration: refit each layer's tables to the exact model's outputs of that
-    /// layer, not to its own outputs on the inputs the earlier approximated layers give it, so
-    /// that its tables also undo their errors (the trees are grown as usual).
-    #[arg(long, conflicts_with = "independent")]
-    pub exact_targets: bool,
+    /// Sequential calibration: what each layer's tables are refit to (the trees are grown as
+    /// usual on the inputs the layer sees). No effect with --independent.
+    #[arg(long, value_enum, default_value_t = Targets::Exact)]
+    pub targets: Targets,
     /// Weigh each calibration sample by the end task's sensitivity to the layer: train, put
     /// the tables in place, weigh each batch row by how near its decisions (--metric or
     /// --target: threshold or argmax; the output's first axis must be the layer's batch) come
@@ -159,6 +158,16 @@ pub struct CalibrateArgs {
     /// Output bundle (`.safetensors`, written atomically).
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+/// What a sequentially calibrated layer's tables are refit to (`--targets`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Targets {
+    /// The exact model's output of the layer: the tables also undo what the earlier
+    /// approximated layers got wrong (measured best, BENCHMARKS.md).
+    Exact,
+    /// The layer's own output on the inputs the earlier approximated layers give it.
+    Own,
 }
 
 /// Arguments of `maddconv model eval`.
@@ -678,7 +687,8 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
         Some(s) => format!("{learner} sensitivity={}:{}", s.task.metric, s.floor),
         None => learner,
     };
-    let learner = if a.exact_targets {
+    let exact_targets = a.targets == Targets::Exact && !a.independent;
+    let learner = if exact_targets {
         format!("{learner} targets=exact-model")
     } else {
         learner
@@ -688,7 +698,7 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
         independent: a.independent,
         graph_activations,
         sensitivity,
-        exact_targets: a.exact_targets,
+        exact_targets,
     };
     let replaceable: Vec<String> = m
         .convs()
