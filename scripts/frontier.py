@@ -6,12 +6,14 @@ and one point of an SVG plot per run.
 
     python3 scripts/frontier.py [--maddconv target/release/maddconv] [--data ../shared/data]
         [--out docs/frontier] [--codebooks 16,32,64] [--models silero,ddddocr]
-        [--objectives none,graph,tied] [--dry-run] [--plot-only A.csv B.csv ...]
+        [--objectives none,graph,tied,exact] [--dry-run] [--plot-only A.csv B.csv ...]
 
-Objectives: `none` (plain output), `graph` (fit for the graph's activations, the default of
-`model calibrate`), `tied` (graph activations with `--learner tied`, whose C is rounded to a
-multiple of each layer's kernel area: 16, 32, 64 become 15, 33, 63 for silero's 3-tap convs and
-18, 36, 63 for ddddocr's 3×3 ones).
+Objectives: `none` (plain output), `graph` (fit for the graph's activations), `tied` (graph
+activations with `--learner tied`, whose C is rounded to a multiple of each layer's kernel
+area: 16, 32, 64 become 15, 33, 63 for silero's 3-tap convs and 18, 36, 63 for ddddocr's 3×3
+ones), each with every layer refit to its own output (`--targets own`, as when these were
+first measured); `exact`: graph activations with the layers refit to the exact model's outputs
+(`--targets exact`; `graph` + `exact` is the default of `model calibrate`).
 
 Speedup: the sum of the replaced layers' direct-kernel times over the sum of their look-up
 times, as `calibrate` measured them on the adapter (median of 10 interleaved runs each, stored in
@@ -68,10 +70,11 @@ def one(args, model, label, layers, spec, c, objective, tmp):
     # "tied": the default objective (graph activations) with tied per-pixel trees, C rounded by
     # the learner to a multiple of each layer's kernel area.
     learner = ["--learner", "tied"] if objective == "tied" else []
-    activation = "graph" if objective == "tied" else objective
+    activation = "graph" if objective in ("tied", "exact") else objective
+    targets = "exact" if objective == "exact" else "own"
     cal = [args.maddconv, "model", "calibrate", spec["model"], *inputs, "--layers", layers,
            "--codebooks", str(c), "--metric", spec["metric"], "--activation", activation,
-           *learner, *spec["extra"], "-o", bundle]
+           "--targets", targets, *learner, *spec["extra"], "-o", bundle]
     tests = sum((["--input", i] for i in spec["test"]), [])
     ev = [args.maddconv, "model", "eval", spec["model"], "--tables", bundle, *tests,
           "--metric", spec["metric"], "--json"]
@@ -100,7 +103,10 @@ def svg(rows, path):
     """One panel per model: end task (y) against speedup (x), one marker per objective."""
     models = sorted({r["model"] for r in rows})
     w, h, pad = 360, 260, 48
-    colours = {"none": "#1f77b4", "graph": "#d62728", "tied": "#2ca02c"}
+    colours = {"none": "#1f77b4", "graph": "#d62728", "tied": "#2ca02c", "exact": "#9467bd"}
+    legend = {"none": "--activation none", "graph": "--activation graph",
+              "tied": "--learner tied (C rounded to the taps)",
+              "exact": "graph, --targets exact (default)"}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w * len(models)}" height="{h}" '
              'font-family="sans-serif" font-size="11">']
     for k, m in enumerate(models):
@@ -136,8 +142,7 @@ def svg(rows, path):
                 parts.append(f'<text x="{fx(a) + 5:.1f}" y="{fy(b) - 5:.1f}" fill="{col}">C={c}</text>')
         for i, (obj, col) in enumerate(colours.items()):
             parts.append(f'<text x="{x0 + pad + 6}" y="{pad + 14 + 13 * i}" fill="{col}">'
-                         + ('--learner tied (C rounded to the taps)' if obj == 'tied'
-                            else f'--activation {obj}') + '</text>')
+                         + legend[obj] + '</text>')
     parts.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")

@@ -312,27 +312,35 @@ fn small_config() -> CalibrateConfig {
     }
 }
 
-#[test]
-fn sequential_and_independent_calibration_differ_after_the_first_layer() {
-    let dir = silero_dir();
-    let (m, _) = silero(&dir, "test");
-    let calib = vec![silero_calib_head(&dir)];
-    let layers = vec!["/encoder.1/Conv".to_string(), "/encoder.2/Conv".to_string()];
-    let seq = model::calibrate(
+/// silero's encoder.1 and encoder.2 calibrated on the head of the calibration frames.
+fn encoder_1_and_2(
+    dir: &Path,
+    config: &CalibrateConfig,
+) -> Vec<(String, maddconv::maddness::Tables)> {
+    let (m, _) = silero(dir, "test");
+    let layers = ["/encoder.1/Conv".to_string(), "/encoder.2/Conv".to_string()];
+    model::calibrate(
         &m,
-        &calib,
+        &[silero_calib_head(dir)],
         &layers,
-        &small_config(),
+        config,
         Backend::Cpu,
         &mut |_| {},
     )
-    .unwrap();
-    let ind_config = CalibrateConfig {
-        independent: true,
-        ..small_config()
-    };
-    let ind =
-        model::calibrate(&m, &calib, &layers, &ind_config, Backend::Cpu, &mut |_| {}).unwrap();
+    .unwrap()
+}
+
+#[test]
+fn sequential_and_independent_calibration_differ_after_the_first_layer() {
+    let dir = silero_dir();
+    let seq = encoder_1_and_2(&dir, &small_config());
+    let ind = encoder_1_and_2(
+        &dir,
+        &CalibrateConfig {
+            independent: true,
+            ..small_config()
+        },
+    );
     // The first layer sees the exact inputs either way; the second sees encoder.1's error
     // only when sequential.
     assert_eq!(
@@ -352,24 +360,17 @@ fn sequential_and_independent_calibration_differ_after_the_first_layer() {
 #[test]
 fn exact_targets_fit_the_exact_models_layer_output() {
     let dir = silero_dir();
+    let plain = encoder_1_and_2(&dir, &small_config());
+    let fitted = encoder_1_and_2(
+        &dir,
+        &CalibrateConfig {
+            exact_targets: true,
+            ..small_config()
+        },
+    );
     let (m, _) = silero(&dir, "test");
     let calib = vec![silero_calib_head(&dir)];
-    let (first, second) = ("/encoder.1/Conv".to_string(), "/encoder.2/Conv".to_string());
-    let layers = vec![first.clone(), second.clone()];
-    let plain = model::calibrate(
-        &m,
-        &calib,
-        &layers,
-        &small_config(),
-        Backend::Cpu,
-        &mut |_| {},
-    )
-    .unwrap();
-    let config = CalibrateConfig {
-        exact_targets: true,
-        ..small_config()
-    };
-    let fitted = model::calibrate(&m, &calib, &layers, &config, Backend::Cpu, &mut |_| {}).unwrap();
+    let second = "/encoder.2/Conv".to_string();
     assert_eq!(
         plain[0].1.luts, fitted[0].1.luts,
         "first layer: exact inputs, same tables"
