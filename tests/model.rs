@@ -369,7 +369,7 @@ fn exact_targets_fit_the_exact_models_layer_output() {
         },
     );
     let (m, _) = silero(&dir, "test");
-    let calib = vec![silero_calib_head(&dir)];
+    let calib = [silero_calib_head(&dir)];
     let second = "/encoder.2/Conv".to_string();
     assert_eq!(
         plain[0].1.luts, fitted[0].1.luts,
