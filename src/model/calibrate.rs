@@ -398,10 +398,9 @@ fn exact_layer_outputs(
     name: &str,
     layer: &ConvLayer,
 ) -> Result<Vec<Tensor>> {
-    let exact = Replacements::new(Backend::Cpu);
-    capture_inputs(model, runs, name, &exact)?
+    capture_inputs(model, runs, name, &Replacements::new(Backend::Cpu))?
         .iter()
-        .map(|x| crate::reference::conv_reference(layer.spec(), x, layer.weight(), layer.bias()))
+        .map(|x| layer.exact(x))
         .collect()
 }
 
