@@ -843,18 +843,20 @@ impl MaddnessConv {
         Ok(b)
     }
 
-    /// The codes of `input` into `codes`: `encode`, or for tied tables with the tied encoding
-    /// on, `encode_pixels` then `expand_codes` (two timed passes).
+    /// The codes of `input` into `codes`: `encode`, or for tied tables whose `variant` runs
+    /// the tied encoding, `encode_pixels` then `expand_codes` (two timed passes).
+    #[allow(clippy::too_many_arguments)]
     fn codes_passes(
         &self,
         ctx: &Context,
         encoder: &mut wgpu::CommandEncoder,
         g: &Geometry,
+        variant: LookupVariant,
         input: &GpuTensor,
         codes: &wgpu::Buffer,
         mut timer: Option<&mut GpuTimer>,
     ) -> Result<()> {
-        let per_tap = match self.tied_trees(self.variant_for(ctx, g)) {
+        let per_tap = match self.tied_trees(variant) {
             Some(t) => t,
             None => {
                 return self.encode_pass(
@@ -949,20 +951,20 @@ impl MaddnessConv {
     }
 
     /// The look-ups of `codes` into `output` (the exact u32 sums as bit patterns with
-    /// `raw_sums`), with [`Self::kernels`]' look-up kernel (`accumulate` for `fused`).
+    /// `raw_sums`), with `variant`'s look-up kernel and tiles (`accumulate` for `fused`).
     #[allow(clippy::too_many_arguments)]
     fn lookup_pass(
         &self,
         ctx: &Context,
         encoder: &mut wgpu::CommandEncoder,
         g: &Geometry,
+        variant: LookupVariant,
         codes: &wgpu::Buffer,
         output: &wgpu::Buffer,
         raw_sums: bool,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
         let raw = ("RAW_SUMS", raw_sums as u32);
-        let variant = self.variant_for(ctx, g);
         let (kernel, luts, overrides, params) = match (variant.kernel, &self.luts_by_code) {
             (LookupKernel::Shuffle, Some(by_code)) => {
                 // 512 positions (two per invocation) × one chunk per workgroup.
@@ -1044,7 +1046,15 @@ impl MaddnessConv {
         let bytes = self.codes_bytes(&g);
         let codes = self.codes_buffer(ctx, bytes)?;
         let mut encoder = ctx.encoder("maddness codes");
-        self.codes_passes(ctx, &mut encoder, &g, &x, &codes, None)?;
+        self.codes_passes(
+            ctx,
+            &mut encoder,
+            &g,
+            self.variant_for(ctx, &g),
+            &x,
+            &codes,
+            None,
+        )?;
         ctx.submit(encoder);
         let raw = ctx.read_buffer(&codes, 0, bytes).await?;
         Ok(bytemuck::pod_collect_to_vec(&raw))
@@ -1071,7 +1081,17 @@ impl MaddnessConv {
         let out = ctx.create_tensor("sums", &g.output_shape(self.tables.spec.kind))?;
         ctx.fill(&out, f32::NAN);
         let mut encoder = ctx.encoder("maddness sums");
-        self.lookup_pass(ctx, &mut encoder, &g, &codes_buf, &out.buffer, true, None)?;
+        let variant = self.variant_for(ctx, &g);
+        self.lookup_pass(
+            ctx,
+            &mut encoder,
+            &g,
+            variant,
+            &codes_buf,
+            &out.buffer,
+            true,
+            None,
+        )?;
         ctx.submit(encoder);
         let raw = ctx
             .read_buffer(&out.buffer, 0, g.output_len() as u64 * 4)
@@ -1150,11 +1170,22 @@ impl GpuConv for MaddnessConv {
             );
         }
         let codes = self.codes_buffer(ctx, self.codes_bytes(&g))?;
-        self.codes_passes(ctx, encoder, &g, input, &codes, timer.as_deref_mut())?;
+        // One look-up of the tuned choice per dispatch, for both passes.
+        let variant = self.variant_for(ctx, &g);
+        self.codes_passes(
+            ctx,
+            encoder,
+            &g,
+            variant,
+            input,
+            &codes,
+            timer.as_deref_mut(),
+        )?;
         self.lookup_pass(
             ctx,
             encoder,
             &g,
+            variant,
             &codes,
             &output.buffer,
             false,
