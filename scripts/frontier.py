@@ -6,7 +6,8 @@ and one point of an SVG plot per run.
 
     python3 scripts/frontier.py [--maddconv target/release/maddconv] [--data ../shared/data]
         [--out docs/frontier] [--codebooks 16,32,64] [--models silero,ddddocr]
-        [--objectives none,graph,tied,exact] [--dry-run] [--plot-only A.csv B.csv ...]
+        [--objectives none,graph,tied,exact] [--layer-sets LABEL,...] [--dry-run]
+        [--plot-only A.csv B.csv ...]
 
 Objectives: `none` (plain output), `graph` (fit for the graph's activations), `tied` (graph
 activations with `--learner tied`, whose C is rounded to a multiple of each layer's kernel
@@ -14,6 +15,12 @@ area: 16, 32, 64 become 15, 33, 63 for silero's 3-tap convs and 18, 36, 63 for d
 ones), each with every layer refit to its own output (`--targets own`, as when these were
 first measured); `exact`: graph activations with the layers refit to the exact model's outputs
 (`--targets exact`; `graph` + `exact` is the default of `model calibrate`).
+
+Layer sets: silero's four encoder convs; ddddocr's `Conv_248+Conv_251` (the stride-8
+classification pair, 14.1 % of the conv MACs, calibrated with `--holdout 0.4`) and
+`stride8+cls16` (the whole stride-8 head and the stride-16 classification pair, 31.7 % of the
+MACs, calibrated on every calibration photo with `--holdout 0`). Each run's points are joined
+by layer set and objective in the plot.
 
 Speedup: the sum of the replaced layers' direct-kernel times over the sum of their look-up
 times, as `calibrate` measured them on the adapter (median of 10 interleaved runs each, stored in
@@ -32,6 +39,7 @@ import tempfile
 
 SILERO_LAYERS = "/encoder.0/Conv,/encoder.1/Conv,/encoder.2/Conv,/encoder.3/Conv"
 DDDDOCR_HEAD = "Conv_248,Conv_251"
+DDDDOCR_STRIDE8_CLS16 = "Conv_248,Conv_251,Conv_255,Conv_258,Conv_269,Conv_272"
 
 
 def runs(data):
@@ -53,7 +61,10 @@ def runs(data):
     )
     return {
         "silero": [("encoder.0-3", SILERO_LAYERS, silero)],
-        "ddddocr": [("Conv_248+Conv_251", DDDDOCR_HEAD, ddddocr)],
+        "ddddocr": [
+            ("Conv_248+Conv_251", DDDDOCR_HEAD, ddddocr),
+            ("stride8+cls16", DDDDOCR_STRIDE8_CLS16, dict(ddddocr, extra=["--holdout", "0"])),
+        ],
     }
 
 
@@ -100,14 +111,19 @@ def one(args, model, label, layers, spec, c, objective, tmp):
 
 
 def svg(rows, path):
-    """One panel per model: end task (y) against speedup (x), one marker per objective."""
+    """One panel per model: end task (y) against speedup (x), one line per layer set and
+    objective."""
     models = sorted({r["model"] for r in rows})
-    w, h, pad = 360, 260, 48
+    # The plot takes the top `h` pixels of each panel, the legend the lines below it.
+    w, h, pad = 420, 260, 48
+    rows_per_model = {m: len({(r["layers"], r["objective"]) for r in rows if r["model"] == m})
+                      for m in models}
+    total_h = h + 14 * max(rows_per_model.values(), default=0) + 6
     colours = {"none": "#1f77b4", "graph": "#d62728", "tied": "#2ca02c", "exact": "#9467bd"}
     legend = {"none": "--activation none", "graph": "--activation graph",
               "tied": "--learner tied (C rounded to the taps)",
               "exact": "graph, --targets exact (default)"}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w * len(models)}" height="{h}" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w * len(models)}" height="{total_h}" '
              'font-family="sans-serif" font-size="11">']
     for k, m in enumerate(models):
         pts = [r for r in rows if r["model"] == m and r["speedup"] != ""]
@@ -131,18 +147,23 @@ def svg(rows, path):
             parts.append(f'<text x="{x0 + pad - 4}" y="{fy(v) + 4}" text-anchor="end">{v:.3f}</text>')
             u = xlo + (xhi - xlo) * t / 4
             parts.append(f'<text x="{fx(u)}" y="{h - pad + 14}" text-anchor="middle">{u:.1f}</text>')
-        for obj, col in colours.items():
+        sets = sorted({r["layers"] for r in pts})
+        keys = [(ls, obj) for ls in sets for obj in colours
+                if any(r["layers"] == ls and r["objective"] == obj for r in pts)]
+        for i, (ls, obj) in enumerate(keys):
+            col = colours[obj]
+            dash = ' stroke-dasharray="4 3"' if sets.index(ls) else ""
             line = sorted((float(r["speedup"]), float(r["end_task"]), r["codebooks"])
-                          for r in pts if r["objective"] == obj)
+                          for r in pts if r["objective"] == obj and r["layers"] == ls)
             if len(line) > 1:
                 d = " ".join(f"{fx(a):.1f},{fy(b):.1f}" for a, b, _ in line)
-                parts.append(f'<polyline points="{d}" fill="none" stroke="{col}"/>')
+                parts.append(f'<polyline points="{d}" fill="none" stroke="{col}"{dash}/>')
             for a, b, c in line:
                 parts.append(f'<circle cx="{fx(a):.1f}" cy="{fy(b):.1f}" r="3" fill="{col}"/>')
                 parts.append(f'<text x="{fx(a) + 5:.1f}" y="{fy(b) - 5:.1f}" fill="{col}">C={c}</text>')
-        for i, (obj, col) in enumerate(colours.items()):
-            parts.append(f'<text x="{x0 + pad + 6}" y="{pad + 14 + 13 * i}" fill="{col}">'
-                         + legend[obj] + '</text>')
+            label = legend[obj] + (f" ({ls}{', dashed' if dash else ''})" if len(sets) > 1 else "")
+            parts.append(f'<text x="{x0 + 8}" y="{h + 12 + 14 * i}" fill="{col}">'
+                         + label + '</text>')
     parts.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
@@ -156,6 +177,8 @@ def main():
     p.add_argument("--codebooks", default="16,32,64")
     p.add_argument("--models", default="silero,ddddocr")
     p.add_argument("--objectives", default="none,graph")
+    p.add_argument("--layer-sets", default="",
+                   help="only these layer sets (labels, comma-separated; default: every one)")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--plot-only", nargs="+", metavar="CSV",
                    help="no runs: join these CSVs (of earlier runs) into --out .csv and .svg")
@@ -170,6 +193,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for model in filter(None, args.models.split(",")):
             for label, layers, spec in all_runs[model]:
+                if args.layer_sets and label not in args.layer_sets.split(","):
+                    continue
                 for c in [int(v) for v in args.codebooks.split(",")]:
                     for obj in args.objectives.split(","):
                         r = one(args, model, label, layers, spec, c, obj, tmp)
