@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """More calibration rows for the ddddocr text detector: photos that are not test photos, with
-words drawn on them (issue 13, measured in BENCHMARKS.md "ddddocr: calibration photos with
-words").
+words drawn on them (issue 13, measured in BENCHMARKS.md "ddddocr: the whole stride-8 head,
+all calibration photos, photos with words").
 
 The detector finds single characters. Its calibration rows (`calib.npy`) are five photos
 without drawn words, while the test rows (`test_text.npy`) carry eight random words each. This
