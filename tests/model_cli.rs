@@ -434,17 +434,21 @@ fn split_writes_segments_layer_folders_and_tables() {
     assert!(!other.exists(), "nothing written");
 }
 
+/// `model calibrate` of silero's `layers` on the CPU mirror with the small learner, `extra`
+/// arguments and the bundle written to `bundle`.
+fn calibrate_silero_cpu(layers: &str, extra: &[&str], bundle: &Path) -> Output {
+    let mut c = maddconv();
+    c.arg("calibrate");
+    silero_args(&mut c, true);
+    c.args(["--layers", layers, "--cpu"]);
+    small_learner(&mut c);
+    c.args(extra).arg("-o").arg(bundle).output().unwrap()
+}
+
 #[test]
 fn sensitivity_weights_need_a_decision_metric_and_are_recorded() {
     let bundle = tmp("sens.safetensors");
-    let calibrate = |extra: &[&str]| {
-        let mut c = maddconv();
-        c.arg("calibrate");
-        silero_args(&mut c, true);
-        c.args(["--layers", "/encoder.3/Conv", "--cpu"]);
-        small_learner(&mut c);
-        c.args(extra).arg("-o").arg(&bundle).output().unwrap()
-    };
+    let calibrate = |extra: &[&str]| calibrate_silero_cpu("/encoder.3/Conv", extra, &bundle);
     fails(
         &calibrate(&["--sensitivity"]),
         &["--sensitivity", "--metric threshold"],
@@ -478,14 +482,8 @@ fn sensitivity_weights_need_a_decision_metric_and_are_recorded() {
 #[test]
 fn calibration_targets_are_recorded() {
     let bundle = tmp("targets.safetensors");
-    let calibrate = |extra: &[&str]| {
-        let mut c = maddconv();
-        c.arg("calibrate");
-        silero_args(&mut c, true);
-        c.args(["--layers", "/encoder.2/Conv,/encoder.3/Conv", "--cpu"]);
-        small_learner(&mut c);
-        c.args(extra).arg("-o").arg(&bundle).output().unwrap()
-    };
+    let calibrate =
+        |extra: &[&str]| calibrate_silero_cpu("/encoder.2/Conv,/encoder.3/Conv", extra, &bundle);
     let learner = |extra: &[&str], what: &str| {
         ok(&calibrate(extra), what);
         maddconv::model::Bundle::load(&bundle)
